@@ -1,0 +1,534 @@
+//! The sequencer: one thread that owns the right edge of the tree, batches concurrent
+//! appends into single durable commits (group commit), and publishes an immutable snapshot
+//! of the tree after each commit for readers.
+//!
+//! An append is acknowledged (its index and leaf hash returned) only after the batch that
+//! holds it has been written by [`Store::write_batch`], which is durable when it returns.
+//! If a write fails, every append of that batch gets the error, the in-memory tree is left
+//! as it was before the batch, and the next batch first reloads the tree from the store
+//! (which may by then hold the failed batch: an entry may be present without having been
+//! acknowledged, never the other way round).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Error;
+use crate::checkpoint::{Checkpoint, SignedCheckpoint};
+use crate::hash::Hash;
+use crate::note::{NoteSigner, NoteVerifier};
+use crate::proof::{self, NodeSource};
+use crate::store::{Batch, Store};
+use crate::tiles::{self, TILE_HEIGHT, TileId, TileSource, TileStack, TreeNodes};
+
+/// Tuning of the sequencer.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// Most entries in one commit.
+    pub max_batch: usize,
+    /// Largest entry accepted, in bytes.
+    pub max_entry_len: usize,
+    /// Appends waiting for the sequencer before senders wait for room.
+    pub queue_len: usize,
+    /// A new checkpoint is signed with the first commit after this much time has passed
+    /// since the last one (zero: with every commit).
+    pub checkpoint_interval: Duration,
+    /// Full tiles of level ≥ 1 kept in memory for proofs (each 16 KiB).
+    pub tile_cache: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            max_batch: 4096,
+            max_entry_len: 1 << 20,
+            queue_len: 1 << 16,
+            checkpoint_interval: Duration::from_secs(1),
+            tile_cache: 1024,
+        }
+    }
+}
+
+/// What an acknowledged append returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Index of the entry in the log.
+    pub index: u64,
+    /// Its RFC 6962 leaf hash.
+    pub leaf_hash: Hash,
+}
+
+/// Counters of the sequencer, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Commits that succeeded.
+    pub batches: u64,
+    /// Entries in those commits.
+    pub entries: u64,
+    /// Commits that failed.
+    pub failed_batches: u64,
+    /// Entries in the largest commit so far.
+    pub max_batch: u64,
+}
+
+enum Msg {
+    Append(Vec<u8>, oneshot::Sender<Result<Appended, Error>>),
+    Checkpoint(oneshot::Sender<Result<SignedCheckpoint, Error>>),
+}
+
+/// An immutable view of the tree as of one commit.
+struct Snapshot {
+    stack: TileStack,
+    root: Hash,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    entries: AtomicU64,
+    failed: AtomicU64,
+    max_batch: AtomicU64,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    verifier: NoteVerifier,
+    state: RwLock<Arc<Snapshot>>,
+    latest: RwLock<Option<SignedCheckpoint>>,
+    cache: Mutex<HashMap<TileId, Arc<Vec<u8>>>>,
+    cache_cap: usize,
+    counters: Counters,
+}
+
+/// A log: the sequencer thread plus concurrent readers over one [`Store`].
+pub struct Log {
+    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    max_entry_len: usize,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("origin", &self.shared.verifier.name()).field("size", &self.size()).finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Opens the log in `store`, signing checkpoints with `signer` (whose name is the
+    /// log's origin). A new store is bound to that origin; an existing one must match it.
+    /// The latest stored checkpoint is verified against the stored tree before the log
+    /// accepts appends: a store that lost or altered entries a checkpoint covered fails
+    /// to open.
+    pub fn open(store: Arc<dyn Store>, signer: NoteSigner, options: LogOptions) -> Result<Log, Error> {
+        match store.meta("origin")? {
+            None => store.set_meta("origin", signer.name())?,
+            Some(origin) if origin == signer.name() => {}
+            Some(origin) => {
+                return Err(Error::Key(format!("the log key is for {:?} but this store is the log {origin:?}", signer.name())));
+            }
+        }
+        let shared = Arc::new(Shared {
+            store,
+            verifier: signer.verifier(),
+            state: RwLock::new(Arc::new(Snapshot { stack: TileStack::default(), root: Hash::empty() })),
+            latest: RwLock::new(None),
+            cache: Mutex::new(HashMap::new()),
+            cache_cap: options.tile_cache,
+            counters: Counters::default(),
+        });
+        shared.reload()?;
+        let (tx, rx) = mpsc::channel(options.queue_len.max(1));
+        let max_entry_len = options.max_entry_len;
+        let seq = Sequencer { shared: shared.clone(), signer, options, healthy: true, last_checkpoint: None };
+        let thread = std::thread::Builder::new()
+            .name("writ-log-sequencer".into())
+            .spawn(move || seq.run(rx))
+            .map_err(|e| Error::Storage(format!("cannot start the sequencer thread: {e}")))?;
+        Ok(Log { shared, tx: Some(tx), thread: Some(thread), max_entry_len })
+    }
+
+    /// Opens a log over an existing store for reading only: proofs, entries and
+    /// checkpoints, no appends. The log's key is checked against the store's origin and
+    /// its latest checkpoint.
+    pub fn open_read_only(store: Arc<dyn Store>, verifier: NoteVerifier) -> Result<Log, Error> {
+        if let Some(origin) = store.meta("origin")? {
+            if origin != verifier.name() {
+                return Err(Error::Key(format!("the log key is for {:?} but this store is the log {origin:?}", verifier.name())));
+            }
+        }
+        let shared = Arc::new(Shared {
+            store,
+            verifier,
+            state: RwLock::new(Arc::new(Snapshot { stack: TileStack::default(), root: Hash::empty() })),
+            latest: RwLock::new(None),
+            cache: Mutex::new(HashMap::new()),
+            cache_cap: 64,
+            counters: Counters::default(),
+        });
+        shared.reload()?;
+        Ok(Log { shared, tx: None, thread: None, max_entry_len: 0 })
+    }
+
+    fn request(&self, entry: Vec<u8>) -> Result<(Msg, oneshot::Receiver<Result<Appended, Error>>), Error> {
+        if entry.len() > self.max_entry_len {
+            return Err(Error::EntryTooLarge { len: entry.len(), max: self.max_entry_len });
+        }
+        let (tx, rx) = oneshot::channel();
+        Ok((Msg::Append(entry, tx), rx))
+    }
+
+    /// Appends an entry and waits until it is durable.
+    pub async fn append(&self, entry: Vec<u8>) -> Result<Appended, Error> {
+        let (msg, rx) = self.request(entry)?;
+        self.tx.as_ref().ok_or(Error::Closed)?.send(msg).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Appends an entry and waits until it is durable, blocking the thread. Must not be
+    /// called from inside an async runtime (use [`Log::append`] there).
+    pub fn append_blocking(&self, entry: Vec<u8>) -> Result<Appended, Error> {
+        let (msg, rx) = self.request(entry)?;
+        self.tx.as_ref().ok_or(Error::Closed)?.blocking_send(msg).map_err(|_| Error::Closed)?;
+        rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Signs and stores a checkpoint of the current tree now, unless the latest one already
+    /// covers it; returns the latest checkpoint.
+    pub async fn checkpoint_now(&self) -> Result<SignedCheckpoint, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.as_ref().ok_or(Error::Closed)?.send(Msg::Checkpoint(tx)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Blocking form of [`Log::checkpoint_now`].
+    pub fn checkpoint_now_blocking(&self) -> Result<SignedCheckpoint, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.as_ref().ok_or(Error::Closed)?.blocking_send(Msg::Checkpoint(tx)).map_err(|_| Error::Closed)?;
+        rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Stops accepting appends, commits what is queued and waits for the sequencer.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            // A panicking sequencer has already failed its waiters; nothing more to do.
+            let _ = t.join();
+        }
+    }
+
+    /// The log's origin (its checkpoint key name).
+    pub fn origin(&self) -> &str {
+        self.shared.verifier.name()
+    }
+
+    /// The verifier of the log's checkpoints.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.shared.verifier
+    }
+
+    /// Number of durable entries.
+    pub fn size(&self) -> u64 {
+        self.shared.snapshot().stack.size()
+    }
+
+    /// Root of the tree of all durable entries.
+    pub fn root(&self) -> Hash {
+        self.shared.snapshot().root
+    }
+
+    /// The newest signed checkpoint, if one has been made.
+    pub fn latest_checkpoint(&self) -> Option<SignedCheckpoint> {
+        self.shared.latest.read().ok().and_then(|c| c.clone())
+    }
+
+    /// Sequencer counters.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.shared.counters;
+        LogStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            entries: c.entries.load(Ordering::Relaxed),
+            failed_batches: c.failed.load(Ordering::Relaxed),
+            max_batch: c.max_batch.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The root of the tree of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Hash, Error> {
+        let snap = self.shared.snapshot();
+        check_size(size, &snap)?;
+        proof::range_root(&mut self.shared.nodes(&snap), 0, size)
+    }
+
+    /// Inclusion proof of entry `index` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, Error> {
+        let snap = self.shared.snapshot();
+        check_size(size, &snap)?;
+        proof::inclusion_proof(&mut self.shared.nodes(&snap), index, size)
+    }
+
+    /// Consistency proof between the trees of `old` and `new` entries.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
+        let snap = self.shared.snapshot();
+        check_size(new, &snap)?;
+        proof::consistency_proof(&mut self.shared.nodes(&snap), old, new)
+    }
+
+    /// The leaf hash of entry `index`.
+    pub fn leaf_hash(&self, index: u64) -> Result<Hash, Error> {
+        let snap = self.shared.snapshot();
+        self.shared.nodes(&snap).node(0, index)
+    }
+
+    /// Entries `start..end` of the durable tree.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, Error> {
+        let size = self.size();
+        if start > end || end > size {
+            return Err(Error::OutOfRange(format!("entries {start}..{end} are not in a log of {size}")));
+        }
+        self.shared.store.entries(start, end)
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn check_size(size: u64, snap: &Snapshot) -> Result<(), Error> {
+    if size > snap.stack.size() {
+        return Err(Error::OutOfRange(format!("tree size {size} is larger than the log ({})", snap.stack.size())));
+    }
+    Ok(())
+}
+
+impl Shared {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn nodes<'a>(&'a self, snap: &'a Snapshot) -> TreeNodes<'a> {
+        TreeNodes::new(&snap.stack, self)
+    }
+
+}
+
+impl TileSource for Shared {
+    /// A full tile, from the cache or the store.
+    fn tile(&self, id: TileId) -> Result<Arc<Vec<u8>>, Error> {
+        if id.level > 0 {
+            if let Some(t) = self.cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+                return Ok(t);
+            }
+        }
+        let bytes = self
+            .store
+            .tile(id)?
+            .ok_or_else(|| Error::Corrupt(format!("tile {}/{} is missing from the store", id.level, id.index)))?;
+        let tile = Arc::new(bytes);
+        if id.level > 0 {
+            if let Ok(mut cache) = self.cache.lock() {
+                if cache.len() >= self.cache_cap {
+                    cache.clear();
+                }
+                cache.insert(id, tile.clone());
+            }
+        }
+        Ok(tile)
+    }
+}
+
+impl Shared {
+    /// Rebuilds the in-memory tree from the store and checks it against the latest
+    /// checkpoint, then publishes it.
+    fn reload(&self) -> Result<(), Error> {
+        let store = &self.store;
+        let size = store.size()?;
+        let mut rows0 = Vec::new();
+        let mut level = 0u32;
+        while level < 8 && (size >> (TILE_HEIGHT * level)) > 0 {
+            let first_partial = tiles::full_tiles(size, level) << TILE_HEIGHT;
+            let row0 = if level == 0 {
+                store.entries(first_partial, size)?.iter().map(|e| Hash::leaf(e)).collect()
+            } else {
+                let below_end = tiles::full_tiles(size, level - 1);
+                let mut row = Vec::new();
+                for index in first_partial..below_end {
+                    let tile = store
+                        .tile(TileId { level: level - 1, index })?
+                        .ok_or_else(|| Error::Corrupt(format!("tile {}/{index} is missing from the store", level - 1)))?;
+                    row.push(tiles::tile_root(&tile)?);
+                }
+                row
+            };
+            rows0.push(row0);
+            level += 1;
+        }
+        let stack = TileStack::restore(size, rows0)?;
+        let snap = Arc::new(Snapshot { root: stack.root(), stack });
+        let latest = match store.latest_checkpoint()? {
+            None => None,
+            Some((cp_size, note)) => {
+                let (signed, _) = SignedCheckpoint::open(note.as_bytes(), &self.verifier, &[])
+                    .map_err(|e| Error::Corrupt(format!("latest stored checkpoint does not verify: {e}")))?;
+                let cp = signed.checkpoint();
+                if cp.size != cp_size || cp.size > size {
+                    return Err(Error::Corrupt(format!(
+                        "the latest checkpoint covers {} entries but the store holds {size}: acknowledged entries are missing",
+                        cp.size
+                    )));
+                }
+                let root = proof::range_root(&mut self.nodes(&snap), 0, cp.size)?;
+                if root != cp.root {
+                    return Err(Error::Corrupt(format!("the stored tree of size {} does not match its signed checkpoint", cp.size)));
+                }
+                Some(signed)
+            }
+        };
+        self.publish(snap, latest);
+        Ok(())
+    }
+
+    fn publish(&self, snap: Arc<Snapshot>, checkpoint: Option<SignedCheckpoint>) {
+        match self.state.write() {
+            Ok(mut s) => *s = snap,
+            Err(poisoned) => *poisoned.into_inner() = snap,
+        }
+        if checkpoint.is_some() {
+            match self.latest.write() {
+                Ok(mut l) => *l = checkpoint,
+                Err(poisoned) => *poisoned.into_inner() = checkpoint,
+            }
+        }
+    }
+}
+
+struct Sequencer {
+    shared: Arc<Shared>,
+    signer: NoteSigner,
+    options: LogOptions,
+    healthy: bool,
+    last_checkpoint: Option<Instant>,
+}
+
+impl Sequencer {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut entries = Vec::with_capacity(self.options.max_batch);
+        let mut waiters = Vec::with_capacity(self.options.max_batch);
+        let mut cp_waiters = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Append(e, w) => {
+                        entries.push(e);
+                        waiters.push(w);
+                    }
+                    Msg::Checkpoint(w) => cp_waiters.push(w),
+                }
+                if entries.len() < self.options.max_batch {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit(&mut entries, &mut waiters, &mut cp_waiters);
+        }
+    }
+
+    fn commit(
+        &mut self,
+        entries: &mut Vec<Vec<u8>>,
+        waiters: &mut Vec<oneshot::Sender<Result<Appended, Error>>>,
+        cp_waiters: &mut Vec<oneshot::Sender<Result<SignedCheckpoint, Error>>>,
+    ) {
+        let result = self.write(entries, !cp_waiters.is_empty());
+        let counters = &self.shared.counters;
+        match result {
+            Ok((first, leaves, checkpoint)) => {
+                let n = entries.len() as u64;
+                counters.batches.fetch_add(1, Ordering::Relaxed);
+                counters.entries.fetch_add(n, Ordering::Relaxed);
+                counters.max_batch.fetch_max(n, Ordering::Relaxed);
+                for (i, (w, leaf_hash)) in waiters.drain(..).zip(leaves).enumerate() {
+                    // A waiter that went away no longer needs its answer.
+                    let _ = w.send(Ok(Appended { index: first + i as u64, leaf_hash }));
+                }
+                for w in cp_waiters.drain(..) {
+                    let _ = w.send(checkpoint.clone().ok_or_else(|| Error::Storage("no checkpoint available".into())));
+                }
+            }
+            Err(e) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.healthy = false;
+                for w in waiters.drain(..) {
+                    let _ = w.send(Err(e.clone()));
+                }
+                for w in cp_waiters.drain(..) {
+                    let _ = w.send(Err(e.clone()));
+                }
+            }
+        }
+        entries.clear();
+    }
+
+    /// Writes one batch. Returns the first index, the leaf hashes and the latest checkpoint.
+    fn write(&mut self, entries: &[Vec<u8>], force_checkpoint: bool) -> Result<(u64, Vec<Hash>, Option<SignedCheckpoint>), Error> {
+        if !self.healthy {
+            self.shared.reload()?;
+            self.healthy = true;
+        }
+        let before = self.shared.snapshot();
+        let latest = self.shared.latest.read().ok().and_then(|l| l.clone());
+        let mut stack = before.stack.clone();
+        let first = stack.size();
+        let mut tiles = Vec::new();
+        let mut leaves = Vec::with_capacity(entries.len());
+        for e in entries {
+            let h = Hash::leaf(e);
+            leaves.push(h);
+            stack.push(h, &mut |id, bytes| tiles.push((id, bytes)));
+        }
+        let root = stack.root();
+        let size = stack.size();
+        let due = self.last_checkpoint.is_none_or(|t| t.elapsed() >= self.options.checkpoint_interval);
+        let covered = latest.as_ref().is_some_and(|c| c.checkpoint().size == size);
+        let checkpoint = if (force_checkpoint || due) && !covered {
+            let cp = Checkpoint { origin: self.signer.name().to_owned(), size, root, extensions: Vec::new() };
+            Some(SignedCheckpoint::sign(cp, &self.signer)?)
+        } else {
+            None
+        };
+        if !entries.is_empty() {
+            self.shared.store.write_batch(&Batch {
+                first_index: first,
+                entries,
+                leaves: &leaves,
+                tiles: &tiles,
+                checkpoint: checkpoint.as_ref().map(|c| (size, c.note())),
+            })?;
+        } else if let Some(cp) = &checkpoint {
+            self.shared.store.put_checkpoint(size, cp.note())?;
+        }
+        if checkpoint.is_some() {
+            self.last_checkpoint = Some(Instant::now());
+        }
+        self.shared.publish(Arc::new(Snapshot { stack, root }), checkpoint.clone());
+        Ok((first, leaves, checkpoint.or(latest)))
+    }
+}

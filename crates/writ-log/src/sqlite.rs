@@ -1,0 +1,299 @@
+//! The embedded default store: one SQLite database in WAL mode with `synchronous=FULL`, so
+//! a committed batch survives power loss, and readers never block the writer.
+//!
+//! Tables: `entries(idx, data)`, `tiles(id, hashes)` keyed by [`TileId::key`],
+//! `checkpoints(size, note)` and `meta(key, value)`. Readers use a small pool of
+//! connections; the sequencer owns the write connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
+
+use crate::Error;
+use crate::store::{Batch, Store};
+use crate::tiles::{TILE_BYTES, TileId};
+
+fn db_err(e: rusqlite::Error) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            let detail = msg.unwrap_or_else(|| f.to_string());
+            match f.code {
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase => Error::Corrupt(detail),
+                _ => Error::Storage(detail),
+            }
+        }
+        other => Error::Storage(other.to_string()),
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
+";
+
+/// Options of the SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// Bytes of the database file to memory-map for readers (0 disables).
+    pub mmap_size: u64,
+    /// Most pages the database may grow to (None: unbounded). Reaching it fails appends
+    /// with a storage error, as a full disk would; used to test that path.
+    pub max_page_count: Option<u64>,
+    /// Open the database read-only (for audit commands).
+    pub read_only: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { mmap_size: 1 << 30, max_page_count: None, read_only: false }
+    }
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: Mutex<Option<Connection>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, unless read-only) the database at `path`.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, Error> {
+        let store = SqliteStore { path: path.to_owned(), options, writer: Mutex::new(None), readers: Mutex::new(Vec::new()) };
+        if !store.options.read_only {
+            let conn = store.connect(true)?;
+            conn.execute_batch(SCHEMA).map_err(db_err)?;
+            *store.writer.lock().map_err(|_| poisoned())? = Some(conn);
+        }
+        // Fail now, not at the first read, if the file is not a readable database.
+        let reader = store.connect(false)?;
+        reader.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(db_err)?;
+        store.give_back(reader);
+        Ok(store)
+    }
+
+    fn connect(&self, write: bool) -> Result<Connection, Error> {
+        let flags = if write && !self.options.read_only {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        if write {
+            // WAL: readers see the last committed batch and never block the sequencer.
+            // FULL: the WAL is fsynced at every commit, so a returned batch is durable.
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(db_err)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::Storage(format!("could not enable WAL mode (got {mode})")));
+            }
+            conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=4096;").map_err(db_err)?;
+            if let Some(pages) = self.options.max_page_count {
+                conn.query_row(&format!("PRAGMA max_page_count={pages}"), [], |_| Ok(())).map_err(db_err)?;
+            }
+        } else {
+            conn.execute_batch("PRAGMA query_only=1;").map_err(db_err)?;
+        }
+        if self.options.mmap_size > 0 {
+            conn.query_row(&format!("PRAGMA mmap_size={}", self.options.mmap_size), [], |_| Ok(())).map_err(db_err)?;
+        }
+        Ok(conn)
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect(false)?,
+        };
+        let out = f(&conn);
+        self.give_back(conn);
+        out
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < 16 {
+                pool.push(conn);
+            }
+        }
+    }
+
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let mut guard = self.writer.lock().map_err(|_| poisoned())?;
+        let conn = guard.as_mut().ok_or_else(|| Error::Storage("store is open read-only".into()))?;
+        f(conn)
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Storage("store lock poisoned".into())
+}
+
+fn to_i64(v: u64) -> Result<i64, Error> {
+    i64::try_from(v).map_err(|_| Error::OutOfRange(format!("{v} does not fit the store")))
+}
+
+fn to_u64(v: i64) -> Result<u64, Error> {
+    u64::try_from(v).map_err(|_| Error::Corrupt(format!("negative value {v} in the store")))
+}
+
+impl Store for SqliteStore {
+    fn size(&self) -> Result<u64, Error> {
+        self.with_reader(|c| {
+            let max: Option<i64> = c.query_row("SELECT max(idx) FROM entries", [], |r| r.get(0)).map_err(db_err)?;
+            match max {
+                None => Ok(0),
+                Some(m) => Ok(to_u64(m)? + 1),
+            }
+        })
+    }
+
+    fn write_batch(&self, batch: &Batch<'_>) -> Result<(), Error> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)?;
+            {
+                let max: Option<i64> = tx.query_row("SELECT max(idx) FROM entries", [], |r| r.get(0)).map_err(db_err)?;
+                let size = match max {
+                    None => 0,
+                    Some(m) => to_u64(m)? + 1,
+                };
+                if size != batch.first_index {
+                    return Err(Error::Storage(format!(
+                        "batch starts at {} but the store holds {size} entries (another writer?)",
+                        batch.first_index
+                    )));
+                }
+                if batch.leaves.len() != batch.entries.len() {
+                    return Err(Error::Storage("batch has a leaf hash count different from its entry count".into()));
+                }
+                let mut put = tx.prepare_cached("INSERT INTO entries (idx, leaf, data) VALUES (?1, ?2, ?3)").map_err(db_err)?;
+                for (i, (data, leaf)) in batch.entries.iter().zip(batch.leaves).enumerate() {
+                    put.execute(params![to_i64(batch.first_index + i as u64)?, &leaf.0[..], data]).map_err(db_err)?;
+                }
+                let mut put = tx.prepare_cached("INSERT INTO tiles (id, hashes) VALUES (?1, ?2)").map_err(db_err)?;
+                for (id, bytes) in batch.tiles {
+                    put.execute(params![id.key(), bytes]).map_err(db_err)?;
+                }
+                if let Some((size, note)) = batch.checkpoint {
+                    tx.execute("INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?1, ?2)", params![to_i64(size)?, note])
+                        .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+    }
+
+    fn tile(&self, id: TileId) -> Result<Option<Vec<u8>>, Error> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached("SELECT hashes FROM tiles WHERE id = ?1").map_err(db_err)?;
+            let bytes: Option<Vec<u8>> = stmt.query_row([id.key()], |r| r.get(0)).optional().map_err(db_err)?;
+            match bytes {
+                Some(b) if b.len() != TILE_BYTES => {
+                    Err(Error::Corrupt(format!("tile {}/{} is {} bytes, expected {TILE_BYTES}", id.level, id.index, b.len())))
+                }
+                other => Ok(other),
+            }
+        })
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, Error> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx").map_err(db_err)?;
+            let mut rows = stmt.query(params![to_i64(start)?, to_i64(end)?]).map_err(db_err)?;
+            let mut out = Vec::new();
+            let mut expect = start;
+            while let Some(row) = rows.next().map_err(db_err)? {
+                let idx = to_u64(row.get(0).map_err(db_err)?)?;
+                if idx != expect {
+                    return Err(Error::Corrupt(format!("entry {expect} is missing")));
+                }
+                out.push(row.get(1).map_err(db_err)?);
+                expect += 1;
+            }
+            if expect != end {
+                return Err(Error::OutOfRange(format!("entries {expect}..{end} are not in the log")));
+            }
+            Ok(out)
+        })
+    }
+
+    fn scan_entries(&self, f: &mut dyn FnMut(u64, &[u8], &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare("SELECT idx, data, leaf FROM entries ORDER BY idx").map_err(db_err)?;
+            let mut rows = stmt.query([]).map_err(db_err)?;
+            while let Some(row) = rows.next().map_err(db_err)? {
+                let idx = to_u64(row.get(0).map_err(db_err)?)?;
+                let data = row.get_ref(1).map_err(db_err)?.as_blob().map_err(|e| Error::Corrupt(e.to_string()))?;
+                let leaf = row.get_ref(2).map_err(db_err)?.as_blob().map_err(|e| Error::Corrupt(e.to_string()))?;
+                f(idx, data, leaf)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn tile_ids(&self) -> Result<Vec<TileId>, Error> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare("SELECT id FROM tiles ORDER BY id").map_err(db_err)?;
+            let keys = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(db_err)?;
+            let mut out = Vec::new();
+            for key in keys {
+                let key = to_u64(key.map_err(db_err)?)?;
+                out.push(TileId { level: (key >> 56) as u32, index: key & ((1 << 56) - 1) });
+            }
+            Ok(out)
+        })
+    }
+
+    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), Error> {
+        self.with_writer(|c| {
+            c.execute("INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?1, ?2)", params![to_i64(size)?, note])
+                .map(|_| ())
+                .map_err(db_err)
+        })
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, Error> {
+        self.with_reader(|c| {
+            let row: Option<(i64, String)> = c
+                .query_row("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(db_err)?;
+            row.map(|(s, n)| Ok((to_u64(s)?, n))).transpose()
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>, Error> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare("SELECT size, note FROM checkpoints ORDER BY size").map_err(db_err)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (s, n) = row.map_err(db_err)?;
+                out.push((to_u64(s)?, n));
+            }
+            Ok(out)
+        })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, Error> {
+        self.with_reader(|c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(db_err))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), Error> {
+        self.with_writer(|c| {
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value]).map(|_| ()).map_err(db_err)
+        })
+    }
+}
