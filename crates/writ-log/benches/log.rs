@@ -1,1 +1,2 @@
-fn main(){}
+//! Benchmarks (placeholder until written).
+fn main() {}

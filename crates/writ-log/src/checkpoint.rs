@@ -104,7 +104,7 @@ impl SignedCheckpoint {
         keys.push(log_key.clone());
         keys.extend(witnesses.iter().filter(|w| *w != log_key).cloned());
         let verified = parsed.verify(&keys)?;
-        if !verified.iter().any(|k| *k == log_key) {
+        if !verified.contains(&log_key) {
             return Err(Error::NoteSignature("checkpoint is not signed by the log key".into()));
         }
         let cosigners = verified.iter().filter(|k| **k != log_key).map(|k| k.name().to_owned()).collect();

@@ -164,16 +164,8 @@ mod tests {
 
     // Leaf inputs and roots published with the transparency-dev Merkle test data
     // (testdata/rfc6962-proofs/README.md).
-    const LEAVES: [&str; 8] = [
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    ];
+    const LEAVES: [&str; 8] =
+        ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
     const ROOTS: [&str; 9] = [
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
@@ -188,10 +180,7 @@ mod tests {
 
     #[test]
     fn published_roots_for_every_size() {
-        let leaves: Vec<Hash> = LEAVES
-            .iter()
-            .map(|l| Hash::leaf(&hex::decode(l).unwrap()))
-            .collect();
+        let leaves: Vec<Hash> = LEAVES.iter().map(|l| Hash::leaf(&hex::decode(l).unwrap())).collect();
         for (n, want) in ROOTS.iter().enumerate() {
             assert_eq!(root_from_leaves(&leaves[..n]).to_hex(), *want, "size {n}");
         }

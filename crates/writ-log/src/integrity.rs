@@ -76,7 +76,12 @@ impl Audit<'_> {
     fn compare_tile(&mut self, id: TileId, computed: &[u8]) -> Result<(), Error> {
         self.report.tiles += 1;
         let Some(stored) = self.store.tile(id)? else {
-            self.problem("tile", id.level * TILE_HEIGHT, id.index, format!("tile {}/{} is missing", id.level, id.index));
+            self.problem(
+                "tile",
+                id.level * TILE_HEIGHT,
+                id.index,
+                format!("tile {}/{} is missing", id.level, id.index),
+            );
             return Ok(());
         };
         let mut offset = 0usize;
@@ -131,36 +136,44 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> Result<Report
     let mut stack = TileStack::default();
     let mut completed: Vec<(TileId, Vec<u8>)> = Vec::new();
     let mut pending: Vec<(u64, Hash)> = claimed.iter().map(|(s, r)| (*s, *r)).rev().collect();
-    store.scan_entries(&mut |idx, data, stored_leaf| {
-        if idx != stack.size() {
-            let detail = format!("entries {}..{idx} are missing", stack.size());
-            audit.problem("entry", 0, stack.size(), detail);
-            return Err(Error::Corrupt("gap in entries".into()));
-        }
-        let leaf = Hash::leaf(data);
-        if Hash::from_slice(stored_leaf) != Some(leaf) {
-            audit.problem("entry", 0, idx, format!("entry {idx} does not match its stored leaf hash"));
-        }
-        stack.push(leaf, &mut |id, bytes| completed.push((id, bytes)));
-        for (id, bytes) in completed.drain(..) {
-            audit.compare_tile(id, &bytes)?;
-        }
-        audit.report.entries += 1;
-        while let Some((size, root)) = pending.last().copied() {
-            if size > stack.size() {
-                break;
+    store
+        .scan_entries(&mut |idx, data, stored_leaf| {
+            if idx != stack.size() {
+                let detail = format!("entries {}..{idx} are missing", stack.size());
+                audit.problem("entry", 0, stack.size(), detail);
+                return Err(Error::Corrupt("gap in entries".into()));
             }
-            pending.pop();
-            if size == stack.size() {
-                audit.report.checkpoints += 1;
-                if stack.root() != root {
-                    audit.problem("checkpoint", 0, size, format!("the entries do not hash to the root signed for size {size}"));
+            let leaf = Hash::leaf(data);
+            if Hash::from_slice(stored_leaf) != Some(leaf) {
+                audit.problem("entry", 0, idx, format!("entry {idx} does not match its stored leaf hash"));
+            }
+            stack.push(leaf, &mut |id, bytes| completed.push((id, bytes)));
+            for (id, bytes) in completed.drain(..) {
+                audit.compare_tile(id, &bytes)?;
+            }
+            audit.report.entries += 1;
+            while let Some((size, root)) = pending.last().copied() {
+                if size > stack.size() {
+                    break;
+                }
+                pending.pop();
+                if size == stack.size() {
+                    audit.report.checkpoints += 1;
+                    if stack.root() != root {
+                        audit.problem(
+                            "checkpoint",
+                            0,
+                            size,
+                            format!("the entries do not hash to the root signed for size {size}"),
+                        );
+                    }
                 }
             }
-        }
-        Ok(())
-    })
-    .or_else(|e| if matches!(e, Error::Corrupt(_)) && !audit.report.problems.is_empty() { Ok(()) } else { Err(e) })?;
+            Ok(())
+        })
+        .or_else(
+            |e| if matches!(e, Error::Corrupt(_)) && !audit.report.problems.is_empty() { Ok(()) } else { Err(e) },
+        )?;
     let size = stack.size();
     audit.report.root = stack.root();
     if let Some((s, _)) = claimed.iter().find(|(s, _)| **s > size) {
@@ -171,7 +184,12 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> Result<Report
     }
     for id in store.tile_ids()? {
         if id.index >= full_tiles(size, id.level) {
-            audit.problem("tile", id.level * TILE_HEIGHT, id.index, format!("tile {}/{} is beyond the tree", id.level, id.index));
+            audit.problem(
+                "tile",
+                id.level * TILE_HEIGHT,
+                id.index,
+                format!("tile {}/{} is beyond the tree", id.level, id.index),
+            );
         }
     }
 
@@ -188,10 +206,10 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> Result<Report
                 audit.problem("consistency", 0, *b, format!("checkpoints {a} and {b} are not consistent: {e}"));
             }
         }
-        if let Some((last, root)) = sizes.last() {
-            if proof::range_root(&mut nodes, 0, *last)? != *root {
-                audit.problem("consistency", 0, *last, "stored tree does not match the latest checkpoint".into());
-            }
+        if let Some((last, root)) = sizes.last()
+            && proof::range_root(&mut nodes, 0, *last)? != *root
+        {
+            audit.problem("consistency", 0, *last, "stored tree does not match the latest checkpoint".into());
         }
     }
     Ok(audit.report)

@@ -17,12 +17,12 @@
 
 mod checkpoint;
 mod hash;
-mod note;
-mod proof;
 #[cfg(feature = "sqlite")]
 mod integrity;
 #[cfg(feature = "sqlite")]
 mod log;
+mod note;
+mod proof;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
@@ -42,7 +42,7 @@ pub use log::{Appended, Log, LogOptions, LogStats};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
 #[cfg(feature = "sqlite")]
-pub use store::{Batch, Store};
+pub use store::{Batch, EntryVisitor, Store};
 
 /// Everything that can go wrong in the log. Dependency errors are carried as text so that
 /// no dependency type leaks through this API.

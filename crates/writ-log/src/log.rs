@@ -114,7 +114,10 @@ pub struct Log {
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("origin", &self.shared.verifier.name()).field("size", &self.size()).finish_non_exhaustive()
+        f.debug_struct("Log")
+            .field("origin", &self.shared.verifier.name())
+            .field("size", &self.size())
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,7 +132,10 @@ impl Log {
             None => store.set_meta("origin", signer.name())?,
             Some(origin) if origin == signer.name() => {}
             Some(origin) => {
-                return Err(Error::Key(format!("the log key is for {:?} but this store is the log {origin:?}", signer.name())));
+                return Err(Error::Key(format!(
+                    "the log key is for {:?} but this store is the log {origin:?}",
+                    signer.name()
+                )));
             }
         }
         let shared = Arc::new(Shared {
@@ -156,10 +162,13 @@ impl Log {
     /// checkpoints, no appends. The log's key is checked against the store's origin and
     /// its latest checkpoint.
     pub fn open_read_only(store: Arc<dyn Store>, verifier: NoteVerifier) -> Result<Log, Error> {
-        if let Some(origin) = store.meta("origin")? {
-            if origin != verifier.name() {
-                return Err(Error::Key(format!("the log key is for {:?} but this store is the log {origin:?}", verifier.name())));
-            }
+        if let Some(origin) = store.meta("origin")?
+            && origin != verifier.name()
+        {
+            return Err(Error::Key(format!(
+                "the log key is for {:?} but this store is the log {origin:?}",
+                verifier.name()
+            )));
         }
         let shared = Arc::new(Shared {
             store,
@@ -327,29 +336,28 @@ impl Shared {
     fn nodes<'a>(&'a self, snap: &'a Snapshot) -> TreeNodes<'a> {
         TreeNodes::new(&snap.stack, self)
     }
-
 }
 
 impl TileSource for Shared {
     /// A full tile, from the cache or the store.
     fn tile(&self, id: TileId) -> Result<Arc<Vec<u8>>, Error> {
-        if id.level > 0 {
-            if let Some(t) = self.cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
-                return Ok(t);
-            }
+        if id.level > 0
+            && let Some(t) = self.cache.lock().ok().and_then(|c| c.get(&id).cloned())
+        {
+            return Ok(t);
         }
         let bytes = self
             .store
             .tile(id)?
             .ok_or_else(|| Error::Corrupt(format!("tile {}/{} is missing from the store", id.level, id.index)))?;
         let tile = Arc::new(bytes);
-        if id.level > 0 {
-            if let Ok(mut cache) = self.cache.lock() {
-                if cache.len() >= self.cache_cap {
-                    cache.clear();
-                }
-                cache.insert(id, tile.clone());
+        if id.level > 0
+            && let Ok(mut cache) = self.cache.lock()
+        {
+            if cache.len() >= self.cache_cap {
+                cache.clear();
             }
+            cache.insert(id, tile.clone());
         }
         Ok(tile)
     }
@@ -371,9 +379,9 @@ impl Shared {
                 let below_end = tiles::full_tiles(size, level - 1);
                 let mut row = Vec::new();
                 for index in first_partial..below_end {
-                    let tile = store
-                        .tile(TileId { level: level - 1, index })?
-                        .ok_or_else(|| Error::Corrupt(format!("tile {}/{index} is missing from the store", level - 1)))?;
+                    let tile = store.tile(TileId { level: level - 1, index })?.ok_or_else(|| {
+                        Error::Corrupt(format!("tile {}/{index} is missing from the store", level - 1))
+                    })?;
                     row.push(tiles::tile_root(&tile)?);
                 }
                 row
@@ -397,7 +405,10 @@ impl Shared {
                 }
                 let root = proof::range_root(&mut self.nodes(&snap), 0, cp.size)?;
                 if root != cp.root {
-                    return Err(Error::Corrupt(format!("the stored tree of size {} does not match its signed checkpoint", cp.size)));
+                    return Err(Error::Corrupt(format!(
+                        "the stored tree of size {} does not match its signed checkpoint",
+                        cp.size
+                    )));
                 }
                 Some(signed)
             }
@@ -488,7 +499,11 @@ impl Sequencer {
     }
 
     /// Writes one batch. Returns the first index, the leaf hashes and the latest checkpoint.
-    fn write(&mut self, entries: &[Vec<u8>], force_checkpoint: bool) -> Result<(u64, Vec<Hash>, Option<SignedCheckpoint>), Error> {
+    fn write(
+        &mut self,
+        entries: &[Vec<u8>],
+        force_checkpoint: bool,
+    ) -> Result<(u64, Vec<Hash>, Option<SignedCheckpoint>), Error> {
         if !self.healthy {
             self.shared.reload()?;
             self.healthy = true;

@@ -59,8 +59,9 @@ fn key_id(name: &str, public: &VerifyingKey) -> u32 {
     h.update(name.as_bytes());
     h.update([b'\n', ALG_ED25519]);
     h.update(public.as_bytes());
-    let d = h.finalize();
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    let d: [u8; 32] = h.finalize().into();
+    let [a, b, c, e, ..] = d;
+    u32::from_be_bytes([a, b, c, e])
 }
 
 /// Fresh 32 bytes from the operating system's generator.
@@ -79,7 +80,10 @@ pub struct NoteSigner {
 
 impl std::fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NoteSigner").field("name", &self.name).field("id", &format_args!("{:08x}", self.id)).finish_non_exhaustive()
+        f.debug_struct("NoteSigner")
+            .field("name", &self.name)
+            .field("id", &format_args!("{:08x}", self.id))
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,7 +110,8 @@ impl NoteSigner {
             return Err(bad());
         };
         let raw = B64.decode(key).map_err(|_| bad())?;
-        let (Some(&ALG_ED25519), Some(seed)) = (raw.first(), raw.get(1..).and_then(|s| <[u8; 32]>::try_from(s).ok())) else {
+        let (Some(&ALG_ED25519), Some(seed)) = (raw.first(), raw.get(1..).and_then(|s| <[u8; 32]>::try_from(s).ok()))
+        else {
             return Err(bad());
         };
         let signer = Self::from_seed(name, seed)?;
@@ -171,7 +176,8 @@ impl NoteVerifier {
         };
         check_name(name)?;
         let raw = B64.decode(key).map_err(|_| bad("key is not base64"))?;
-        let (Some(&ALG_ED25519), Some(public)) = (raw.first(), raw.get(1..).and_then(|s| <[u8; 32]>::try_from(s).ok())) else {
+        let (Some(&ALG_ED25519), Some(public)) = (raw.first(), raw.get(1..).and_then(|s| <[u8; 32]>::try_from(s).ok()))
+        else {
             return Err(bad("not an Ed25519 key"));
         };
         let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 point"))?;
@@ -293,13 +299,13 @@ fn parse_signature_line(line: &str) -> Result<NoteSignature, Error> {
     let (name, b64) = rest.split_once(' ').ok_or_else(|| malformed("signature line has no signature"))?;
     check_name(name)?;
     let raw = B64.decode(b64).map_err(|_| malformed("signature is not base64"))?;
-    let (Some(id), Some(signature)) = (raw.get(..4), raw.get(4..)) else {
+    let (Some(id), Some(signature)) = (raw.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()), raw.get(4..)) else {
         return Err(malformed("signature is too short"));
     };
     if signature.is_empty() {
         return Err(malformed("signature is too short"));
     }
-    let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+    let id = u32::from_be_bytes(id);
     Ok(NoteSignature { name: name.to_owned(), id, signature: signature.to_vec() })
 }
 

@@ -73,9 +73,7 @@ pub fn inclusion_proof<S: NodeSource + ?Sized>(src: &mut S, index: u64, size: u6
 /// (RFC 9162 §2.1.4.1), for `0 < old < new`.
 pub fn consistency_proof<S: NodeSource + ?Sized>(src: &mut S, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
     if old == 0 || old >= new {
-        return Err(Error::OutOfRange(format!(
-            "a consistency proof needs 0 < from < to, got from {old}, to {new}"
-        )));
+        return Err(Error::OutOfRange(format!("a consistency proof needs 0 < from < to, got from {old}, to {new}")));
     }
     let mut path = Vec::with_capacity(64);
     let (mut m, mut lo, mut hi, mut complete) = (old, 0u64, new, true);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
 use crate::Error;
-use crate::store::{Batch, Store};
+use crate::store::{Batch, EntryVisitor, Store};
 use crate::tiles::{TILE_BYTES, TileId};
 
 fn db_err(e: rusqlite::Error) -> Error {
@@ -70,7 +70,8 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed, unless read-only) the database at `path`.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, Error> {
-        let store = SqliteStore { path: path.to_owned(), options, writer: Mutex::new(None), readers: Mutex::new(Vec::new()) };
+        let store =
+            SqliteStore { path: path.to_owned(), options, writer: Mutex::new(None), readers: Mutex::new(Vec::new()) };
         if !store.options.read_only {
             let conn = store.connect(true)?;
             conn.execute_batch(SCHEMA).map_err(db_err)?;
@@ -123,10 +124,10 @@ impl SqliteStore {
     }
 
     fn give_back(&self, conn: Connection) {
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < 16 {
-                pool.push(conn);
-            }
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < 16
+        {
+            pool.push(conn);
         }
     }
 
@@ -134,6 +135,19 @@ impl SqliteStore {
         let mut guard = self.writer.lock().map_err(|_| poisoned())?;
         let conn = guard.as_mut().ok_or_else(|| Error::Storage("store is open read-only".into()))?;
         f(conn)
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Readers close first, so that the writer is the last connection and SQLite folds the
+    /// WAL back into the database file on close.
+    fn drop(&mut self) {
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.clear();
+        }
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
     }
 }
 
@@ -164,7 +178,8 @@ impl Store for SqliteStore {
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)?;
             {
-                let max: Option<i64> = tx.query_row("SELECT max(idx) FROM entries", [], |r| r.get(0)).map_err(db_err)?;
+                let max: Option<i64> =
+                    tx.query_row("SELECT max(idx) FROM entries", [], |r| r.get(0)).map_err(db_err)?;
                 let size = match max {
                     None => 0,
                     Some(m) => to_u64(m)? + 1,
@@ -178,7 +193,8 @@ impl Store for SqliteStore {
                 if batch.leaves.len() != batch.entries.len() {
                     return Err(Error::Storage("batch has a leaf hash count different from its entry count".into()));
                 }
-                let mut put = tx.prepare_cached("INSERT INTO entries (idx, leaf, data) VALUES (?1, ?2, ?3)").map_err(db_err)?;
+                let mut put =
+                    tx.prepare_cached("INSERT INTO entries (idx, leaf, data) VALUES (?1, ?2, ?3)").map_err(db_err)?;
                 for (i, (data, leaf)) in batch.entries.iter().zip(batch.leaves).enumerate() {
                     put.execute(params![to_i64(batch.first_index + i as u64)?, &leaf.0[..], data]).map_err(db_err)?;
                 }
@@ -187,8 +203,11 @@ impl Store for SqliteStore {
                     put.execute(params![id.key(), bytes]).map_err(db_err)?;
                 }
                 if let Some((size, note)) = batch.checkpoint {
-                    tx.execute("INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?1, ?2)", params![to_i64(size)?, note])
-                        .map_err(db_err)?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?1, ?2)",
+                        params![to_i64(size)?, note],
+                    )
+                    .map_err(db_err)?;
                 }
             }
             tx.commit().map_err(db_err)
@@ -200,9 +219,12 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached("SELECT hashes FROM tiles WHERE id = ?1").map_err(db_err)?;
             let bytes: Option<Vec<u8>> = stmt.query_row([id.key()], |r| r.get(0)).optional().map_err(db_err)?;
             match bytes {
-                Some(b) if b.len() != TILE_BYTES => {
-                    Err(Error::Corrupt(format!("tile {}/{} is {} bytes, expected {TILE_BYTES}", id.level, id.index, b.len())))
-                }
+                Some(b) if b.len() != TILE_BYTES => Err(Error::Corrupt(format!(
+                    "tile {}/{} is {} bytes, expected {TILE_BYTES}",
+                    id.level,
+                    id.index,
+                    b.len()
+                ))),
                 other => Ok(other),
             }
         })
@@ -210,7 +232,9 @@ impl Store for SqliteStore {
 
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, Error> {
         self.with_reader(|c| {
-            let mut stmt = c.prepare_cached("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx").map_err(db_err)?;
+            let mut stmt = c
+                .prepare_cached("SELECT idx, data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+                .map_err(db_err)?;
             let mut rows = stmt.query(params![to_i64(start)?, to_i64(end)?]).map_err(db_err)?;
             let mut out = Vec::new();
             let mut expect = start;
@@ -229,7 +253,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn scan_entries(&self, f: &mut dyn FnMut(u64, &[u8], &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+    fn scan_entries(&self, f: &mut EntryVisitor<'_>) -> Result<(), Error> {
         self.with_reader(|c| {
             let mut stmt = c.prepare("SELECT idx, data, leaf FROM entries ORDER BY idx").map_err(db_err)?;
             let mut rows = stmt.query([]).map_err(db_err)?;
@@ -267,7 +291,9 @@ impl Store for SqliteStore {
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, Error> {
         self.with_reader(|c| {
             let row: Option<(i64, String)> = c
-                .query_row("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()
                 .map_err(db_err)?;
             row.map(|(s, n)| Ok((to_u64(s)?, n))).transpose()
@@ -288,12 +314,16 @@ impl Store for SqliteStore {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, Error> {
-        self.with_reader(|c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(db_err))
+        self.with_reader(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(db_err)
+        })
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), Error> {
         self.with_writer(|c| {
-            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value]).map(|_| ()).map_err(db_err)
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
+                .map(|_| ())
+                .map_err(db_err)
         })
     }
 }

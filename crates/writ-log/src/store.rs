@@ -33,6 +33,9 @@ pub struct Batch<'a> {
     pub checkpoint: Option<(u64, &'a str)>,
 }
 
+/// What [`Store::scan_entries`] calls with each entry's index, bytes and stored leaf hash.
+pub type EntryVisitor<'a> = dyn FnMut(u64, &[u8], &[u8]) -> Result<(), Error> + 'a;
+
 /// A durable store for one log.
 pub trait Store: Send + Sync {
     /// Number of entries durably stored.
@@ -45,7 +48,7 @@ pub trait Store: Send + Sync {
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, Error>;
     /// Calls `f` with the index, bytes and stored leaf hash of every entry in index order,
     /// without loading them all.
-    fn scan_entries(&self, f: &mut dyn FnMut(u64, &[u8], &[u8]) -> Result<(), Error>) -> Result<(), Error>;
+    fn scan_entries(&self, f: &mut EntryVisitor<'_>) -> Result<(), Error>;
     /// Every stored tile id, in key order.
     fn tile_ids(&self) -> Result<Vec<TileId>, Error>;
     /// Stores a checkpoint note outside a batch (for a tree size already durable).

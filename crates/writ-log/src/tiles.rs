@@ -46,7 +46,7 @@ impl TileId {
 
 /// Index of the first hash of row `r` in a stored tile.
 fn row_offset(row: u32) -> usize {
-    2 * TILE_WIDTH - (2 * TILE_WIDTH >> row)
+    2 * TILE_WIDTH - ((2 * TILE_WIDTH) >> row)
 }
 
 /// Number of full tiles at tile-level `level` in a tree of `size` leaves.
@@ -66,7 +66,9 @@ pub(crate) enum NodeLocation {
 /// Locates the perfect subtree of height `tree_level` and index `index` in a tree of `size`.
 pub(crate) fn locate(size: u64, tree_level: u32, index: u64) -> Result<NodeLocation, Error> {
     let outside = || Error::OutOfRange(format!("node {tree_level}/{index} is not complete in a tree of {size}"));
-    if tree_level >= 64 || index.checked_add(1).and_then(|e| e.checked_mul(1u64 << tree_level)).is_none_or(|end| end > size) {
+    if tree_level >= 64
+        || index.checked_add(1).and_then(|e| e.checked_mul(1u64 << tree_level)).is_none_or(|end| end > size)
+    {
         return Err(outside());
     }
     let level = tree_level / TILE_HEIGHT;
@@ -127,12 +129,12 @@ impl PartialTile {
 
     /// The roots of the perfect subtrees this partial tile decomposes into, largest first.
     fn peaks(&self, out: &mut Vec<Hash>) {
-        let width = self.rows[0].len();
+        let width = self.rows.first().map_or(0, Vec::len);
         for r in (0..TILE_HEIGHT as usize).rev() {
-            if width & (1 << r) != 0 {
-                if let Some(h) = self.rows.get(r).and_then(|row| row.get((width >> r) - 1)) {
-                    out.push(*h);
-                }
+            if width & (1 << r) != 0
+                && let Some(h) = self.rows.get(r).and_then(|row| row.get((width >> r) - 1))
+            {
+                out.push(*h);
             }
         }
     }
@@ -184,7 +186,10 @@ impl TileStack {
         for (level, row0) in rows0.into_iter().enumerate() {
             let expect = (size >> (TILE_HEIGHT as usize * level)) % TILE_WIDTH as u64;
             if row0.len() as u64 != expect {
-                return Err(Error::Corrupt(format!("partial tile of level {level} has {} hashes, expected {expect}", row0.len())));
+                return Err(Error::Corrupt(format!(
+                    "partial tile of level {level} has {} hashes, expected {expect}",
+                    row0.len()
+                )));
             }
             let mut tile = PartialTile::default();
             for h in row0 {
@@ -204,7 +209,9 @@ impl TileStack {
             .and_then(|t| t.rows.get(row as usize))
             .and_then(|r| r.get(pos))
             .copied()
-            .ok_or_else(|| Error::OutOfRange(format!("node at tile level {level}, row {row}, position {pos} is not in memory")))
+            .ok_or_else(|| {
+                Error::OutOfRange(format!("node at tile level {level}, row {row}, position {pos} is not in memory"))
+            })
     }
 
     /// RFC 9162 root hash of the whole tree.
@@ -284,7 +291,9 @@ mod tests {
         // Every perfect subtree is where `locate` says, with the right hash.
         let size = stack.size();
         let mut mem = MemoryNodes(&leaves);
-        for (level, index) in [(0, 0), (0, 69_999), (3, 17), (7, 1), (8, 0), (8, 272), (9, 100), (15, 1), (16, 0), (12, 16)] {
+        for (level, index) in
+            [(0, 0), (0, 69_999), (3, 17), (7, 1), (8, 0), (8, 272), (9, 100), (15, 1), (16, 0), (12, 16)]
+        {
             let want = mem.node(level, index).unwrap();
             let got = match locate(size, level, index).unwrap() {
                 NodeLocation::Full(id, off) => tile_hash(&tiles[&id], off).unwrap(),

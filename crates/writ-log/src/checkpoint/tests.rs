@@ -5,12 +5,7 @@ fn log_signer() -> NoteSigner {
 }
 
 fn checkpoint(size: u64) -> Checkpoint {
-    Checkpoint {
-        origin: "writ.test/log".into(),
-        size,
-        root: Hash::leaf(&size.to_be_bytes()),
-        extensions: vec![],
-    }
+    Checkpoint { origin: "writ.test/log".into(), size, root: Hash::leaf(&size.to_be_bytes()), extensions: vec![] }
 }
 
 #[test]

@@ -89,8 +89,8 @@ fn malformed_notes_are_rejected() {
         (format!("a\x07\nb\n\n{line}"), "control character"),
         (format!("a\nb\n\n{line}{line}"), "duplicated signature line"),
         (format!("a\nb\n\n\u{2014} lo+g {}", &line[6..]), "plus in key name"),
-        (format!("a\nb\n\n\u{2014} log AAAA\n"), "short signature"),
-        (format!("a\nb\n\n\u{2014} log !!!!\n"), "not base64"),
+        ("a\nb\n\n\u{2014} log AAAA\n".to_string(), "short signature"),
+        ("a\nb\n\n\u{2014} log !!!!\n".to_string(), "not base64"),
         (format!("a\nb\n\n{line}garbage\n"), "trailing garbage line"),
         (format!("{}\n\n{line}", "x".repeat(MAX_NOTE_LEN)), "over-long"),
     ];
@@ -98,7 +98,8 @@ fn malformed_notes_are_rejected() {
         assert!(Note::parse(input.as_bytes()).is_err(), "accepted: {what}");
     }
     assert!(Note::parse(&[0xff, 0xfe, b'\n', b'\n']).is_err(), "accepted invalid UTF-8");
-    let many: String = (0..=MAX_SIGNATURES).map(|i| signer(&format!("k{i}"), 1).signature_line("a\n").unwrap()).collect();
+    let many: String =
+        (0..=MAX_SIGNATURES).map(|i| signer(&format!("k{i}"), 1).signature_line("a\n").unwrap()).collect();
     assert!(Note::parse(format!("a\n\n{many}").as_bytes()).is_err(), "accepted too many signatures");
 }
 
