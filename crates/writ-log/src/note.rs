@@ -105,8 +105,9 @@ impl NoteSigner {
     pub fn from_private_key(s: &str) -> Result<Self, Error> {
         let bad = || Error::Key("malformed signed-note private key".into());
         let rest = s.trim_end_matches('\n').strip_prefix("PRIVATE+KEY+").ok_or_else(bad)?;
-        let mut parts = rest.rsplitn(3, '+');
-        let (Some(key), Some(id), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        // Names cannot contain '+', key IDs are hex, and the base64 key may hold '+'.
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad());
         };
         let raw = B64.decode(key).map_err(|_| bad())?;
@@ -170,8 +171,8 @@ impl NoteVerifier {
     pub fn from_vkey(s: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::Key(format!("malformed verifier key: {why}"));
         let s = s.trim_end_matches('\n');
-        let mut parts = s.rsplitn(3, '+');
-        let (Some(key), Some(id), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        let mut parts = s.splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("expected <name>+<id>+<key>"));
         };
         check_name(name)?;
