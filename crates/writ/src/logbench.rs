@@ -31,8 +31,9 @@ pub struct Args {
     dir: Option<PathBuf>,
 }
 
-/// Resident and peak resident memory of this process, in MiB, from /proc.
-fn memory_mib() -> (f64, f64) {
+/// Memory of this process in MiB, from /proc: (anonymous resident, file-backed resident
+/// (the store's memory map, reclaimable page cache), peak resident).
+fn memory_mib() -> (f64, f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -42,7 +43,7 @@ fn memory_mib() -> (f64, f64) {
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field("RssAnon:"), field("RssFile:"), field("VmHWM:"))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -151,9 +152,9 @@ pub fn run(args: Args) -> Result<()> {
             let want = step.min(args.entries - log.size());
             let t0 = Instant::now();
             let n = append_load(&rt, &log, concurrency, args.entry_size, Until::Count(want))?;
-            let (rss, peak) = memory_mib();
+            let (anon, file, peak) = memory_mib();
             println!(
-                "size {:>10}: {:>9.0} entries/s, RSS {rss:.0} MiB (peak {peak:.0} MiB)",
+                "size {:>10}: {:>9.0} entries/s, RSS anon {anon:.0} MiB + mapped store {file:.0} MiB (peak {peak:.0} MiB)",
                 log.size(),
                 n as f64 / t0.elapsed().as_secs_f64()
             );
@@ -229,8 +230,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let per = t.elapsed() / (rounds * csamples.len()) as u32;
     println!("consistency verify: {:.2} µs per proof", us(per));
-    let (rss, peak) = memory_mib();
-    println!("\nmemory: RSS {rss:.0} MiB, peak {peak:.0} MiB");
+    let (anon, file, peak) = memory_mib();
+    println!("\nmemory: RSS anon {anon:.0} MiB + mapped store {file:.0} MiB, peak {peak:.0} MiB");
 
     drop(log);
     if temporary {
