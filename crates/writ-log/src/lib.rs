@@ -32,7 +32,9 @@ mod tiles;
 pub use checkpoint::{Checkpoint, SignedCheckpoint};
 pub use hash::{CompactRange, HASH_LEN, Hash, root_from_leaves};
 pub use note::{MAX_NOTE_LEN, MAX_SIGNATURES, Note, NoteSignature, NoteSigner, NoteVerifier};
-pub use proof::{MemoryNodes, NodeSource, consistency_proof, inclusion_proof, verify_consistency, verify_inclusion};
+pub use proof::{
+    MemoryNodes, MemoryTree, NodeSource, consistency_proof, inclusion_proof, verify_consistency, verify_inclusion,
+};
 pub use tiles::{TILE_BYTES, TILE_HEIGHT, TileId, TileStack};
 
 #[cfg(feature = "sqlite")]

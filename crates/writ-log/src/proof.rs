@@ -217,5 +217,49 @@ impl NodeSource for MemoryNodes<'_> {
     }
 }
 
+/// A whole tree in memory with every perfect subtree precomputed: O(1) per node, 2n
+/// hashes of memory. For tools, tests and benchmarks over trees that fit in memory.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTree {
+    // INVARIANT: levels[l][i] is the root of the perfect subtree (l, i); levels[0] are
+    // the leaf hashes.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl MemoryTree {
+    /// Builds the tree of these leaf hashes.
+    pub fn new(leaves: Vec<Hash>) -> Self {
+        let mut levels = vec![leaves];
+        while let Some(below) = levels.last().filter(|l| l.len() > 1) {
+            let next: Vec<Hash> = below.as_chunks::<2>().0.iter().map(|[l, r]| Hash::node(l, r)).collect();
+            levels.push(next);
+        }
+        MemoryTree { levels }
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.levels.first().map_or(0, |l| l.len() as u64)
+    }
+
+    /// RFC 9162 root of the first `size` leaves.
+    pub fn root_at(&mut self, size: u64) -> Result<Hash, Error> {
+        if size > self.size() {
+            return Err(Error::OutOfRange(format!("tree size {size} is larger than the tree ({})", self.size())));
+        }
+        range_root(self, 0, size)
+    }
+}
+
+impl NodeSource for MemoryTree {
+    fn node(&mut self, level: u32, index: u64) -> Result<Hash, Error> {
+        self.levels
+            .get(level as usize)
+            .and_then(|l| l.get(usize::try_from(index).ok()?))
+            .copied()
+            .ok_or_else(|| Error::OutOfRange(format!("node {level}/{index} is outside the tree")))
+    }
+}
+
 #[cfg(test)]
 mod tests;

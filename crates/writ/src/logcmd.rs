@@ -113,8 +113,8 @@ pub fn run(dir: &DataDir, cmd: LogCommand) -> Result<ExitCode> {
                         "leaf_hash": Hash::leaf(e).to_base64(),
                         "entry_base64": B64.encode(e),
                     });
-                    if let Ok(parsed) = serde_json::from_slice::<Value>(e) {
-                        v["entry"] = parsed;
+                    if let (Ok(parsed), Some(obj)) = (serde_json::from_slice::<Value>(e), v.as_object_mut()) {
+                        obj.insert("entry".into(), parsed);
                     }
                     v
                 })
@@ -140,8 +140,8 @@ pub fn run(dir: &DataDir, cmd: LogCommand) -> Result<ExitCode> {
                 "root": root.to_base64(),
                 "proof": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
             });
-            if let Some(cp) = latest.filter(|c| c.checkpoint().size == size) {
-                out["checkpoint"] = json!(cp.note());
+            if let (Some(cp), Some(obj)) = (latest.filter(|c| c.checkpoint().size == size), out.as_object_mut()) {
+                obj.insert("checkpoint".into(), json!(cp.note()));
             }
             print_json(&out)?;
         }

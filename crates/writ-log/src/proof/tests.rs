@@ -32,6 +32,22 @@ fn every_proof_in_small_trees_verifies() {
 }
 
 #[test]
+fn memory_tree_agrees_with_recomputation() {
+    let all = leaves(300);
+    let mut tree = MemoryTree::new(all.clone());
+    for size in [1u64, 2, 3, 255, 256, 257, 300] {
+        assert_eq!(tree.root_at(size).unwrap(), root_from_leaves(&all[..size as usize]));
+        for index in [0, size / 2, size - 1] {
+            assert_eq!(
+                inclusion_proof(&mut tree, index, size).unwrap(),
+                inclusion_proof(&mut MemoryNodes(&all), index, size).unwrap()
+            );
+        }
+    }
+    assert!(tree.root_at(301).is_err());
+}
+
+#[test]
 fn generation_rejects_out_of_range() {
     let tree = leaves(4);
     assert!(inclusion_proof(&mut MemoryNodes(&tree), 4, 4).is_err());
