@@ -93,9 +93,9 @@ fn bench_vs_ct_merkle(c: &mut Criterion) {
         r.root()
     });
     let root_ct = time(5, || {
-        let mut t = MemoryBackedTree::<Sha256, Vec<u8>>::new();
+        let mut t = MemoryBackedTree::<Sha256, &[u8]>::new();
         for e in &data {
-            t.push(e.clone());
+            t.push(e.as_slice());
         }
         t.root()
     });

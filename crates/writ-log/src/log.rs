@@ -441,10 +441,34 @@ struct Sequencer {
 
 impl Sequencer {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        // The sequencer's own single-threaded runtime: it only waits for the next message
+        // or for a checkpoint to fall due; commits run synchronously on this thread.
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_time().build() else {
+            // Without a runtime nothing can be appended: waiters see the queue close.
+            return;
+        };
         let mut entries = Vec::with_capacity(self.options.max_batch);
         let mut waiters = Vec::with_capacity(self.options.max_batch);
         let mut cp_waiters = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
+        loop {
+            let first = match self.stale_checkpoint_deadline() {
+                Some(deadline) => rt.block_on(async {
+                    tokio::select! {
+                        msg = rx.recv() => Some(msg),
+                        () = tokio::time::sleep_until(deadline.into()) => None,
+                    }
+                }),
+                None => Some(rt.block_on(rx.recv())),
+            };
+            let first = match first {
+                // A checkpoint fell due with no append to carry it: sign one on its own.
+                None => {
+                    self.commit(&mut entries, &mut waiters, &mut cp_waiters, true);
+                    continue;
+                }
+                Some(None) => break,
+                Some(Some(msg)) => msg,
+            };
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
@@ -458,8 +482,21 @@ impl Sequencer {
                     next = rx.try_recv().ok();
                 }
             }
-            self.commit(&mut entries, &mut waiters, &mut cp_waiters);
+            let force = !cp_waiters.is_empty();
+            self.commit(&mut entries, &mut waiters, &mut cp_waiters, force);
         }
+    }
+
+    /// When the newest checkpoint does not cover the whole durable tree, the moment a new
+    /// one is due; so that a quiet log still publishes a checkpoint of everything it holds
+    /// within one interval.
+    fn stale_checkpoint_deadline(&self) -> Option<Instant> {
+        let size = self.shared.snapshot().stack.size();
+        let covered = self.shared.latest.read().ok().and_then(|l| l.as_ref().map(|c| c.checkpoint().size));
+        if size == 0 || covered == Some(size) {
+            return None;
+        }
+        Some(self.last_checkpoint.map_or_else(Instant::now, |t| t + self.options.checkpoint_interval))
     }
 
     fn commit(
@@ -467,13 +504,16 @@ impl Sequencer {
         entries: &mut Vec<Vec<u8>>,
         waiters: &mut Vec<oneshot::Sender<Result<Appended, Error>>>,
         cp_waiters: &mut Vec<oneshot::Sender<Result<SignedCheckpoint, Error>>>,
+        force_checkpoint: bool,
     ) {
-        let result = self.write(entries, !cp_waiters.is_empty());
+        let result = self.write(entries, force_checkpoint);
         let counters = &self.shared.counters;
         match result {
             Ok((first, leaves, checkpoint)) => {
                 let n = entries.len() as u64;
-                counters.batches.fetch_add(1, Ordering::Relaxed);
+                if n > 0 {
+                    counters.batches.fetch_add(1, Ordering::Relaxed);
+                }
                 counters.entries.fetch_add(n, Ordering::Relaxed);
                 counters.max_batch.fetch_max(n, Ordering::Relaxed);
                 for (i, (w, leaf_hash)) in waiters.drain(..).zip(leaves).enumerate() {
@@ -524,6 +564,9 @@ impl Sequencer {
         let due = self.last_checkpoint.is_none_or(|t| t.elapsed() >= self.options.checkpoint_interval);
         let covered = latest.as_ref().is_some_and(|c| c.checkpoint().size == size);
         let checkpoint = if (force_checkpoint || due) && !covered {
+            // Counted from the attempt, so that a failing store is retried once per
+            // interval rather than in a tight loop.
+            self.last_checkpoint = Some(Instant::now());
             let cp = Checkpoint { origin: self.signer.name().to_owned(), size, root, extensions: Vec::new() };
             Some(SignedCheckpoint::sign(cp, &self.signer)?)
         } else {
@@ -539,9 +582,6 @@ impl Sequencer {
             })?;
         } else if let Some(cp) = &checkpoint {
             self.shared.store.put_checkpoint(size, cp.note())?;
-        }
-        if checkpoint.is_some() {
-            self.last_checkpoint = Some(Instant::now());
         }
         self.shared.publish(Arc::new(Snapshot { stack, root }), checkpoint.clone());
         Ok((first, leaves, checkpoint.or(latest)))

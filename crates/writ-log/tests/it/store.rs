@@ -135,6 +135,29 @@ fn the_log_survives_reopen_and_continues() {
 }
 
 #[test]
+fn a_quiet_log_still_checkpoints_everything_it_holds_within_one_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap());
+    let interval = Duration::from_millis(300);
+    let log =
+        Log::open(store, signer(), LogOptions { checkpoint_interval: interval, ..LogOptions::default() }).unwrap();
+    log.append_blocking(entry(0)).unwrap();
+    assert_eq!(log.latest_checkpoint().unwrap().checkpoint().size, 1, "the first commit is checkpointed");
+    log.append_blocking(entry(1)).unwrap();
+    log.append_blocking(entry(2)).unwrap();
+    assert_eq!(log.latest_checkpoint().unwrap().checkpoint().size, 1, "within the interval: no new checkpoint");
+    let t = std::time::Instant::now();
+    while log.latest_checkpoint().unwrap().checkpoint().size != 3 {
+        assert!(t.elapsed() < Duration::from_secs(10), "no checkpoint of the whole log was published");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // It is durable: a reopened log finds it.
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.latest_checkpoint().unwrap().checkpoint().size, 3);
+}
+
+#[test]
 fn oversized_entries_are_refused_before_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap());
