@@ -121,3 +121,40 @@ fn notes_we_sign_open_with_an_independent_implementation() {
     let (verified, _unverified) = parsed.verify(&verifiers).unwrap();
     assert_eq!(verified.len(), 1);
 }
+
+mod hostile {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::checkpoint::{Checkpoint, SignedCheckpoint};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes never panic any parser of untrusted input.
+        #[test]
+        fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Note::parse(&bytes);
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = Checkpoint::parse(&text);
+            let _ = NoteVerifier::from_vkey(&text);
+            let _ = NoteSigner::from_private_key(&text);
+            let v = signer("writ.test/log", 1).verifier();
+            let _ = SignedCheckpoint::open(&bytes, &v, &[]);
+        }
+
+        /// Mutations of a valid signed checkpoint either fail or still say the same thing.
+        #[test]
+        fn mutated_checkpoints_fail_or_are_unchanged(pos in any::<usize>(), byte in any::<u8>()) {
+            let s = signer("writ.test/log", 1);
+            let cp = Checkpoint { origin: "writ.test/log".into(), size: 12345, root: crate::Hash::leaf(b"r"), extensions: vec![] };
+            let signed = SignedCheckpoint::sign(cp.clone(), &s).unwrap();
+            let mut bytes = signed.note().as_bytes().to_vec();
+            let i = pos % bytes.len();
+            bytes[i] = byte;
+            if let Ok((opened, _)) = SignedCheckpoint::open(&bytes, &s.verifier(), &[]) {
+                prop_assert_eq!(opened.checkpoint(), &cp);
+            }
+        }
+    }
+}
