@@ -109,6 +109,28 @@ fn append_load(
     Ok(done.load(Ordering::Relaxed))
 }
 
+/// Times `n` calls of `make`, prints p50/p99/max, and keeps the first `keep` results.
+fn time_proofs<T>(label: &str, n: usize, keep: usize, mut make: impl FnMut() -> Result<T>) -> Result<Vec<T>> {
+    let mut times = Vec::with_capacity(n);
+    let mut kept = Vec::with_capacity(keep);
+    for _ in 0..n {
+        let t = Instant::now();
+        let out = make()?;
+        times.push(t.elapsed());
+        if kept.len() < keep {
+            kept.push(out);
+        }
+    }
+    times.sort();
+    println!(
+        "{label} p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        us(percentile(&times, 0.5)),
+        us(percentile(&times, 0.99)),
+        us(percentile(&times, 1.0))
+    );
+    Ok(kept)
+}
+
 #[derive(Clone, Copy)]
 enum Until {
     Time(Duration),
@@ -173,42 +195,14 @@ pub fn run(args: Args) -> Result<()> {
     for _ in 0..args.proofs.min(5000) {
         log.inclusion_proof(rng.u64(..size), size)?;
     }
-    let mut times = Vec::with_capacity(args.proofs);
-    let mut samples = Vec::new();
-    for i in 0..args.proofs {
+    let samples = time_proofs("inclusion proof:  ", args.proofs, 1000, || {
         let index = rng.u64(..size);
-        let t = Instant::now();
-        let proof = log.inclusion_proof(index, size)?;
-        times.push(t.elapsed());
-        if i < 1000 {
-            samples.push((index, proof));
-        }
-    }
-    times.sort();
-    println!(
-        "inclusion proof:   p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
-        us(percentile(&times, 0.5)),
-        us(percentile(&times, 0.99)),
-        us(percentile(&times, 1.0))
-    );
-    let mut times = Vec::with_capacity(args.proofs);
-    let mut csamples = Vec::new();
-    for i in 0..args.proofs {
+        Ok((index, log.inclusion_proof(index, size)?))
+    })?;
+    let csamples = time_proofs("consistency proof:", args.proofs, 200, || {
         let old = rng.u64(1..size);
-        let t = Instant::now();
-        let proof = log.consistency_proof(old, size)?;
-        times.push(t.elapsed());
-        if i < 200 {
-            csamples.push((old, proof));
-        }
-    }
-    times.sort();
-    println!(
-        "consistency proof: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
-        us(percentile(&times, 0.5)),
-        us(percentile(&times, 0.99)),
-        us(percentile(&times, 1.0))
-    );
+        Ok((old, log.consistency_proof(old, size)?))
+    })?;
 
     // Verification, averaged over the sampled proofs (leaf hashes fetched beforehand).
     let leaves: Vec<_> = samples.iter().map(|(i, _)| log.leaf_hash(*i)).collect::<Result<_, _>>()?;

@@ -174,17 +174,7 @@ fn full_disk_fails_appends_and_acknowledges_nothing_more() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteOptions { max_page_count: Some(60), ..SqliteOptions::default() };
     let log = open_with(dir.path(), sqlite).unwrap();
-    let mut acked = Vec::new();
-    let mut failure = None;
-    for i in 0..10_000 {
-        match log.append_blocking(entry(i)) {
-            Ok(a) => acked.push(a),
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
+    let (acked, failure) = append_until_failure(&log, 10_000);
     assert!(matches!(failure, Some(Error::Storage(_))), "{failure:?}");
     // Still failing, still not acknowledging.
     assert!(log.append_blocking(entry(0)).is_err());
@@ -195,6 +185,18 @@ fn full_disk_fails_appends_and_acknowledges_nothing_more() {
         assert_eq!(log.leaf_hash(a.index).unwrap(), a.leaf_hash);
     }
     assert!(verify_store(log.store().as_ref(), log.verifier()).unwrap().ok());
+}
+
+/// Appends one entry at a time until an append fails (or `limit` succeeded).
+fn append_until_failure(log: &Log, limit: u64) -> (Vec<writ_log::Appended>, Option<Error>) {
+    let mut acked = Vec::new();
+    for i in 0..limit {
+        match log.append_blocking(entry(i)) {
+            Ok(a) => acked.push(a),
+            Err(e) => return (acked, Some(e)),
+        }
+    }
+    (acked, None)
 }
 
 /// Runs `cmd` and reports whether it succeeded (false when it is not available here).
@@ -222,17 +224,7 @@ fn real_full_file_system_fails_appends() {
     let _guard = Unmount(&mnt);
     let sqlite = SqliteOptions { mmap_size: 0, ..SqliteOptions::default() };
     let log = open_with(&mnt, sqlite.clone()).unwrap();
-    let mut acked = Vec::new();
-    let mut failure = None;
-    for i in 0..20_000 {
-        match log.append_blocking(entry(i)) {
-            Ok(a) => acked.push(a),
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
+    let (acked, failure) = append_until_failure(&log, 20_000);
     assert!(matches!(failure, Some(Error::Storage(_))), "{failure:?} after {}", acked.len());
     drop(log);
     let store = SqliteStore::open(&mnt.join("log.db"), SqliteOptions { read_only: true, ..sqlite }).unwrap();
