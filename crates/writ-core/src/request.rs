@@ -1,0 +1,269 @@
+//! The execution request (SPEC.md §1) as writ accepts it, and its canonical digest
+//! (SPEC.md §2): `sha256:` and the hex SHA-256 of the RFC 8785 (JCS) canonical JSON of
+//! `{"action": …, "resource": …, "arguments": …}`.
+//!
+//! Parsing is strict and bounded ([`Limits`]): unknown fields, wrong types, over-long
+//! strings, deep nesting, too many values, numbers that JSON cannot carry exactly (integers
+//! beyond ±2^53, which RFC 8785 would round) and oversized bodies are all
+//! `request.malformed`. A missing workload credential is not malformed: it parses, and the
+//! identity stage denies it with `identity.missing`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::Error;
+
+/// Bounds on an execution request. The defaults are documented in the README.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Whole request body, in bytes.
+    pub max_body: usize,
+    /// Any one credential (a JWT), in bytes.
+    pub max_credential: usize,
+    /// `action`, `resource`, `parent`, `request_id`, `audience`, in bytes.
+    pub max_name: usize,
+    /// Any string inside `arguments`, in bytes.
+    pub max_string: usize,
+    /// Nesting depth of `arguments` (an object directly in `arguments` is depth 1).
+    pub max_depth: usize,
+    /// Values (scalars, arrays, objects) inside `arguments`.
+    pub max_values: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 64 * 1024,
+            max_credential: 8 * 1024,
+            max_name: 256,
+            max_string: 16 * 1024,
+            max_depth: 16,
+            max_values: 2048,
+        }
+    }
+}
+
+/// The credentials of a request: the acting workload's (required by the identity stage)
+/// and the optional delegation chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The acting agent's workload credential (JWT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// The human operator on whose behalf it acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// The orchestrator that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orchestrator: Option<String>,
+    /// The machine it runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// Its runtime environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+}
+
+/// A parsed, bounded execution request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionRequest {
+    /// Caller's id for this request (echoed in the decision), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Credentials.
+    #[serde(default)]
+    pub credentials: Credentials,
+    /// Signed runtime attestation (JWT), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
+    /// The action, e.g. `tool.call` or `fs.write`.
+    pub action: String,
+    /// The resource acted on, e.g. `mcp:filesystem/write_file`.
+    pub resource: String,
+    /// The tool arguments (a JSON object).
+    #[serde(default = "empty_object")]
+    pub arguments: Value,
+    /// The parent writ's id (`jti`), for a call made under another writ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The audience the writ is for (an enforcement point); the engine's default if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+fn malformed(why: impl Into<String>) -> Error {
+    Error::Malformed(why.into())
+}
+
+/// Largest integer magnitude that an IEEE 754 double (and so RFC 8785) carries exactly.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+impl ExecutionRequest {
+    /// Parses a request body, enforcing `limits`.
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, Error> {
+        if body.len() > limits.max_body {
+            return Err(malformed(format!("body of {} bytes exceeds {}", body.len(), limits.max_body)));
+        }
+        // Parse to a value first: serde_json bounds recursion, and the value can be
+        // checked before it is typed.
+        let value: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+        let req: ExecutionRequest = serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+        req.validate(limits)?;
+        Ok(req)
+    }
+
+    /// Checks the bounds and shapes [`ExecutionRequest::parse`] enforces (for requests built
+    /// in code).
+    pub fn validate(&self, limits: &Limits) -> Result<(), Error> {
+        let name = |field: &str, v: &str| -> Result<(), Error> {
+            if v.is_empty() {
+                return Err(malformed(format!("{field} is empty")));
+            }
+            if v.len() > limits.max_name {
+                return Err(malformed(format!("{field} is longer than {} bytes", limits.max_name)));
+            }
+            if v.chars().any(char::is_control) {
+                return Err(malformed(format!("{field} contains a control character")));
+            }
+            Ok(())
+        };
+        name("action", &self.action)?;
+        name("resource", &self.resource)?;
+        for (field, v) in [("request_id", &self.request_id), ("parent", &self.parent), ("audience", &self.audience)] {
+            if let Some(v) = v {
+                name(field, v)?;
+            }
+        }
+        let c = &self.credentials;
+        for (field, v) in [
+            ("credentials.workload", &c.workload),
+            ("credentials.operator", &c.operator),
+            ("credentials.orchestrator", &c.orchestrator),
+            ("credentials.machine", &c.machine),
+            ("credentials.runtime", &c.runtime),
+            ("attestation", &self.attestation),
+        ] {
+            if let Some(v) = v
+                && v.len() > limits.max_credential
+            {
+                return Err(malformed(format!("{field} is longer than {} bytes", limits.max_credential)));
+            }
+        }
+        if !self.arguments.is_object() {
+            return Err(malformed("arguments must be a JSON object"));
+        }
+        let mut values = 0usize;
+        check_value(&self.arguments, 0, limits, &mut values)
+    }
+
+    /// The canonical digest of this request's `{action, resource, arguments}`.
+    pub fn digest(&self) -> Result<RequestDigest, Error> {
+        request_digest(&self.action, &self.resource, &self.arguments)
+    }
+}
+
+fn check_value(v: &Value, depth: usize, limits: &Limits, values: &mut usize) -> Result<(), Error> {
+    *values += 1;
+    if *values > limits.max_values {
+        return Err(malformed(format!("arguments hold more than {} values", limits.max_values)));
+    }
+    if depth > limits.max_depth {
+        return Err(malformed(format!("arguments are nested deeper than {}", limits.max_depth)));
+    }
+    match v {
+        Value::String(s) if s.len() > limits.max_string => {
+            Err(malformed(format!("a string in arguments is longer than {} bytes", limits.max_string)))
+        }
+        Value::Number(n) => {
+            let exact = match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => u <= MAX_SAFE_INTEGER,
+                (None, Some(i)) => i.unsigned_abs() <= MAX_SAFE_INTEGER,
+                (None, None) => n.as_f64().is_some_and(f64::is_finite),
+            };
+            if exact { Ok(()) } else { Err(malformed(format!("number {n} cannot be represented exactly"))) }
+        }
+        Value::Array(items) => items.iter().try_for_each(|i| check_value(i, depth + 1, limits, values)),
+        Value::Object(map) => map.iter().try_for_each(|(k, i)| {
+            if k.len() > limits.max_string {
+                return Err(malformed("a key in arguments is too long"));
+            }
+            check_value(i, depth + 1, limits, values)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// RFC 8785 canonical JSON of a value.
+pub fn canonical_json(value: &Value) -> Result<Vec<u8>, Error> {
+    serde_jcs::to_vec(value).map_err(|e| malformed(format!("cannot canonicalize: {e}")))
+}
+
+/// The digest binding a writ to one call: SHA-256 of the RFC 8785 canonical JSON of
+/// `{"action": action, "resource": resource, "arguments": arguments}`.
+pub fn request_digest(action: &str, resource: &str, arguments: &Value) -> Result<RequestDigest, Error> {
+    let mut obj = Map::new();
+    obj.insert("action".into(), Value::String(action.to_owned()));
+    obj.insert("arguments".into(), arguments.clone());
+    obj.insert("resource".into(), Value::String(resource.to_owned()));
+    let bytes = canonical_json(&Value::Object(obj))?;
+    Ok(RequestDigest(Sha256::digest(&bytes).into()))
+}
+
+/// A request digest, written `sha256:<64 lowercase hex>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestDigest([u8; 32]);
+
+impl RequestDigest {
+    /// Parses `sha256:<64 lowercase hex>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix("sha256:")?;
+        if hex.len() != 64 || hex.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex, &mut out).ok()?;
+        Some(RequestDigest(out))
+    }
+
+    /// The raw digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for RequestDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestDigest({self})")
+    }
+}
+
+impl Serialize for RequestDigest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RequestDigest::parse(&s).ok_or_else(|| serde::de::Error::custom("expected sha256:<64 lowercase hex>"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+fn parse(v: &Value) -> Result<ExecutionRequest, Error> {
+    ExecutionRequest::parse(&serde_json::to_vec(v).unwrap(), &Limits::default())
+}
+
+fn base() -> Value {
+    json!({
+        "request_id": "r-1",
+        "credentials": {"workload": "eyJ..."},
+        "action": "fs.write",
+        "resource": "file:/srv/app/config.yaml",
+        "arguments": {"path": "/srv/app/config.yaml", "bytes": 120},
+        "parent": "w-123"
+    })
+}
+
+#[test]
+fn a_good_request_parses() {
+    let r = parse(&base()).unwrap();
+    assert_eq!(r.action, "fs.write");
+    assert_eq!(r.credentials.workload.as_deref(), Some("eyJ..."));
+    // No workload credential is the identity stage's business, not a parse error.
+    let mut v = base();
+    v["credentials"] = json!({});
+    assert!(parse(&v).unwrap().credentials.workload.is_none());
+}
+
+#[test]
+fn hostile_requests_are_malformed() {
+    let deep = (0..40).fold(json!(1), |acc, _| json!([acc]));
+    let wide: Vec<Value> = (0..3000).map(|i| json!(i)).collect();
+    let cases: Vec<(&str, Value)> = vec![
+        ("unknown top-level field", json!({"action": "a", "resource": "r", "admin": true})),
+        ("unknown credential", json!({"action": "a", "resource": "r", "credentials": {"root": "x"}})),
+        ("missing action", json!({"resource": "r"})),
+        ("action not a string", json!({"action": 7, "resource": "r"})),
+        ("empty action", json!({"action": "", "resource": "r"})),
+        ("control character", json!({"action": "a\u{0}", "resource": "r"})),
+        ("long resource", json!({"action": "a", "resource": "r".repeat(300)})),
+        ("arguments not an object", json!({"action": "a", "resource": "r", "arguments": [1]})),
+        ("deep nesting", json!({"action": "a", "resource": "r", "arguments": {"x": deep}})),
+        ("too many values", json!({"action": "a", "resource": "r", "arguments": {"x": wide}})),
+        ("long string", json!({"action": "a", "resource": "r", "arguments": {"x": "y".repeat(20_000)}})),
+        ("inexact integer", json!({"action": "a", "resource": "r", "arguments": {"amount": 9_007_199_254_740_993u64}})),
+        ("long credential", json!({"action": "a", "resource": "r", "credentials": {"workload": "x".repeat(9000)}})),
+        ("not an object", json!("fs.write")),
+    ];
+    for (what, v) in cases {
+        assert!(matches!(parse(&v), Err(Error::Malformed(_))), "accepted: {what}");
+    }
+    let limits = Limits::default();
+    assert!(ExecutionRequest::parse(&vec![b' '; limits.max_body + 1], &limits).is_err());
+    assert!(ExecutionRequest::parse(b"{\"action\":", &limits).is_err());
+    assert!(ExecutionRequest::parse(&[0xff, 0xfe], &limits).is_err());
+    // serde_json's own recursion bound holds before ours.
+    let bomb = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(ExecutionRequest::parse(bomb.as_bytes(), &Limits { max_body: 1 << 20, ..limits }).is_err());
+}
+
+#[test]
+fn digest_is_over_the_canonical_form_only() {
+    // RFC 8785: keys sorted, no whitespace, numbers in ECMAScript form.
+    let a = request_digest("fs.write", "file:/x", &json!({"b": 1, "a": [1.0, "é"]})).unwrap();
+    let b =
+        request_digest("fs.write", "file:/x", &serde_json::from_str(r#"{ "a" : [ 1 , "\u00e9" ] , "b":1 }"#).unwrap())
+            .unwrap();
+    assert_eq!(a, b);
+    let bytes = canonical_json(&json!({"b": 1, "a": [1.0, "é"]})).unwrap();
+    assert_eq!(String::from_utf8(bytes).unwrap(), r#"{"a":[1,"é"],"b":1}"#);
+    assert_ne!(a, request_digest("fs.write", "file:/y", &json!({"b": 1, "a": [1.0, "é"]})).unwrap());
+    assert_ne!(a, request_digest("fs.read", "file:/x", &json!({"b": 1, "a": [1.0, "é"]})).unwrap());
+    // Known answer, computed independently (Python: hashlib.sha256(b'{"action":"a","arguments":{},"resource":"r"}')).
+    let empty = request_digest("a", "r", &json!({})).unwrap();
+    assert_eq!(
+        empty.to_string(),
+        format!("sha256:{}", hex::encode(Sha256::digest(br#"{"action":"a","arguments":{},"resource":"r"}"#)))
+    );
+    assert_eq!(RequestDigest::parse(&empty.to_string()), Some(empty));
+    assert_eq!(RequestDigest::parse(&empty.to_string().to_uppercase()), None);
+}
+
+proptest! {
+    #[test]
+    fn digest_ignores_key_order_and_whitespace(keys in proptest::collection::btree_map("[a-z]{1,8}", any::<i32>(), 0..10)) {
+        let forward: Map<String, Value> = keys.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let text = serde_json::to_string_pretty(&Value::Object(forward.clone())).unwrap();
+        let reparsed: Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(
+            request_digest("x", "y", &Value::Object(forward)).unwrap(),
+            request_digest("x", "y", &reparsed).unwrap()
+        );
+    }
+}
