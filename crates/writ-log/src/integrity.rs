@@ -117,9 +117,12 @@ impl TileSource for StoreTiles<'_> {
 pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> Result<Report, Error> {
     let mut audit = Audit { store, report: Report::default() };
 
-    // Checkpoints first: their signatures, and the roots they claim by size.
+    // Checkpoints first, then the size: a writer may be appending beside the audit, and the
+    // audit covers the tree as of its start (the size read after the checkpoints covers them).
+    let stored_checkpoints = store.checkpoints()?;
+    let start_size = store.size()?;
     let mut claimed: BTreeMap<u64, Hash> = BTreeMap::new();
-    for (size, note) in store.checkpoints()? {
+    for (size, note) in stored_checkpoints {
         match SignedCheckpoint::open(note.as_bytes(), verifier, &[]) {
             Ok((cp, _)) if cp.checkpoint().size == size => {
                 claimed.insert(size, cp.checkpoint().root);
@@ -138,6 +141,9 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> Result<Report
     let mut pending: Vec<(u64, Hash)> = claimed.iter().map(|(s, r)| (*s, *r)).rev().collect();
     store
         .scan_entries(&mut |idx, data, stored_leaf| {
+            if idx >= start_size {
+                return Ok(());
+            }
             if idx != stack.size() {
                 let detail = format!("entries {}..{idx} are missing", stack.size());
                 audit.problem("entry", 0, stack.size(), detail);
@@ -182,8 +188,11 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> Result<Report
     if claimed.get(&0).is_some_and(|r| *r != Hash::empty()) {
         audit.problem("checkpoint", 0, 0, "checkpoint of the empty tree has the wrong root".into());
     }
+    // Tiles are written with their entries, so one beyond the store's current size is
+    // corruption even with a writer running.
+    let size_now = store.size()?;
     for id in store.tile_ids()? {
-        if id.index >= full_tiles(size, id.level) {
+        if id.index >= full_tiles(size_now.max(size), id.level) {
             audit.problem(
                 "tile",
                 id.level * TILE_HEIGHT,

@@ -365,9 +365,14 @@ impl TileSource for Shared {
 
 impl Shared {
     /// Rebuilds the in-memory tree from the store and checks it against the latest
-    /// checkpoint, then publishes it.
+    /// stored checkpoint and against the tree this log has already served (a store that
+    /// went backwards, lost a tail or was swapped for another is refused, so that the log
+    /// can never sign a second root for a size it published), then publishes it.
     fn reload(&self) -> Result<(), Error> {
         let store = &self.store;
+        let before = self.snapshot();
+        // The checkpoint first: the size read after it can only be larger.
+        let stored_checkpoint = store.latest_checkpoint()?;
         let size = store.size()?;
         let mut rows0 = Vec::new();
         let mut level = 0u32;
@@ -391,7 +396,20 @@ impl Shared {
         }
         let stack = TileStack::restore(size, rows0)?;
         let snap = Arc::new(Snapshot { root: stack.root(), stack });
-        let latest = match store.latest_checkpoint()? {
+        if size < before.stack.size() {
+            return Err(Error::Corrupt(format!(
+                "the store now holds {size} entries but this log already served {}",
+                before.stack.size()
+            )));
+        }
+        if before.stack.size() > 0 && proof::range_root(&mut self.nodes(&snap), 0, before.stack.size())? != before.root
+        {
+            return Err(Error::Corrupt(format!(
+                "the stored tree of size {} is not the one this log served",
+                before.stack.size()
+            )));
+        }
+        let latest = match stored_checkpoint {
             None => None,
             Some((cp_size, note)) => {
                 let (signed, _) = SignedCheckpoint::open(note.as_bytes(), &self.verifier, &[])
@@ -413,6 +431,9 @@ impl Shared {
                 Some(signed)
             }
         };
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
         self.publish(snap, latest);
         Ok(())
     }
@@ -496,7 +517,11 @@ impl Sequencer {
         if size == 0 || covered == Some(size) {
             return None;
         }
-        Some(self.last_checkpoint.map_or_else(Instant::now, |t| t + self.options.checkpoint_interval))
+        match self.last_checkpoint {
+            None => Some(Instant::now()),
+            // An interval too long to add to a clock reading means: never by timer.
+            Some(t) => t.checked_add(self.options.checkpoint_interval),
+        }
     }
 
     fn commit(

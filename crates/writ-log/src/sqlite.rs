@@ -151,6 +151,12 @@ impl Drop for SqliteStore {
     }
 }
 
+/// A stored note as text. A note altered into invalid UTF-8 is read lossily, so that its
+/// signature check fails and the audit reports it at its size, rather than the read failing.
+fn note_text(v: rusqlite::types::ValueRef<'_>) -> String {
+    String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into_owned()
+}
+
 fn poisoned() -> Error {
     Error::Storage("store lock poisoned".into())
 }
@@ -203,11 +209,9 @@ impl Store for SqliteStore {
                     put.execute(params![id.key(), bytes]).map_err(db_err)?;
                 }
                 if let Some((size, note)) = batch.checkpoint {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?1, ?2)",
-                        params![to_i64(size)?, note],
-                    )
-                    .map_err(db_err)?;
+                    // Never replace: a second, different checkpoint for a size is an error.
+                    tx.execute("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)", params![to_i64(size)?, note])
+                        .map_err(db_err)?;
                 }
             }
             tx.commit().map_err(db_err)
@@ -282,7 +286,7 @@ impl Store for SqliteStore {
 
     fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), Error> {
         self.with_writer(|c| {
-            c.execute("INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?1, ?2)", params![to_i64(size)?, note])
+            c.execute("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)", params![to_i64(size)?, note])
                 .map(|_| ())
                 .map_err(db_err)
         })
@@ -292,7 +296,7 @@ impl Store for SqliteStore {
         self.with_reader(|c| {
             let row: Option<(i64, String)> = c
                 .query_row("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    Ok((r.get(0)?, note_text(r.get_ref(1)?)))
                 })
                 .optional()
                 .map_err(db_err)?;
@@ -303,7 +307,7 @@ impl Store for SqliteStore {
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, Error> {
         self.with_reader(|c| {
             let mut stmt = c.prepare("SELECT size, note FROM checkpoints ORDER BY size").map_err(db_err)?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(db_err)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, note_text(r.get_ref(1)?)))).map_err(db_err)?;
             let mut out = Vec::new();
             for row in rows {
                 let (s, n) = row.map_err(db_err)?;

@@ -11,6 +11,11 @@
 //! Every node of a tree of size `n` is either in a full tile or in the partial tile of its
 //! level, so any perfect subtree costs one tile read; a proof costs O(log n / 8) reads.
 
+#![cfg_attr(
+    not(feature = "sqlite"),
+    allow(dead_code, reason = "the storage layout is used by the sequencer and the audit (feature sqlite)")
+)]
+
 use std::sync::Arc;
 
 use crate::Error;

@@ -130,17 +130,25 @@ pub fn run(dir: &DataDir, cmd: LogCommand) -> Result<ExitCode> {
                 (None, None) => bail!("the log has no checkpoint yet; pass --size"),
             };
             let proof = log.inclusion_proof(index, size)?;
-            let leaf = log.leaf_hash(index)?;
-            let root = log.root_at(size)?;
+            // The leaf from the entry's bytes, the root from the signed checkpoint when it
+            // is for this size: the proof is checked against what the log signed.
+            let entry = log.entries(index, index + 1)?;
+            let leaf = Hash::leaf(entry.first().context("entry missing")?);
+            let signed = latest.filter(|c| c.checkpoint().size == size);
+            let root = match &signed {
+                Some(cp) => cp.checkpoint().root,
+                None => log.root_at(size)?,
+            };
             verify_inclusion(index, size, &leaf, &proof, &root)?;
             let mut out = json!({
                 "index": index,
                 "tree_size": size,
                 "leaf_hash": leaf.to_base64(),
                 "root": root.to_base64(),
+                "root_signed": signed.is_some(),
                 "proof": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
             });
-            if let (Some(cp), Some(obj)) = (latest.filter(|c| c.checkpoint().size == size), out.as_object_mut()) {
+            if let (Some(cp), Some(obj)) = (signed, out.as_object_mut()) {
                 obj.insert("checkpoint".into(), json!(cp.note()));
             }
             print_json(&out)?;

@@ -157,6 +157,70 @@ fn a_quiet_log_still_checkpoints_everything_it_holds_within_one_interval() {
     assert_eq!(log.latest_checkpoint().unwrap().checkpoint().size, 3);
 }
 
+/// A store that loses its tail under a running log (a lost WAL, a restored backup): the
+/// log must refuse to go on, never re-using indices or signing a second root for a size
+/// it already published.
+#[test]
+fn a_store_that_went_backwards_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for i in 0..10 {
+        log.append_blocking(entry(i)).unwrap();
+    }
+    let published = log.latest_checkpoint().unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("log.db")).unwrap();
+    raw.execute_batch("DELETE FROM entries WHERE idx >= 5; DELETE FROM checkpoints WHERE size > 5;").unwrap();
+    for i in 0..3 {
+        let r = log.append_blocking(entry(100 + i));
+        assert!(r.is_err(), "append {i} after the rollback was acknowledged: {r:?}");
+    }
+    assert_eq!(log.latest_checkpoint().unwrap(), published);
+    assert_eq!(log.size(), 10);
+    // Reopening finds the store consistent with itself but not with what was published:
+    // that is the operator's to resolve; the audit still passes on the shorter log.
+    drop(log);
+}
+
+#[test]
+fn a_reader_beside_a_busy_writer_never_reports_false_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()));
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..400 {
+                log.append_blocking(entry(i)).unwrap();
+            }
+        })
+    };
+    let mut opened = 0;
+    while !writer.is_finished() {
+        let store = SqliteStore::open(
+            &dir.path().join("log.db"),
+            SqliteOptions { read_only: true, ..SqliteOptions::default() },
+        )
+        .unwrap();
+        let store = Arc::new(store);
+        Log::open_read_only(store.clone(), signer().verifier()).unwrap();
+        let report = verify_store(store.as_ref(), &signer().verifier()).unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+        opened += 1;
+    }
+    writer.join().unwrap();
+    assert!(opened > 0);
+}
+
+#[test]
+fn a_huge_checkpoint_interval_does_not_stop_the_sequencer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap());
+    let log =
+        Log::open(store, signer(), LogOptions { checkpoint_interval: Duration::MAX, ..LogOptions::default() }).unwrap();
+    for i in 0..3 {
+        assert_eq!(log.append_blocking(entry(i)).unwrap().index, i);
+    }
+}
+
 #[test]
 fn oversized_entries_are_refused_before_the_queue() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,262 @@
+//! A validated bundle and its fail-closed evaluation with Cedar (`cedar-policy`).
+
+use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::str::FromStr as _;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request, Schema,
+    ValidationMode, Validator,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use writ_core::ReasonCode;
+
+use crate::PolicyError;
+use crate::bundle::{Bundle, BundleDigest};
+
+const AGENT: &str = "Writ::Agent";
+const RESOURCE: &str = "Writ::Resource";
+const ACTION: &str = "Writ::Action";
+
+/// An entity as a decision names it: its id and (for principals) attributes taken from
+/// verified claims.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityInput {
+    /// Entity id (a SPIFFE ID for principals).
+    pub id: String,
+    /// Attributes.
+    #[serde(default)]
+    pub attrs: Map<String, Value>,
+}
+
+/// Everything a policy decision is a function of, besides the bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyInput {
+    /// The acting agent.
+    pub principal: EntityInput,
+    /// The action name (a `Writ::Action` id).
+    pub action: String,
+    /// The resource id (a `Writ::Resource`; attributes come from the bundle's entities).
+    pub resource: String,
+    /// Evaluation time, RFC 3339 in UTC (`2026-11-26T10:00:00Z`); `context.now` in Cedar.
+    pub now: String,
+    /// The rest of the context (lineage, usage, runtime, arguments), shaped as the
+    /// action's context type declares.
+    #[serde(default)]
+    pub context: Map<String, Value>,
+}
+
+/// The policy stage's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PolicyOutcome {
+    /// Permitted by these policies, and no forbid applied.
+    Allow {
+        /// Ids of the determining permit policies.
+        policies: Vec<String>,
+    },
+    /// Denied.
+    Deny {
+        /// Why.
+        reason: ReasonCode,
+        /// Ids of the determining forbid policies, if any.
+        policies: Vec<String>,
+        /// Human-readable detail.
+        detail: String,
+    },
+}
+
+impl PolicyOutcome {
+    fn deny(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        PolicyOutcome::Deny { reason, policies: Vec::new(), detail: detail.into() }
+    }
+
+    /// True for an allow.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, PolicyOutcome::Allow { .. })
+    }
+}
+
+/// A bundle whose policies validated against its schema in strict mode.
+pub struct CompiledBundle {
+    digest: BundleDigest,
+    name: String,
+    version: String,
+    policies: PolicySet,
+    schema: Schema,
+    entities: Entities,
+    actions: HashSet<String>,
+    authorizer: Authorizer,
+}
+
+impl std::fmt::Debug for CompiledBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledBundle").field("name", &self.name).field("digest", &self.digest).finish_non_exhaustive()
+    }
+}
+
+fn invalid(why: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid(why.into())
+}
+
+impl CompiledBundle {
+    pub(crate) fn new(
+        bundle: &Bundle,
+        policies_src: &str,
+        schema_src: &str,
+        entities: Option<&Value>,
+    ) -> Result<Self, PolicyError> {
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(schema_src).map_err(|e| invalid(format!("schema: {e}")))?;
+        for ty in [AGENT, RESOURCE] {
+            let name = EntityTypeName::from_str(ty).map_err(|e| invalid(e.to_string()))?;
+            if !schema.entity_types().any(|t| *t == name) {
+                return Err(invalid(format!("the schema must declare the entity type {ty}")));
+            }
+        }
+        let parsed = PolicySet::from_str(policies_src).map_err(|e| invalid(format!("policies: {e}")))?;
+        // Name each policy by its @id annotation, so decisions and logs say which rule.
+        let mut policies = PolicySet::new();
+        for p in parsed.policies() {
+            let id =
+                p.annotation("id").ok_or_else(|| invalid(format!("policy {} has no @id(\"…\") annotation", p.id())))?;
+            policies.add(p.new_id(PolicyId::new(id))).map_err(|e| invalid(format!("policy @id({id:?}): {e}")))?;
+        }
+        if parsed.templates().next().is_some() {
+            return Err(invalid("policy templates are not supported in bundles"));
+        }
+        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        if !validation.validation_passed() {
+            let errors: Vec<String> = validation.validation_errors().map(|e| e.to_string()).collect();
+            return Err(invalid(format!("policies do not validate against the schema: {}", errors.join("; "))));
+        }
+        let entities = match entities {
+            None => Entities::empty(),
+            Some(v) => {
+                Entities::from_json_value(v.clone(), Some(&schema)).map_err(|e| invalid(format!("entities: {e}")))?
+            }
+        };
+        let actions = schema
+            .actions()
+            .filter(|a| a.type_name().to_string() == ACTION)
+            .map(|a| a.id().unescaped().to_owned())
+            .collect();
+        let m = bundle.manifest();
+        Ok(CompiledBundle {
+            digest: bundle.digest(),
+            name: m.name.clone(),
+            version: m.version.clone(),
+            policies,
+            schema,
+            entities,
+            actions,
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// The bundle digest.
+    pub fn digest(&self) -> BundleDigest {
+        self.digest
+    }
+
+    /// The bundle name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bundle version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// True if the schema declares this action.
+    pub fn declares_action(&self, action: &str) -> bool {
+        self.actions.contains(action)
+    }
+
+    /// Decides, failing closed (see the crate docs). Deterministic: the same bundle and
+    /// input always give the same outcome.
+    pub fn evaluate(&self, input: &PolicyInput) -> PolicyOutcome {
+        match catch_unwind(AssertUnwindSafe(|| self.evaluate_inner(input))) {
+            Ok(outcome) => outcome,
+            Err(_) => PolicyOutcome::deny(ReasonCode::PolicyEvaluationError, "policy evaluation panicked"),
+        }
+    }
+
+    fn evaluate_inner(&self, input: &PolicyInput) -> PolicyOutcome {
+        if !self.declares_action(&input.action) {
+            return PolicyOutcome::deny(
+                ReasonCode::PolicyDenied,
+                format!("the action {:?} is not declared", input.action),
+            );
+        }
+        let uid = |ty: &str, id: &str| -> Result<EntityUid, String> {
+            let t = EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
+            Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+        };
+        let (principal, action, resource) =
+            match (uid(AGENT, &input.principal.id), uid(ACTION, &input.action), uid(RESOURCE, &input.resource)) {
+                (Ok(p), Ok(a), Ok(r)) => (p, a, r),
+                _ => return PolicyOutcome::deny(ReasonCode::Internal, "cannot name the request's entities"),
+            };
+        let mut ctx = input.context.clone();
+        ctx.insert("now".into(), json!({ "__extn": { "fn": "datetime", "arg": input.now } }));
+        let context = match Context::from_json_value(Value::Object(ctx), Some((&self.schema, &action))) {
+            Ok(c) => c,
+            Err(e) => {
+                return PolicyOutcome::deny(
+                    ReasonCode::RequestMalformed,
+                    format!("the request does not match the context of {:?}: {e}", input.action),
+                );
+            }
+        };
+        let principal_json = json!([{
+            "uid": { "type": AGENT, "id": input.principal.id },
+            "attrs": input.principal.attrs,
+            "parents": [],
+        }]);
+        let built = Entities::from_json_value(principal_json, Some(&self.schema))
+            .map_err(|e| e.to_string())
+            .and_then(|p| self.entities.clone().add_entities(p, Some(&self.schema)).map_err(|e| e.to_string()));
+        let entities = match built {
+            Ok(e) => e,
+            Err(e) => {
+                return PolicyOutcome::deny(
+                    ReasonCode::PolicyEvaluationError,
+                    format!("the principal's verified attributes do not fit the schema: {e}"),
+                );
+            }
+        };
+        let request = match Request::new(principal, action, resource, context, Some(&self.schema)) {
+            Ok(r) => r,
+            Err(e) => return PolicyOutcome::deny(ReasonCode::RequestMalformed, format!("request: {e}")),
+        };
+        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let diagnostics = response.diagnostics();
+        let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
+        let mut policies: Vec<String> = diagnostics.reason().map(|id| id.to_string()).collect();
+        policies.sort();
+        if !errors.is_empty() {
+            // Cedar skips a policy whose evaluation errors; writ does not: an error denies.
+            return PolicyOutcome::Deny {
+                reason: ReasonCode::PolicyEvaluationError,
+                policies,
+                detail: errors.join("; "),
+            };
+        }
+        match response.decision() {
+            Decision::Allow => PolicyOutcome::Allow { policies },
+            Decision::Deny => {
+                let detail = if policies.is_empty() {
+                    "no policy permits this".to_owned()
+                } else {
+                    format!("forbidden by {}", policies.join(", "))
+                };
+                PolicyOutcome::Deny { reason: ReasonCode::PolicyDenied, policies, detail }
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! writ-policy: the starter bundle against its own cases, bundle digests and signatures,
+//! strict validation, and fail-closed evaluation.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use serde_json::{Value, json};
+use writ_core::ReasonCode;
+use writ_log::NoteSigner;
+use writ_policy::{
+    Bundle, EntityInput, PolicyError, PolicyInput, PolicyOutcome, sign_bundle, starter_bundle, verify_bundle_signature,
+};
+
+const SCHEMA: &str = include_str!("../../starter/schema.cedarschema");
+const MANIFEST: &str = r#"{"name": "t", "version": "1"}"#;
+
+fn bundle(policies: &str) -> Bundle {
+    Bundle::from_parts(MANIFEST, policies, SCHEMA, None, None).unwrap()
+}
+
+fn input(action: &str, arguments: Value) -> PolicyInput {
+    let context = json!({
+        "lineage": {"depth": 0, "root": "w-root"},
+        "usage": {"last_minute": 0, "last_hour": 0},
+        "arguments": arguments,
+    });
+    PolicyInput {
+        principal: EntityInput {
+            id: "spiffe://demo.example/agent/billing-1".into(),
+            attrs: json!({"trust_domain": "demo.example", "zone": "billing"}).as_object().unwrap().clone(),
+        },
+        action: action.into(),
+        resource: "payments:stripe".into(),
+        now: "2026-11-26T10:00:00Z".into(),
+        context: context.as_object().unwrap().clone(),
+    }
+}
+
+fn reason(o: &PolicyOutcome) -> Option<ReasonCode> {
+    match o {
+        PolicyOutcome::Deny { reason, .. } => Some(*reason),
+        PolicyOutcome::Allow { .. } => None,
+    }
+}
+
+#[test]
+fn the_starter_bundle_passes_its_own_cases() {
+    let b = starter_bundle().unwrap();
+    let compiled = b.compile().unwrap();
+    let report = compiled.run_tests(b.tests());
+    assert!(b.tests().len() >= 12);
+    assert_eq!(report.failed, 0, "{:#?}", report.results.iter().filter(|r| !r.passed).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_digest_covers_every_part() {
+    let b = starter_bundle().unwrap();
+    let d = b.digest();
+    assert_eq!(starter_bundle().unwrap().digest(), d, "digest is deterministic");
+    let tmp = tempfile::tempdir().unwrap();
+    b.write_dir(tmp.path()).unwrap();
+    assert_eq!(Bundle::load_dir(tmp.path()).unwrap().digest(), d, "a round trip through files keeps the digest");
+    let parts = |i: usize, extra: &str| {
+        let mut p = [
+            include_str!("../../starter/manifest.json").to_owned(),
+            include_str!("../../starter/policies.cedar").to_owned(),
+            SCHEMA.to_owned(),
+            include_str!("../../starter/entities.json").to_owned(),
+            include_str!("../../starter/tests.json").to_owned(),
+        ];
+        p[i] = match i {
+            0 => p[i].replace("1.0.0", "2.0.0"),
+            3 => p[i].replace("\"billing\"", "\"finance\""),
+            4 => p[i].replace("an agent reads", "an agent looks at"),
+            _ => format!("{}\n// {extra}\n", p[i]),
+        };
+        Bundle::from_parts(&p[0], &p[1], &p[2], Some(&p[3]), Some(&p[4])).unwrap().digest()
+    };
+    for i in 0..5 {
+        assert_ne!(parts(i, "\"x\""), d, "part {i} is not covered by the digest");
+    }
+    assert!(d.to_string().starts_with("sha256:") && d.to_string().len() == 71);
+}
+
+#[test]
+fn only_a_trusted_key_signing_exactly_this_bundle_is_accepted() {
+    let b = starter_bundle().unwrap();
+    let key = NoteSigner::from_seed("policy.demo.example", [5; 32]).unwrap();
+    let other = NoteSigner::from_seed("policy.demo.example", [6; 32]).unwrap();
+    let sig = sign_bundle(&b, &key).unwrap();
+    assert_eq!(verify_bundle_signature(&b, &sig, &[key.verifier()]).unwrap(), "policy.demo.example");
+    // Signed by a key that is not trusted.
+    let by_other = sign_bundle(&b, &other).unwrap();
+    assert!(matches!(verify_bundle_signature(&b, &by_other, &[key.verifier()]), Err(PolicyError::Untrusted(_))));
+    // A bundle changed after signing.
+    let changed = bundle("@id(\"all\") permit (principal, action, resource);");
+    assert!(matches!(verify_bundle_signature(&changed, &sig, &[key.verifier()]), Err(PolicyError::Untrusted(_))));
+    // No signature, garbage, and a truncated one.
+    for bad in ["", "garbage", &sig[..sig.len() - 10]] {
+        assert!(verify_bundle_signature(&b, bad, &[key.verifier()]).is_err());
+    }
+    assert_eq!(PolicyError::Untrusted(String::new()).reason(), ReasonCode::PolicyBundleUntrusted);
+}
+
+#[test]
+fn bundles_that_fail_strict_validation_do_not_compile() {
+    for (what, policies) in [
+        ("undeclared attribute", "@id(\"a\") permit (principal, action, resource) when { principal.clearance > 3 };"),
+        ("undeclared action", "@id(\"a\") permit (principal, action == Writ::Action::\"delete\", resource);"),
+        (
+            "type error",
+            "@id(\"a\") permit (principal, action == Writ::Action::\"read\", resource) when { principal.zone > 3 };",
+        ),
+        (
+            "optional attribute without has",
+            "@id(\"a\") permit (principal, action == Writ::Action::\"write\", resource) when { resource.zone == \"x\" };",
+        ),
+        ("missing @id", "permit (principal, action, resource);"),
+        (
+            "duplicate @id",
+            "@id(\"a\") permit (principal, action, resource);\n@id(\"a\") forbid (principal, action, resource);",
+        ),
+        ("syntax error", "@id(\"a\") permit (principal, action, resource"),
+    ] {
+        assert!(matches!(bundle(policies).compile(), Err(PolicyError::Invalid(_))), "compiled: {what}");
+    }
+    assert!(Bundle::from_parts("{\"name\": \"t\"}", "", SCHEMA, None, None).is_err(), "manifest without version");
+    assert!(
+        Bundle::from_parts(MANIFEST, "", "entity Foo;", None, None).unwrap().compile().is_err(),
+        "schema without Writ types"
+    );
+    assert!(
+        Bundle::from_parts(MANIFEST, "", SCHEMA, Some("[{\"uid\": 1}]"), None).unwrap().compile().is_err(),
+        "bad entities"
+    );
+}
+
+/// Cedar skips a policy whose evaluation errors; an erroring forbid would vanish and the
+/// permit would win. writ denies.
+#[test]
+fn an_erroring_forbid_denies_instead_of_vanishing() {
+    let b = bundle(
+        "@id(\"allow-payments\") permit (principal, action == Writ::Action::\"payment\", resource);\n\
+         @id(\"overflowing-forbid\") forbid (principal, action == Writ::Action::\"payment\", resource)\n\
+           when { context.arguments.amount * 4611686018427387904 > 1 };",
+    );
+    let c = b.compile().unwrap();
+    let outcome = c.evaluate(&input("payment", json!({"amount": 2, "currency": "EUR"})));
+    assert_eq!(reason(&outcome), Some(ReasonCode::PolicyEvaluationError), "{outcome:?}");
+    // Without the overflow the same bundle allows: the error was the only reason to deny.
+    let outcome = c.evaluate(&input("payment", json!({"amount": 0, "currency": "EUR"})));
+    assert!(outcome.is_allow(), "{outcome:?}");
+}
+
+#[test]
+fn missing_or_mistyped_facts_deny_and_are_never_defaulted() {
+    let c = starter_bundle().unwrap().compile().unwrap();
+    let ok = input("payment", json!({"amount": 10, "currency": "EUR"}));
+    assert!(c.evaluate(&ok).is_allow());
+    // Arguments: missing, wrong type, extra.
+    for args in [
+        json!({"currency": "EUR"}),
+        json!({"amount": "10", "currency": "EUR"}),
+        json!({"amount": 10, "currency": "EUR", "to": "x"}),
+    ] {
+        assert_eq!(reason(&c.evaluate(&input("payment", args.clone()))), Some(ReasonCode::RequestMalformed), "{args}");
+    }
+    // A principal without the zone claim cannot be evaluated.
+    let mut no_zone = ok.clone();
+    no_zone.principal.attrs.remove("zone");
+    assert_eq!(reason(&c.evaluate(&no_zone)), Some(ReasonCode::PolicyEvaluationError));
+    // Context without usage counters.
+    let mut no_usage = ok.clone();
+    no_usage.context.remove("usage");
+    assert_eq!(reason(&c.evaluate(&no_usage)), Some(ReasonCode::RequestMalformed));
+    // A time that is not a datetime.
+    let mut bad_time = ok.clone();
+    bad_time.now = "yesterday".into();
+    assert!(!c.evaluate(&bad_time).is_allow());
+    // Undeclared action.
+    assert_eq!(reason(&c.evaluate(&input("format_disk", json!({})))), Some(ReasonCode::PolicyDenied));
+}
+
+#[test]
+fn evaluation_is_deterministic_across_threads() {
+    let c = std::sync::Arc::new(starter_bundle().unwrap().compile().unwrap());
+    let cases = starter_bundle().unwrap().tests().to_vec();
+    let first: Vec<String> = cases
+        .iter()
+        .map(|t| {
+            let i = PolicyInput {
+                principal: t.principal.clone(),
+                action: t.action.clone(),
+                resource: t.resource.clone(),
+                now: t.now.clone(),
+                context: t.context.clone(),
+            };
+            serde_json::to_string(&c.evaluate(&i)).unwrap()
+        })
+        .collect();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (c, cases) = (c.clone(), cases.clone());
+            std::thread::spawn(move || {
+                cases
+                    .iter()
+                    .map(|t| {
+                        let i = PolicyInput {
+                            principal: t.principal.clone(),
+                            action: t.action.clone(),
+                            resource: t.resource.clone(),
+                            now: t.now.clone(),
+                            context: t.context.clone(),
+                        };
+                        serde_json::to_string(&c.evaluate(&i)).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), first);
+    }
+}
