@@ -63,6 +63,7 @@ impl BundleDigest {
 #[derive(Clone, Debug)]
 pub struct Bundle {
     manifest: Manifest,
+    manifest_json: Value,
     policies: String,
     schema: String,
     entities: Option<Value>,
@@ -122,6 +123,7 @@ impl Bundle {
         let digest = BundleDigest(Sha256::digest(&bytes).into());
         Ok(Bundle {
             manifest: manifest_typed,
+            manifest_json: canonical.get("manifest").cloned().unwrap_or(Value::Null),
             policies: policies.to_owned(),
             schema: schema.to_owned(),
             entities,
@@ -167,6 +169,19 @@ impl Bundle {
             std::fs::write(dir.join("tests.json"), pretty(t)?).map_err(io)?;
         }
         Ok(())
+    }
+
+    /// The parts as text (manifest, policies, schema, entities, tests), from which
+    /// [`Bundle::from_parts`] rebuilds a bundle with the same digest.
+    pub fn parts(&self) -> (String, String, String, Option<String>, Option<String>) {
+        let text = |v: &Value| v.to_string();
+        (
+            text(&self.manifest_json),
+            self.policies.clone(),
+            self.schema.clone(),
+            self.entities.as_ref().map(text),
+            self.tests_json.as_ref().map(text),
+        )
     }
 
     /// The manifest.

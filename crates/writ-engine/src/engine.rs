@@ -1,0 +1,574 @@
+//! The live pipeline (SPEC.md §1): gather the facts of each stage, [`decide`], record the
+//! decision durably in the log, and only then issue the writ. Every path returns a
+//! [`Decision`]; an error anywhere is a deny with a stable reason code.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use writ_core::{ExecutionRequest, Limits, ReasonCode, RequestDigest, SpiffeId};
+use writ_identity::{IdentityError, IdentityVerifier, Role, TrustBundle, VerifierConfig};
+use writ_log::{Log, NoteVerifier};
+use writ_policy::{Bundle, BundleDigest, CompiledBundle, verify_bundle_signature};
+
+use crate::EngineError;
+use crate::clock::Clock;
+use crate::decide::{Decided, decide};
+use crate::record::{
+    AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, Facts, IdentityFact, Outcome, RecordedLimits,
+    RecordedRequest, WritRecord,
+};
+use crate::state::State;
+use crate::writ::{LogRef, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id};
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The control plane's name: writs' `iss`.
+    pub issuer: String,
+    /// Audiences accepted on credentials presented to the control plane.
+    pub credential_audiences: Vec<String>,
+    /// Default audience of issued writs (a request may name another).
+    pub writ_audience: String,
+    /// Writ lifetime in seconds.
+    pub writ_ttl: u64,
+    /// Deepest lineage allowed (a root writ is depth 0).
+    pub max_depth: u32,
+    /// Clock skew allowed on credentials and writs, in seconds.
+    pub skew: u64,
+    /// Request bounds.
+    pub limits: Limits,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            issuer: "writ".into(),
+            credential_audiences: vec!["writ".into()],
+            writ_audience: "writ-enforcement".into(),
+            writ_ttl: 300,
+            max_depth: 3,
+            skew: 30,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What the engine needs: configuration, trust, keys, the log and a clock.
+pub struct EngineParts {
+    /// Settings.
+    pub config: EngineConfig,
+    /// Issuers trusted for credentials and attestations.
+    pub trust_bundle: TrustBundle,
+    /// Keys trusted to sign policy bundles.
+    pub policy_keys: Vec<NoteVerifier>,
+    /// Writ signing keys.
+    pub writ_signer: WritSigner,
+    /// The log.
+    pub log: Arc<Log>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The answer to an authorization request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Decision id (the writ's `jti` on allow).
+    pub id: String,
+    /// The caller's request id, echoed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Allow or deny.
+    pub outcome: Outcome,
+    /// Reason codes, primary first (empty on allow).
+    pub reasons: Vec<ReasonCode>,
+    /// Determining policies.
+    pub policies: Vec<String>,
+    /// Human-readable detail.
+    pub detail: String,
+    /// Index of the decision in the log (absent only when the log could not record it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
+    /// The writ, on allow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writ: Option<String>,
+}
+
+impl Decision {
+    /// The primary reason code of a deny.
+    pub fn reason(&self) -> Option<ReasonCode> {
+        self.reasons.first().copied()
+    }
+
+    fn unrecorded(id: String, request_id: Option<String>, reason: ReasonCode, detail: String) -> Self {
+        Decision {
+            id,
+            request_id,
+            outcome: Outcome::Deny,
+            reasons: vec![reason],
+            policies: Vec::new(),
+            detail,
+            log_index: None,
+            writ: None,
+        }
+    }
+}
+
+/// The active bundle.
+struct Active {
+    bundle: CompiledBundle,
+}
+
+/// The decision engine.
+pub struct Engine {
+    config: EngineConfig,
+    identity: IdentityVerifier,
+    policy_keys: Vec<NoteVerifier>,
+    signer: WritSigner,
+    verifier: WritVerifier,
+    log: Arc<Log>,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    active: RwLock<Option<Arc<Active>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("issuer", &self.config.issuer).finish_non_exhaustive()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn identity_fact(c: &writ_identity::VerifiedCredential) -> IdentityFact {
+    IdentityFact {
+        subject: c.subject().to_string(),
+        issuer: c.issuer().to_owned(),
+        trust_domain: c.trust_domain().to_owned(),
+        claims: c.claims().clone(),
+    }
+}
+
+fn failed<T>(e: &IdentityError) -> Checked<T> {
+    Checked::Failed { reason: e.reason(), detail: e.to_string() }
+}
+
+impl Engine {
+    /// Opens the engine: rebuilds its state and the active bundle from the log.
+    pub fn open(parts: EngineParts) -> Result<Engine, EngineError> {
+        let EngineParts { config, trust_bundle, policy_keys, writ_signer, log, clock } = parts;
+        let mut vc = VerifierConfig::new(config.credential_audiences.clone());
+        vc.max_skew_secs = config.skew;
+        let identity = IdentityVerifier::new(trust_bundle, vc);
+        let verifier =
+            WritVerifier::new(writ_signer.issuer(), &writ_signer.jwks(), &config.writ_audience, config.skew)?;
+        let engine = Engine {
+            config,
+            identity,
+            policy_keys,
+            signer: writ_signer,
+            verifier,
+            log,
+            clock,
+            state: Mutex::new(State::default()),
+            active: RwLock::new(None),
+        };
+        engine.rebuild()?;
+        Ok(engine)
+    }
+
+    fn rebuild(&self) -> Result<(), EngineError> {
+        let size = self.log.size();
+        let mut state = State::default();
+        let mut active = None;
+        let mut start = 0;
+        while start < size {
+            let end = (start + 1024).min(size);
+            for (i, bytes) in (start..).zip(self.log.entries(start, end)?) {
+                let entry: Entry = serde_json::from_slice(&bytes)
+                    .map_err(|e| EngineError::Corrupt(format!("log entry {i} is not an engine entry: {e}")))?;
+                if let Entry::Activation { accepted: true, parts, .. } = &entry {
+                    let bundle = bundle_from_parts(parts)?;
+                    active = Some(Arc::new(Active { bundle: bundle.compile()? }));
+                }
+                state.apply(&entry);
+            }
+            start = end;
+        }
+        *self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))? = state;
+        *self.active.write().map_err(|_| EngineError::Internal("bundle lock poisoned".into()))? = active;
+        Ok(())
+    }
+
+    /// The writ signing keys as a JWKS document.
+    pub fn jwks(&self) -> Value {
+        self.signer.jwks()
+    }
+
+    /// The active bundle's name, version and digest.
+    pub fn active_bundle(&self) -> Option<(String, String, BundleDigest)> {
+        let a = self.active.read().ok()?.clone()?;
+        Some((a.bundle.name().to_owned(), a.bundle.version().to_owned(), a.bundle.digest()))
+    }
+
+    /// Quarantined identities.
+    pub fn quarantined(&self) -> Vec<String> {
+        self.state.lock().map(|s| s.quarantined()).unwrap_or_default()
+    }
+
+    /// Revoked writ ids.
+    pub fn revoked(&self) -> Vec<String> {
+        self.state.lock().map(|s| s.revoked()).unwrap_or_default()
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// Authorizes a request body. Always answers; errors deny.
+    pub async fn authorize(&self, body: &[u8]) -> Decision {
+        let now = self.clock.now();
+        let id = match new_writ_id() {
+            Ok(id) => id,
+            Err(e) => return Decision::unrecorded(String::new(), None, ReasonCode::Internal, e.to_string()),
+        };
+        let request = match ExecutionRequest::parse(body, &self.config.limits) {
+            Ok(r) => r,
+            Err(e) => {
+                let entry = Entry::Decision {
+                    id: id.clone(),
+                    time: now,
+                    request: None,
+                    body_digest: Some(sha256_hex(body)),
+                    facts: None,
+                    limits: self.limits(),
+                    bundle: None,
+                    decision: DecisionOutcome {
+                        outcome: Outcome::Deny,
+                        reasons: vec![e.reason()],
+                        policies: Vec::new(),
+                        detail: e.to_string(),
+                    },
+                    writ: None,
+                };
+                return self.record(id, None, entry, None).await;
+            }
+        };
+        self.authorize_request(id, now, request).await
+    }
+
+    fn limits(&self) -> RecordedLimits {
+        RecordedLimits { max_depth: self.config.max_depth }
+    }
+
+    async fn authorize_request(&self, id: String, now: u64, request: ExecutionRequest) -> Decision {
+        let request_id = request.request_id.clone();
+        let digest = match request.digest() {
+            Ok(d) => d,
+            Err(e) => return Decision::unrecorded(id, request_id, e.reason(), e.to_string()),
+        };
+        let c = &request.credentials;
+        let mut credentials = BTreeMap::new();
+        for (role, token) in [
+            ("workload", &c.workload),
+            ("operator", &c.operator),
+            ("orchestrator", &c.orchestrator),
+            ("machine", &c.machine),
+            ("runtime", &c.runtime),
+            ("attestation", &request.attestation),
+        ] {
+            if let Some(t) = token {
+                credentials.insert(role.to_owned(), sha256_hex(t.as_bytes()));
+            }
+        }
+        let recorded = RecordedRequest {
+            request_id: request_id.clone(),
+            action: request.action.clone(),
+            resource: request.resource.clone(),
+            arguments: request.arguments.clone(),
+            parent: request.parent.clone(),
+            audience: request.audience.clone().unwrap_or_else(|| self.config.writ_audience.clone()),
+            digest: digest.to_string(),
+            credentials,
+        };
+        let facts = self.gather(&request, now);
+        let active = self.active.read().ok().and_then(|a| a.clone());
+        let bundle = active.as_ref().map(|a| &a.bundle);
+        let limits = self.limits();
+        let Decided { outcome, placement } = decide(&recorded, &facts, &limits, now, bundle);
+        let writ = match (&outcome.outcome, placement, &facts.identity) {
+            (Outcome::Allow, Some(p), Checked::Ok(identity)) => Some(WritRecord {
+                jti: id.clone(),
+                sub: identity.subject.clone(),
+                iat: now,
+                nbf: now,
+                exp: now.saturating_add(self.config.writ_ttl),
+                aud: recorded.audience.clone(),
+                root: p.root.unwrap_or_else(|| id.clone()),
+                dep: p.depth,
+                scp: p.scope,
+            }),
+            (Outcome::Allow, _, _) => {
+                return Decision::unrecorded(
+                    id,
+                    request_id,
+                    ReasonCode::Internal,
+                    "an allow without a placement".into(),
+                );
+            }
+            _ => None,
+        };
+        let claims = writ
+            .as_ref()
+            .map(|w| (w.clone(), recorded.action.clone(), recorded.resource.clone(), recorded.digest.clone()));
+        let entry = Entry::Decision {
+            id: id.clone(),
+            time: now,
+            request: Some(recorded),
+            body_digest: None,
+            facts: Some(facts),
+            limits,
+            bundle: bundle.map(|b| b.digest().to_string()),
+            decision: outcome,
+            writ,
+        };
+        self.record(id, request_id, entry, claims).await
+    }
+
+    /// Verifies each stage's inputs and looks up the state facts.
+    fn gather(&self, request: &ExecutionRequest, now: u64) -> Facts {
+        let identity = match &request.credentials.workload {
+            None => Checked::Failed { reason: ReasonCode::IdentityMissing, detail: "no workload credential".into() },
+            Some(token) => match self.identity.verify(Role::Workload, token, now) {
+                Ok(c) => Checked::Ok(identity_fact(&c)),
+                Err(e) => failed(&e),
+            },
+        };
+        let c = &request.credentials;
+        let mut delegation = BTreeMap::new();
+        for (role, name, token) in [
+            (Role::Operator, "operator", &c.operator),
+            (Role::Orchestrator, "orchestrator", &c.orchestrator),
+            (Role::Machine, "machine", &c.machine),
+            (Role::Runtime, "runtime", &c.runtime),
+        ] {
+            if let Some(t) = token {
+                let checked = match self.identity.verify(role, t, now) {
+                    Ok(c) => Checked::Ok(identity_fact(&c)),
+                    Err(e) => failed(&e),
+                };
+                delegation.insert(name.to_owned(), checked);
+            }
+        }
+        let subject = match &identity {
+            Checked::Ok(i) => SpiffeId::parse(&i.subject).ok(),
+            Checked::Failed { .. } => None,
+        };
+        let attestation = match (&request.attestation, &subject) {
+            (None, _) => None,
+            (Some(_), None) => Some(Checked::Failed {
+                reason: ReasonCode::AttestationInvalid,
+                detail: "no verified workload to bind the attestation to".into(),
+            }),
+            (Some(token), Some(sub)) => Some(match self.identity.verify_attestation(token, sub, now) {
+                Ok(a) => Checked::Ok(AttestationFact {
+                    measurement: a.measurement().to_owned(),
+                    environment: a.environment().to_owned(),
+                    region: a.region().to_owned(),
+                }),
+                Err(e) => Checked::Failed { reason: ReasonCode::AttestationInvalid, detail: e.to_string() },
+            }),
+        };
+        let (quarantined, parent, usage) = match self.state.lock() {
+            Ok(state) => {
+                let sub = subject.as_ref().map(|s| s.to_string()).unwrap_or_default();
+                (
+                    subject.is_some() && state.is_quarantined(&sub),
+                    request.parent.as_ref().map(|p| state.parent(p)),
+                    state.usage(&sub, &request.action, now),
+                )
+            }
+            // A poisoned state lock cannot be trusted: treat the principal as isolated.
+            Err(_) => (true, None, Default::default()),
+        };
+        Facts { identity, delegation, attestation, quarantined, parent, usage }
+    }
+
+    /// Appends the entry; only once it is durable is an allow answered, with its writ.
+    async fn record(
+        &self,
+        id: String,
+        request_id: Option<String>,
+        entry: Entry,
+        claims: Option<(WritRecord, String, String, String)>,
+    ) -> Decision {
+        let (decision, bundle) = match &entry {
+            Entry::Decision { decision, bundle, .. } => (decision.clone(), bundle.clone()),
+            _ => return Decision::unrecorded(id, request_id, ReasonCode::Internal, "not a decision".into()),
+        };
+        let bytes = match serde_json::to_value(&entry)
+            .map_err(|e| e.to_string())
+            .and_then(|v| writ_core::canonical_json(&v).map_err(|e| e.to_string()))
+        {
+            Ok(b) => b,
+            Err(e) => {
+                return Decision::unrecorded(id, request_id, ReasonCode::Internal, format!("encoding the record: {e}"));
+            }
+        };
+        let appended = match self.log.append(bytes).await {
+            Ok(a) => a,
+            Err(e) => {
+                return Decision::unrecorded(
+                    id,
+                    request_id,
+                    ReasonCode::LogUnavailable,
+                    format!("the decision could not be recorded: {e}"),
+                );
+            }
+        };
+        if let Ok(mut state) = self.state.lock() {
+            state.apply(&entry);
+        }
+        let mut out = Decision {
+            id: id.clone(),
+            request_id: request_id.clone(),
+            outcome: decision.outcome,
+            reasons: decision.reasons.clone(),
+            policies: decision.policies.clone(),
+            detail: decision.detail.clone(),
+            log_index: Some(appended.index),
+            writ: None,
+        };
+        if let (Outcome::Allow, Some((w, act, res, req))) = (decision.outcome, claims) {
+            let claims = WritClaims {
+                iss: self.signer.issuer().to_owned(),
+                sub: w.sub,
+                aud: w.aud,
+                jti: w.jti,
+                iat: w.iat,
+                nbf: w.nbf,
+                exp: w.exp,
+                act,
+                res,
+                req,
+                pol: bundle.unwrap_or_default(),
+                par: match &entry {
+                    Entry::Decision { request: Some(r), .. } => r.parent.clone(),
+                    _ => None,
+                },
+                root: w.root,
+                dep: w.dep,
+                scp: w.scp,
+                log: LogRef { index: appended.index, leaf: appended.leaf_hash.to_prefixed() },
+            };
+            match self.signer.sign(&claims) {
+                Ok(token) => out.writ = Some(token),
+                Err(e) => {
+                    return Decision::unrecorded(
+                        id,
+                        request_id,
+                        ReasonCode::Internal,
+                        format!("signing the writ: {e}"),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Verifies a writ for the call about to run (signature, time, audience, binding,
+    /// revocation, single use at this engine).
+    pub fn verify(&self, token: &str, digest: &RequestDigest) -> Result<VerifiedWrit, WritRejection> {
+        let now = self.clock.now();
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| WritRejection { reason: ReasonCode::Internal, detail: "state lock".into() })?;
+        self.verifier.verify(token, digest, now, &|jti| state.is_revoked(jti))
+    }
+
+    /// Activates a signed bundle: the signature must be by a trusted policy key and the
+    /// bundle must validate against its schema. Refusals are recorded too.
+    pub async fn activate(
+        &self,
+        bundle: &Bundle,
+        signature: &str,
+        operator: Option<&str>,
+    ) -> Result<BundleDigest, EngineError> {
+        let checked = verify_bundle_signature(bundle, signature, &self.policy_keys)
+            .and_then(|signer| bundle.compile().map(|c| (signer, c)));
+        let (manifest, policies, schema, entities, tests) = bundle.parts();
+        let (accepted, refusal, signer, compiled) = match checked {
+            Ok((signer, compiled)) => (true, None, Some(signer), Some(compiled)),
+            Err(e) => (false, Some(e.to_string()), None, None),
+        };
+        let entry = Entry::Activation {
+            time: self.clock.now(),
+            digest: bundle.digest().to_string(),
+            name: bundle.manifest().name.clone(),
+            version: bundle.manifest().version.clone(),
+            accepted,
+            refusal: refusal.clone(),
+            signer,
+            signature: signature.to_owned(),
+            operator: operator.map(str::to_owned),
+            parts: BundleParts { manifest, policies, schema, entities, tests },
+        };
+        self.append(&entry).await?;
+        match compiled {
+            Some(c) => {
+                *self.active.write().map_err(|_| EngineError::Internal("bundle lock poisoned".into()))? =
+                    Some(Arc::new(Active { bundle: c }));
+                Ok(bundle.digest())
+            }
+            None => Err(EngineError::BundleUntrusted(refusal.unwrap_or_default())),
+        }
+    }
+
+    /// Revokes a writ: it can no longer verify or serve as a parent.
+    pub async fn revoke(&self, jti: &str, operator: Option<&str>, reason: &str) -> Result<u64, EngineError> {
+        let entry = Entry::Revocation {
+            time: self.clock.now(),
+            jti: jti.to_owned(),
+            operator: operator.map(str::to_owned),
+            reason: reason.to_owned(),
+        };
+        self.append(&entry).await
+    }
+
+    /// Isolates (`true`) or releases (`false`) an identity.
+    pub async fn quarantine(
+        &self,
+        subject: &SpiffeId,
+        isolated: bool,
+        operator: Option<&str>,
+        reason: &str,
+    ) -> Result<u64, EngineError> {
+        let entry = Entry::Quarantine {
+            time: self.clock.now(),
+            subject: subject.to_string(),
+            isolated,
+            operator: operator.map(str::to_owned),
+            reason: reason.to_owned(),
+        };
+        self.append(&entry).await
+    }
+
+    async fn append(&self, entry: &Entry) -> Result<u64, EngineError> {
+        let value = serde_json::to_value(entry).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let bytes = writ_core::canonical_json(&value).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let a = self.log.append(bytes).await?;
+        self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?.apply(entry);
+        Ok(a.index)
+    }
+}
+
+/// Rebuilds a bundle from the parts an activation entry recorded.
+pub(crate) fn bundle_from_parts(p: &BundleParts) -> Result<Bundle, EngineError> {
+    Ok(Bundle::from_parts(&p.manifest, &p.policies, &p.schema, p.entities.as_deref(), p.tests.as_deref())?)
+}

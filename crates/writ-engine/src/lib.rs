@@ -1,0 +1,75 @@
+//! writ's decision engine (SPEC.md §1, §2): the fail-closed pipeline that turns an execution
+//! request into a decision recorded in the log and, on allow, a signed writ bound to that
+//! exact request.
+//!
+//! - [`Engine`]: the live pipeline (identity → attestation → quarantine → lineage → policy
+//!   → record → issue), operator actions (bundle activation, revocation, quarantine), and
+//!   writ verification.
+//! - [`decide`]: the decision as a pure function of its recorded inputs, shared by the
+//!   live path and [`replay`].
+//! - [`WritSigner`], [`WritVerifier`]: the writ's JWT form and its verification at an
+//!   enforcement point.
+//! - [`Entry`]: what the engine writes to the log.
+
+mod clock;
+mod decide;
+mod engine;
+mod record;
+mod replay;
+mod state;
+mod writ;
+
+pub use clock::{Clock, FixedClock, SystemClock, parse_rfc3339, rfc3339};
+pub use decide::{Decided, Placement, decide};
+pub use engine::{Decision, Engine, EngineConfig, EngineParts};
+pub use record::{
+    AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, Facts, IdentityFact, Outcome, ParentFact,
+    RecordedLimits, RecordedRequest, Usage, WritRecord,
+};
+pub use replay::{Mismatch, ReplayReport, replay};
+pub use writ::{LogRef, Scope, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id};
+
+use writ_core::ReasonCode;
+
+/// Errors of engine operations other than decisions (which always answer).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// A key is missing, malformed, or cannot sign.
+    #[error("key: {0}")]
+    Key(String),
+    /// The log failed.
+    #[error("log: {0}")]
+    Log(String),
+    /// The log holds something the engine cannot read.
+    #[error("corrupt log: {0}")]
+    Corrupt(String),
+    /// A bundle was refused.
+    #[error("untrusted bundle: {0}")]
+    BundleUntrusted(String),
+    /// Anything else.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// The reason code for this error.
+    pub fn reason(&self) -> ReasonCode {
+        match self {
+            EngineError::Log(_) => ReasonCode::LogUnavailable,
+            EngineError::BundleUntrusted(_) => ReasonCode::PolicyBundleUntrusted,
+            _ => ReasonCode::Internal,
+        }
+    }
+}
+
+impl From<writ_log::Error> for EngineError {
+    fn from(e: writ_log::Error) -> Self {
+        EngineError::Log(e.to_string())
+    }
+}
+
+impl From<writ_policy::PolicyError> for EngineError {
+    fn from(e: writ_policy::PolicyError) -> Self {
+        EngineError::BundleUntrusted(e.to_string())
+    }
+}

@@ -1,0 +1,138 @@
+//! `writ log replay`: re-evaluates every recorded decision from its recorded inputs, with
+//! the bundle that was active (rebuilt from its activation entry in the same log), and
+//! reports every decision that does not reproduce. On an untampered log it finds none.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use writ_log::Store;
+use writ_policy::CompiledBundle;
+
+use crate::EngineError;
+use crate::decide::decide;
+use crate::engine::bundle_from_parts;
+use crate::record::{Entry, Outcome};
+
+/// A decision that did not reproduce.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    /// Log index of the entry.
+    pub index: u64,
+    /// What differs.
+    pub detail: String,
+}
+
+/// The result of a replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    /// Entries read.
+    pub entries: u64,
+    /// Decisions re-evaluated.
+    pub decisions: u64,
+    /// Decisions that reproduced.
+    pub reproduced: u64,
+    /// Those that did not.
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// Replays every entry of a log store. Reads the store directly, so that it also runs
+/// on a store whose Merkle tree no longer matches its checkpoints (`writ log verify`
+/// reports that; replay reports which decisions no longer reproduce).
+pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
+    let size = store.size()?;
+    let mut report = ReplayReport::default();
+    let mut bundles: HashMap<String, CompiledBundle> = HashMap::new();
+    let mut start = 0;
+    while start < size {
+        let end = (start + 1024).min(size);
+        for (index, bytes) in (start..).zip(store.entries(start, end)?) {
+            report.entries += 1;
+            let entry: Entry = match serde_json::from_slice(&bytes) {
+                Ok(e) => e,
+                Err(e) => {
+                    report.mismatches.push(Mismatch { index, detail: format!("not an engine entry: {e}") });
+                    continue;
+                }
+            };
+            match entry {
+                Entry::Activation { accepted: true, parts, digest, .. } => {
+                    match bundle_from_parts(&parts).and_then(|b| {
+                        if b.digest().to_string() != digest {
+                            return Err(EngineError::Corrupt(
+                                "recorded parts do not hash to the recorded digest".into(),
+                            ));
+                        }
+                        Ok(b.compile()?)
+                    }) {
+                        Ok(c) => {
+                            bundles.insert(digest, c);
+                        }
+                        Err(e) => report.mismatches.push(Mismatch { index, detail: format!("activation: {e}") }),
+                    }
+                }
+                Entry::Decision {
+                    time,
+                    request: Some(request),
+                    facts: Some(facts),
+                    limits,
+                    bundle,
+                    decision,
+                    writ,
+                    ..
+                } => {
+                    report.decisions += 1;
+                    let compiled = match &bundle {
+                        Some(d) => match bundles.get(d) {
+                            Some(c) => Some(c),
+                            None => {
+                                report
+                                    .mismatches
+                                    .push(Mismatch { index, detail: format!("bundle {d} was never activated") });
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
+                    let again = decide(&request, &facts, &limits, time, compiled);
+                    if again.outcome != decision {
+                        report.mismatches.push(Mismatch {
+                            index,
+                            detail: format!("recorded {decision:?}, replayed {:?}", again.outcome),
+                        });
+                        continue;
+                    }
+                    let writ_ok = match (&writ, decision.outcome, &again.placement) {
+                        (None, Outcome::Deny, None) => true,
+                        (Some(w), Outcome::Allow, Some(p)) => {
+                            w.dep == p.depth && w.scp == p.scope && p.root.as_ref().is_none_or(|r| *r == w.root)
+                        }
+                        _ => false,
+                    };
+                    if writ_ok {
+                        report.reproduced += 1;
+                    } else {
+                        report
+                            .mismatches
+                            .push(Mismatch { index, detail: "the recorded writ does not match the decision".into() });
+                    }
+                }
+                Entry::Decision { request: None, decision, .. } => {
+                    report.decisions += 1;
+                    // An unparseable request can only have been denied as malformed.
+                    if decision.outcome == Outcome::Deny
+                        && decision.reasons.first() == Some(&writ_core::ReasonCode::RequestMalformed)
+                    {
+                        report.reproduced += 1;
+                    } else {
+                        report
+                            .mismatches
+                            .push(Mismatch { index, detail: "an unparsed request was not denied as malformed".into() });
+                    }
+                }
+                _ => {}
+            }
+        }
+        start = end;
+    }
+    Ok(report)
+}

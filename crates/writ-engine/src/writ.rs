@@ -1,0 +1,323 @@
+//! The writ (SPEC.md §2): a JWT (RFC 7519, JWS compact RFC 7515, EdDSA RFC 8037) signed by
+//! the control plane after the decision is durable in the log, and its verification at an
+//! enforcement point.
+//!
+//! Signing keys are Ed25519, identified by their RFC 7638 thumbprint as `kid`, published
+//! as a JWKS; rotation adds a new current key and keeps the old ones in the JWKS so that
+//! outstanding writs keep verifying.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use writ_core::{ReasonCode, RequestDigest};
+
+use crate::EngineError;
+
+/// Where a writ's decision is in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRef {
+    /// Index of the decision entry.
+    pub index: u64,
+    /// Its RFC 6962 leaf hash, `sha256:<hex>`.
+    pub leaf: String,
+}
+
+/// What a writ lets its children do (lineage scope): the trust zone they must stay in
+/// and the actions they may take (`*`: any).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Trust zone of the principal.
+    pub zone: String,
+    /// Actions descendants may take, sorted; `["*"]` for any.
+    pub actions: Vec<String>,
+}
+
+impl Scope {
+    /// True if this scope lets a descendant take `action`.
+    pub fn allows(&self, action: &str) -> bool {
+        self.actions.iter().any(|a| a == "*" || a == action)
+    }
+
+    /// The intersection with a narrower request (`None`: no narrowing).
+    pub fn narrow(&self, zone: &str, requested: Option<&[String]>) -> Scope {
+        let mut actions: Vec<String> = match requested {
+            None => self.actions.clone(),
+            Some(req) if self.actions.iter().any(|a| a == "*") => req.to_vec(),
+            Some(req) => req.iter().filter(|a| self.allows(a)).cloned().collect(),
+        };
+        actions.sort();
+        actions.dedup();
+        Scope { zone: zone.to_owned(), actions }
+    }
+}
+
+/// The claims of a writ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WritClaims {
+    /// The control plane.
+    pub iss: String,
+    /// The principal's SPIFFE ID.
+    pub sub: String,
+    /// The enforcement point or resource audience.
+    pub aud: String,
+    /// Writ id.
+    pub jti: String,
+    /// Issued at.
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Expiry.
+    pub exp: u64,
+    /// Action.
+    pub act: String,
+    /// Resource.
+    pub res: String,
+    /// Request digest, `sha256:<hex>` of the RFC 8785 form of {action, resource, arguments}.
+    pub req: String,
+    /// Policy bundle digest.
+    pub pol: String,
+    /// Parent writ id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub par: Option<String>,
+    /// Root of the lineage (the root writ's id; its own id for a root).
+    pub root: String,
+    /// Depth in the lineage (0 for a root).
+    pub dep: u32,
+    /// Scope handed to children.
+    pub scp: Scope,
+    /// The decision's place in the log.
+    pub log: LogRef,
+}
+
+fn random_hex(n: usize) -> Result<String, EngineError> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| EngineError::Key(format!("no randomness: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+/// A fresh writ id.
+pub fn new_writ_id() -> Result<String, EngineError> {
+    random_hex(16).map(|h| format!("w-{h}"))
+}
+
+fn thumbprint(public: &[u8; 32]) -> String {
+    // RFC 7638: SHA-256 over {"crv","kty","x"} in lexicographic order, no whitespace.
+    let x = B64URL.encode(public);
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    B64URL.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+struct Key {
+    kid: String,
+    public: [u8; 32],
+    encoding: EncodingKey,
+}
+
+/// The writ signing keys: the current one signs, all are published.
+pub struct WritSigner {
+    issuer: String,
+    keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for WritSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WritSigner").field("issuer", &self.issuer).field("kids", &self.kids()).finish()
+    }
+}
+
+impl WritSigner {
+    /// A signer from Ed25519 seeds, oldest first; the last one signs.
+    pub fn from_seeds(issuer: &str, seeds: &[[u8; 32]]) -> Result<Self, EngineError> {
+        if seeds.is_empty() {
+            return Err(EngineError::Key("no writ signing key".into()));
+        }
+        let mut keys = Vec::new();
+        for seed in seeds {
+            let sk = SigningKey::from_bytes(seed);
+            let der = sk.to_pkcs8_der().map_err(|e| EngineError::Key(e.to_string()))?;
+            let public = sk.verifying_key().to_bytes();
+            keys.push(Key { kid: thumbprint(&public), public, encoding: EncodingKey::from_ed_der(der.as_bytes()) });
+        }
+        Ok(WritSigner { issuer: issuer.to_owned(), keys })
+    }
+
+    /// A fresh random seed for a new key.
+    pub fn generate_seed() -> Result<[u8; 32], EngineError> {
+        let mut s = [0u8; 32];
+        getrandom::fill(&mut s).map_err(|e| EngineError::Key(format!("no randomness: {e}")))?;
+        Ok(s)
+    }
+
+    /// The control plane's name (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Key ids, oldest first.
+    pub fn kids(&self) -> Vec<String> {
+        self.keys.iter().map(|k| k.kid.clone()).collect()
+    }
+
+    /// The JWKS document of every key (RFC 7517, OKP per RFC 8037).
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .keys
+            .iter()
+            .map(|k| json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": k.kid, "x": B64URL.encode(k.public)}))
+            .collect();
+        json!({ "keys": keys })
+    }
+
+    /// Signs claims with the current key.
+    pub fn sign(&self, claims: &WritClaims) -> Result<String, EngineError> {
+        let key = self.keys.last().ok_or_else(|| EngineError::Key("no writ signing key".into()))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| EngineError::Key(format!("signing: {e}")))
+    }
+}
+
+/// A writ that verified, with its claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedWrit {
+    /// Its claims.
+    pub claims: WritClaims,
+}
+
+/// Verifies writs at an enforcement point: signature by a key in the JWKS, time window,
+/// audience, binding to the call about to run, revocation, single use.
+pub struct WritVerifier {
+    issuer: String,
+    keys: Vec<(String, DecodingKey)>,
+    audience: String,
+    skew: u64,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for WritVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WritVerifier")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a writ did not verify.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WritRejection {
+    /// The reason code.
+    pub reason: ReasonCode,
+    /// Detail.
+    pub detail: String,
+}
+
+fn reject(reason: ReasonCode, detail: impl Into<String>) -> WritRejection {
+    WritRejection { reason, detail: detail.into() }
+}
+
+impl WritVerifier {
+    /// A verifier for writs of `issuer` addressed to `audience`, trusting the keys of a
+    /// JWKS document.
+    pub fn new(issuer: &str, jwks: &Value, audience: &str, skew: u64) -> Result<Self, EngineError> {
+        let mut keys = Vec::new();
+        for k in
+            jwks.get("keys").and_then(Value::as_array).ok_or_else(|| EngineError::Key("JWKS without keys".into()))?
+        {
+            let (Some("OKP"), Some("Ed25519"), Some(kid), Some(x)) = (
+                k.get("kty").and_then(Value::as_str),
+                k.get("crv").and_then(Value::as_str),
+                k.get("kid").and_then(Value::as_str),
+                k.get("x").and_then(Value::as_str),
+            ) else {
+                return Err(EngineError::Key("JWKS key is not an Ed25519 OKP key with a kid".into()));
+            };
+            let decoding = DecodingKey::from_ed_components(x).map_err(|e| EngineError::Key(e.to_string()))?;
+            keys.push((kid.to_owned(), decoding));
+        }
+        Ok(WritVerifier {
+            issuer: issuer.to_owned(),
+            keys,
+            audience: audience.to_owned(),
+            skew,
+            seen: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Verifies `token` for the call `(digest)` about to run, at `now`. `revoked` says
+    /// whether a writ id has been revoked. A writ that verifies is marked used: a second
+    /// verification of the same `jti` is `writ.replayed`.
+    pub fn verify(
+        &self,
+        token: &str,
+        digest: &RequestDigest,
+        now: u64,
+        revoked: &dyn Fn(&str) -> bool,
+    ) -> Result<VerifiedWrit, WritRejection> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| reject(ReasonCode::WritBadSignature, format!("header: {e}")))?;
+        if header.alg != Algorithm::EdDSA || header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() {
+            return Err(reject(ReasonCode::WritBadSignature, "writs are EdDSA with a kid, nothing else"));
+        }
+        let kid = header.kid.ok_or_else(|| reject(ReasonCode::WritBadSignature, "no kid"))?;
+        let key = self
+            .keys
+            .iter()
+            .find(|(k, _)| *k == kid)
+            .map(|(_, d)| d)
+            .ok_or_else(|| reject(ReasonCode::WritBadSignature, "kid is not a trusted writ key"))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        // Time and audience are checked below against the injected clock, with our codes.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims = HashSet::new();
+        let data = jsonwebtoken::decode::<WritClaims>(token, key, &validation).map_err(|e| {
+            let reason = match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => ReasonCode::WritBadSignature,
+                _ => ReasonCode::WritBadSignature,
+            };
+            reject(reason, format!("{e}"))
+        })?;
+        let c = data.claims;
+        if c.iss != self.issuer {
+            return Err(reject(ReasonCode::WritBadSignature, "writ from another control plane"));
+        }
+        if now + self.skew < c.nbf || now >= c.exp.saturating_add(self.skew) {
+            return Err(reject(ReasonCode::WritExpired, format!("valid from {} to {}, now {now}", c.nbf, c.exp)));
+        }
+        if c.aud != self.audience {
+            return Err(reject(ReasonCode::WritAudience, format!("writ is for {:?}", c.aud)));
+        }
+        if c.req != digest.to_string() {
+            return Err(reject(ReasonCode::WritBindingMismatch, "the writ authorizes another call"));
+        }
+        if revoked(&c.jti) {
+            return Err(reject(ReasonCode::WritRevoked, "the writ was revoked"));
+        }
+        let mut seen = self.seen.lock().map_err(|_| reject(ReasonCode::Internal, "replay set poisoned"))?;
+        if !seen.insert(c.jti.clone()) {
+            return Err(reject(ReasonCode::WritReplayed, "this writ was already used here"));
+        }
+        Ok(VerifiedWrit { claims: c })
+    }
+
+    /// Marks writ ids as already used (from a persisted replay set).
+    pub fn remember_used(&self, jtis: impl IntoIterator<Item = String>) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.extend(jtis);
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! One test per reason code the engine produces, each from a realistic hostile request.
+
+use std::sync::atomic::Ordering;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde_json::{Map, json};
+use writ_core::{ReasonCode, SpiffeId, request_digest};
+use writ_identity::DevIssuer;
+use writ_log::NoteSigner;
+use writ_policy::{Bundle, sign_bundle, starter_bundle};
+
+use crate::harness::*;
+
+fn digest_of(req: &serde_json::Value) -> writ_core::RequestDigest {
+    request_digest(req["action"].as_str().unwrap(), req["resource"].as_str().unwrap(), &req["arguments"]).unwrap()
+}
+
+#[test]
+fn allowed_request_gets_a_writ_bound_to_it_that_verifies_once() {
+    let h = Harness::new();
+    let req = write_request(&h);
+    let d = h.authorize(&req);
+    let writ = assert_allowed(&d);
+    let v = h.engine.verify(&writ, &digest_of(&req)).unwrap();
+    assert_eq!(v.claims.sub, "spiffe://demo.example/agent/billing-1");
+    assert_eq!(v.claims.act, "write");
+    assert_eq!(v.claims.log.index, d.log_index.unwrap());
+    assert_eq!(v.claims.root, v.claims.jti);
+    assert_eq!(v.claims.pol, h.engine.active_bundle().unwrap().2.to_string());
+    // writ.replayed: the same writ presented twice.
+    let again = h.engine.verify(&writ, &digest_of(&req)).unwrap_err();
+    assert_eq!(again.reason, ReasonCode::WritReplayed);
+}
+
+#[test]
+fn request_malformed() {
+    let h = Harness::new();
+    let d = h.authorize(&json!({"action": "write", "resource": "fs:/zones/billing", "sudo": true}));
+    assert_denied(&d, ReasonCode::RequestMalformed);
+    assert!(d.log_index.is_some(), "malformed requests are recorded too");
+    let d = rt().block_on(h.engine.authorize(b"{not json"));
+    assert_denied(&d, ReasonCode::RequestMalformed);
+}
+
+#[test]
+fn identity_missing() {
+    let h = Harness::new();
+    let mut req = write_request(&h);
+    req["credentials"] = json!({});
+    assert_denied(&h.authorize(&req), ReasonCode::IdentityMissing);
+}
+
+#[test]
+fn identity_malformed() {
+    let h = Harness::new();
+    let mut req = write_request(&h);
+    req["credentials"]["workload"] = json!("not.a.jwt");
+    assert_denied(&h.authorize(&req), ReasonCode::IdentityMalformed);
+}
+
+#[test]
+fn identity_bad_signature_forged() {
+    let h = Harness::new();
+    let mut req = write_request(&h);
+    let token = req["credentials"]["workload"].as_str().unwrap().to_owned();
+    // Swap the payload for one naming another agent, keeping the signature.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut claims: serde_json::Value = serde_json::from_slice(&B64URL.decode(&parts[1]).unwrap()).unwrap();
+    claims["sub"] = json!("spiffe://demo.example/agent/admin");
+    parts[1] = B64URL.encode(serde_json::to_vec(&claims).unwrap());
+    req["credentials"]["workload"] = json!(parts.join("."));
+    assert_denied(&h.authorize(&req), ReasonCode::IdentityBadSignature);
+}
+
+#[test]
+fn identity_bad_signature_alg_none_and_hmac_confusion() {
+    let h = Harness::new();
+    let token = h.credential("billing-1", Some("billing"));
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut header: serde_json::Value = serde_json::from_slice(&B64URL.decode(parts[0]).unwrap()).unwrap();
+    header["alg"] = json!("none");
+    let none = format!("{}.{}.", B64URL.encode(serde_json::to_vec(&header).unwrap()), parts[1]);
+    let mut req = write_request(&h);
+    req["credentials"]["workload"] = json!(none);
+    assert_denied(&h.authorize(&req), ReasonCode::IdentityBadSignature);
+    // HS256 keyed with the issuer's public key bytes.
+    header["alg"] = json!("HS256");
+    let x = h.issuer.public_jwk()["x"].as_str().unwrap().to_owned();
+    let key = jsonwebtoken::EncodingKey::from_secret(&B64URL.decode(x).unwrap());
+    let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs.kid = Some(h.issuer.kid().to_owned());
+    let claims: serde_json::Value = serde_json::from_slice(&B64URL.decode(parts[1]).unwrap()).unwrap();
+    req["credentials"]["workload"] = json!(jsonwebtoken::encode(&hs, &claims, &key).unwrap());
+    assert_denied(&h.authorize(&req), ReasonCode::IdentityBadSignature);
+}
+
+#[test]
+fn identity_untrusted_issuer() {
+    let h = Harness::new();
+    let rogue = DevIssuer::generate("demo.example", "https://rogue.example").unwrap();
+    let subject = SpiffeId::parse("spiffe://demo.example/agent/billing-1").unwrap();
+    let token = rogue
+        .issue(writ_identity::IssueRequest {
+            subject: &subject,
+            audience: vec!["writ".into()],
+            ttl_secs: 600,
+            extra_claims: Map::new(),
+            now: h.now(),
+        })
+        .unwrap();
+    let mut req = write_request(&h);
+    req["credentials"]["workload"] = json!(token);
+    assert_denied(&h.authorize(&req), ReasonCode::IdentityUntrustedIssuer);
+}
+
+#[test]
+fn identity_expired_and_not_yet_valid() {
+    let h = Harness::new();
+    let mut req = write_request(&h);
+    req["credentials"]["workload"] =
+        json!(h.credential_with("billing-1", Some("billing"), vec!["writ".into()], 60, h.now() - 3600, Map::new()));
+    assert_denied(&h.authorize(&req), ReasonCode::IdentityExpired);
+    req["credentials"]["workload"] =
+        json!(h.credential_with("billing-1", Some("billing"), vec!["writ".into()], 600, h.now() + 3600, Map::new()));
+    assert_denied(&h.authorize(&req), ReasonCode::IdentityNotYetValid);
+}
+
+#[test]
+fn identity_audience() {
+    let h = Harness::new();
+    let mut req = write_request(&h);
+    req["credentials"]["workload"] = json!(h.credential_with(
+        "billing-1",
+        Some("billing"),
+        vec!["another-service".into()],
+        600,
+        h.now(),
+        Map::new()
+    ));
+    assert_denied(&h.authorize(&req), ReasonCode::IdentityAudience);
+}
+
+#[test]
+fn attestation_invalid_for_another_workload() {
+    let h = Harness::new();
+    let mut req =
+        request(&h, "billing-1", "deploy", "deploy:billing-api", json!({"service": "billing-api", "version": "1.4.2"}));
+    req["attestation"] = json!(h.attestation("someone-else", "production"));
+    assert_denied(&h.authorize(&req), ReasonCode::AttestationInvalid);
+    // The right one allows (deploys need an attested production runtime).
+    h.clock.set(writ_engine::parse_rfc3339("2026-11-26T11:00:00Z").unwrap());
+    req["credentials"]["workload"] = json!(h.credential("billing-1", Some("billing")));
+    req["attestation"] = json!(h.attestation("billing-1", "production"));
+    assert_allowed(&h.authorize(&req));
+    // Without one, policy denies.
+    req.as_object_mut().unwrap().remove("attestation");
+    assert_denied(&h.authorize(&req), ReasonCode::PolicyDenied);
+}
+
+#[test]
+fn quarantined_until_released() {
+    let h = Harness::new();
+    let agent = SpiffeId::parse("spiffe://demo.example/agent/billing-1").unwrap();
+    rt().block_on(h.engine.quarantine(&agent, true, Some("op"), "repeated violations")).unwrap();
+    assert_denied(&h.authorize(&write_request(&h)), ReasonCode::Quarantined);
+    assert_eq!(h.engine.quarantined(), vec![agent.to_string()]);
+    rt().block_on(h.engine.quarantine(&agent, false, Some("op"), "cleared")).unwrap();
+    assert_allowed(&h.authorize(&write_request(&h)));
+}
+
+fn spawn(h: &Harness, parent: Option<&str>, agent: &str) -> writ_engine::Decision {
+    let mut req = request(h, agent, "spawn", "agents:pool", json!({"agent": "worker"}));
+    if let Some(p) = parent {
+        req["parent"] = json!(p);
+    }
+    h.authorize(&req)
+}
+
+#[test]
+fn lineage_parent_unknown() {
+    let h = Harness::new();
+    assert_denied(&spawn(&h, Some("w-00000000000000000000000000000000"), "a"), ReasonCode::LineageParentUnknown);
+}
+
+#[test]
+fn lineage_parent_denied() {
+    let h = Harness::new();
+    let mut req = request(&h, "support-1", "write", "fs:/zones/support", json!({}));
+    req["credentials"]["workload"] = json!(h.credential("support-1", Some("billing")));
+    let denied = h.authorize(&req);
+    assert_eq!(denied.outcome, writ_engine::Outcome::Deny);
+    assert_denied(&spawn(&h, Some(&denied.id), "child"), ReasonCode::LineageParentDenied);
+}
+
+#[test]
+fn lineage_parent_expired() {
+    let h = Harness::new();
+    let root = spawn(&h, None, "root");
+    assert_allowed(&root);
+    h.clock.advance(301); // writs live 300 s
+    assert_denied(&spawn(&h, Some(&root.id), "child"), ReasonCode::LineageParentExpired);
+}
+
+#[test]
+fn lineage_parent_revoked_and_writ_revoked() {
+    let h = Harness::new();
+    let root = spawn(&h, None, "root");
+    let writ = assert_allowed(&root);
+    rt().block_on(h.engine.revoke(&root.id, Some("op"), "compromised")).unwrap();
+    assert_denied(&spawn(&h, Some(&root.id), "child"), ReasonCode::LineageParentRevoked);
+    let digest = request_digest("spawn", "agents:pool", &json!({"agent": "worker"})).unwrap();
+    assert_eq!(h.engine.verify(&writ, &digest).unwrap_err().reason, ReasonCode::WritRevoked);
+}
+
+#[test]
+fn lineage_depth_exceeded() {
+    let h = Harness::new();
+    let mut parent = spawn(&h, None, "d0");
+    assert_allowed(&parent);
+    for depth in 1..=3 {
+        let child = spawn(&h, Some(&parent.id), &format!("d{depth}"));
+        if depth < 3 {
+            assert_allowed(&child);
+        } else {
+            // Depth 3 is within the engine's limit but the starter policy lets only
+            // depth < 3 spawn.
+            assert_denied(&child, ReasonCode::PolicyDenied);
+        }
+        parent = child;
+    }
+    // A chain deeper than the engine's limit (3) is refused before policy.
+    let mut parent = h.authorize(&request(&h, "r", "read", "fs:/zones/billing", json!({})));
+    for depth in 1..=4 {
+        let mut req = request(&h, "r", "read", "fs:/zones/billing", json!({}));
+        req["parent"] = json!(parent.id);
+        let child = h.authorize(&req);
+        if depth <= 3 {
+            assert_allowed(&child);
+        } else {
+            assert_denied(&child, ReasonCode::LineageDepthExceeded);
+        }
+        parent = child;
+    }
+}
+
+#[test]
+fn lineage_scope_escalation() {
+    let h = Harness::new();
+    // A root that may delegate only reads.
+    let mut extra = Map::new();
+    extra.insert("scope".into(), json!(["read"]));
+    let mut req = request(&h, "planner", "spawn", "agents:pool", json!({"agent": "worker"}));
+    req["credentials"]["workload"] =
+        json!(h.credential_with("planner", Some("billing"), vec!["writ".into()], 600, h.now(), extra));
+    let root = h.authorize(&req);
+    assert_allowed(&root);
+    // Its child writes: outside the delegated scope.
+    let mut child = write_request(&h);
+    child["parent"] = json!(root.id);
+    assert_denied(&h.authorize(&child), ReasonCode::LineageScopeEscalation);
+    // A child in another zone.
+    let mut other = request(&h, "support-1", "read", "fs:/zones/support", json!({}));
+    other["credentials"]["workload"] = json!(h.credential("support-1", Some("support")));
+    other["parent"] = json!(root.id);
+    assert_denied(&h.authorize(&other), ReasonCode::LineageScopeEscalation);
+    // A read in the same zone is within scope.
+    let mut read = request(&h, "worker", "read", "fs:/zones/billing", json!({}));
+    read["parent"] = json!(root.id);
+    assert_allowed(&h.authorize(&read));
+}
+
+#[test]
+fn policy_denied() {
+    let h = Harness::new();
+    let mut req = write_request(&h);
+    req["credentials"]["workload"] = json!(h.credential("support-1", Some("support")));
+    let d = h.authorize(&req);
+    assert_denied(&d, ReasonCode::PolicyDenied);
+    assert!(d.log_index.is_some());
+}
+
+#[test]
+fn policy_no_active_bundle() {
+    let h = Harness::without_bundle();
+    assert_denied(&h.authorize(&write_request(&h)), ReasonCode::PolicyNoActiveBundle);
+}
+
+#[test]
+fn policy_evaluation_error_when_a_claim_is_missing() {
+    let h = Harness::new();
+    let mut req = write_request(&h);
+    req["credentials"]["workload"] = json!(h.credential("billing-1", None));
+    assert_denied(&h.authorize(&req), ReasonCode::PolicyEvaluationError);
+}
+
+#[test]
+fn policy_bundle_untrusted_unsigned_wrong_key_or_invalid() {
+    let h = Harness::new();
+    let before = h.engine.active_bundle().unwrap();
+    let b = starter_bundle().unwrap();
+    let (m, _p, s, e, t) = b.parts();
+    let permissive =
+        Bundle::from_parts(&m, "@id(\"all\") permit (principal, action, resource);", &s, e.as_deref(), t.as_deref())
+            .unwrap();
+    // Unsigned.
+    let err = rt().block_on(h.engine.activate(&permissive, "", None)).unwrap_err();
+    assert_eq!(err.reason(), ReasonCode::PolicyBundleUntrusted);
+    // Signed by an untrusted key.
+    let rogue = NoteSigner::from_seed("policy.demo.example", [9; 32]).unwrap();
+    let sig = sign_bundle(&permissive, &rogue).unwrap();
+    assert_eq!(
+        rt().block_on(h.engine.activate(&permissive, &sig, None)).unwrap_err().reason(),
+        ReasonCode::PolicyBundleUntrusted
+    );
+    // Signed by the trusted key but failing schema validation.
+    let invalid = Bundle::from_parts(
+        &m,
+        "@id(\"x\") permit (principal, action, resource) when { principal.clearance > 1 };",
+        &s,
+        None,
+        None,
+    )
+    .unwrap();
+    let sig = sign_bundle(&invalid, &h.policy_key).unwrap();
+    assert_eq!(
+        rt().block_on(h.engine.activate(&invalid, &sig, None)).unwrap_err().reason(),
+        ReasonCode::PolicyBundleUntrusted
+    );
+    // Nothing changed: the starter bundle is still active and still denies.
+    assert_eq!(h.engine.active_bundle().unwrap(), before);
+    let mut req = write_request(&h);
+    req["credentials"]["workload"] = json!(h.credential("support-1", Some("support")));
+    assert_denied(&h.authorize(&req), ReasonCode::PolicyDenied);
+}
+
+#[test]
+fn writ_bad_signature_tampered() {
+    let h = Harness::new();
+    let req = write_request(&h);
+    let writ = assert_allowed(&h.authorize(&req));
+    let mut parts: Vec<String> = writ.split('.').map(str::to_owned).collect();
+    let mut claims: serde_json::Value = serde_json::from_slice(&B64URL.decode(&parts[1]).unwrap()).unwrap();
+    claims["exp"] = json!(claims["exp"].as_u64().unwrap() + 86400);
+    parts[1] = B64URL.encode(serde_json::to_vec(&claims).unwrap());
+    let err = h.engine.verify(&parts.join("."), &digest_of(&req)).unwrap_err();
+    assert_eq!(err.reason, ReasonCode::WritBadSignature);
+}
+
+#[test]
+fn writ_expired() {
+    let h = Harness::new();
+    let req = write_request(&h);
+    let writ = assert_allowed(&h.authorize(&req));
+    h.clock.advance(300 + 31);
+    assert_eq!(h.engine.verify(&writ, &digest_of(&req)).unwrap_err().reason, ReasonCode::WritExpired);
+}
+
+#[test]
+fn writ_audience() {
+    let h = Harness::new();
+    let mut req = write_request(&h);
+    req["audience"] = json!("payments-gateway");
+    let writ = assert_allowed(&h.authorize(&req));
+    assert_eq!(h.engine.verify(&writ, &digest_of(&req)).unwrap_err().reason, ReasonCode::WritAudience);
+}
+
+#[test]
+fn writ_binding_mismatch() {
+    let h = Harness::new();
+    let req = write_request(&h);
+    let writ = assert_allowed(&h.authorize(&req));
+    let other = request_digest("write", "fs:/zones/billing", &json!({"path": "/zones/billing/other.csv"})).unwrap();
+    assert_eq!(h.engine.verify(&writ, &other).unwrap_err().reason, ReasonCode::WritBindingMismatch);
+}
+
+#[test]
+fn log_unavailable_denies_even_what_policy_allows() {
+    let h = Harness::new();
+    let size = h.engine.log().size();
+    h.store_fails.store(true, Ordering::SeqCst);
+    let d = h.authorize(&write_request(&h));
+    assert_denied(&d, ReasonCode::LogUnavailable);
+    assert!(d.log_index.is_none());
+    h.store_fails.store(false, Ordering::SeqCst);
+    assert_eq!(h.engine.log().size(), size);
+    assert_allowed(&h.authorize(&write_request(&h)));
+}
+
+#[test]
+fn state_survives_reopen() {
+    let h = Harness::new();
+    let agent = SpiffeId::parse("spiffe://demo.example/agent/billing-1").unwrap();
+    let root = spawn(&h, None, "root");
+    rt().block_on(h.engine.revoke(&root.id, None, "x")).unwrap();
+    rt().block_on(h.engine.quarantine(&agent, true, None, "x")).unwrap();
+    let bundle = h.engine.active_bundle();
+    let Harness { engine, dir, issuer, policy_key, .. } = h;
+    drop(engine);
+    let h = Harness::open(dir, Some((issuer, policy_key)));
+    assert_eq!(h.engine.active_bundle(), bundle);
+    assert_denied(&h.authorize(&write_request(&h)), ReasonCode::Quarantined);
+    assert_denied(&spawn(&h, Some(&root.id), "child"), ReasonCode::LineageParentRevoked);
+}

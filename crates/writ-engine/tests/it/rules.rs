@@ -1,0 +1,54 @@
+//! The starter bundle's temporal windows and rate rules through the whole engine, at fixed
+//! clock values.
+
+use serde_json::json;
+use writ_core::ReasonCode;
+use writ_engine::parse_rfc3339;
+
+use crate::harness::*;
+
+fn pay(h: &Harness, amount: i64) -> writ_engine::Decision {
+    h.authorize(&request(h, "billing-1", "payment", "payments:stripe", json!({"amount": amount, "currency": "EUR"})))
+}
+
+#[test]
+fn payments_only_in_business_hours_and_below_the_limit() {
+    let h = Harness::new();
+    for (time, ok) in [
+        ("2026-11-26T08:59:59Z", false),
+        ("2026-11-26T09:00:00Z", true),
+        ("2026-11-26T16:59:59Z", true),
+        ("2026-11-26T17:00:00Z", false),
+        ("2026-11-26T23:30:00Z", false),
+    ] {
+        h.clock.set(parse_rfc3339(time).unwrap());
+        let d = pay(&h, 10);
+        if ok {
+            assert_allowed(&d);
+        } else {
+            assert_denied(&d, ReasonCode::PolicyDenied);
+        }
+    }
+    h.clock.set(parse_rfc3339("2026-11-26T12:00:00Z").unwrap());
+    assert_allowed(&pay(&h, 999));
+    assert_denied(&pay(&h, 1000), ReasonCode::PolicyDenied);
+    assert_denied(&pay(&h, -5), ReasonCode::PolicyDenied);
+}
+
+#[test]
+fn at_most_five_payments_a_minute() {
+    let h = Harness::new();
+    h.clock.set(parse_rfc3339("2026-11-26T12:00:00Z").unwrap());
+    for _ in 0..5 {
+        assert_allowed(&pay(&h, 10));
+        h.clock.advance(1);
+    }
+    assert_denied(&pay(&h, 10), ReasonCode::PolicyDenied);
+    // Another agent has its own counter.
+    let other =
+        h.authorize(&request(&h, "billing-2", "payment", "payments:stripe", json!({"amount": 1, "currency": "EUR"})));
+    assert_allowed(&other);
+    // A minute after the first, the window has room again.
+    h.clock.set(parse_rfc3339("2026-11-26T12:01:00Z").unwrap());
+    assert_allowed(&pay(&h, 10));
+}
