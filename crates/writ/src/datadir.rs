@@ -6,6 +6,12 @@
 //!   log/log.db        the log store (SQLite, WAL)
 //!   log/log.vkey      the log's verifier key (signed-note vkey), safe to publish
 //!   log/writer.lock   held by the one process that appends
+//!   keys/writ.keys    writ signing seeds, hex, one per line, oldest first, the last signs (0600)
+//!   keys/policy.key   the policy-signing key (signed-note private key, 0600)
+//!   keys/dev-issuer.json  the development identity issuer's secret (0600)
+//!   trust/bundle.json     the trust bundle: issuers per SPIFFE trust domain (JWKS)
+//!   trust/policy.vkeys    verifier keys trusted to sign policy bundles, one per line
+//!   enforce/used.txt      writ ids already used at this enforcement point (`writ verify`)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -117,6 +123,129 @@ impl DataDir {
             Ok(()) => Ok(file),
             Err(_) => bail!("another writ process is writing to {} (lock {})", self.root.display(), path.display()),
         }
+    }
+}
+
+impl DataDir {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Creates every key and trust file that is missing (`writ keys generate`). Returns the
+    /// names of the files it created.
+    pub fn init_all(&self, trust_domain: &str) -> Result<Vec<String>> {
+        let mut created = Vec::new();
+        if self.init_log(None)? {
+            created.push("keys/log.key".to_owned());
+        }
+        fs::create_dir_all(self.path("trust"))?;
+        if !self.path("keys/writ.keys").exists() {
+            let seed = writ_engine::WritSigner::generate_seed()?;
+            write_secret(&self.path("keys/writ.keys"), hex::encode(seed).as_bytes())?;
+            created.push("keys/writ.keys".to_owned());
+        }
+        if !self.path("keys/policy.key").exists() {
+            let key = NoteSigner::generate(&format!("policy.{trust_domain}"))?;
+            write_secret(&self.path("keys/policy.key"), key.to_private_key().as_bytes())?;
+            fs::write(self.path("trust/policy.vkeys"), format!("{}\n", key.verifier().to_vkey()))?;
+            created.push("keys/policy.key".to_owned());
+        }
+        if !self.path("keys/dev-issuer.json").exists() {
+            let issuer =
+                writ_identity::DevIssuer::generate(trust_domain, &format!("https://dev-issuer.{trust_domain}"))?;
+            write_secret(&self.path("keys/dev-issuer.json"), issuer.to_secret_json().as_bytes())?;
+            let mut bundle = match fs::read(self.path("trust/bundle.json")) {
+                Ok(b) => writ_identity::TrustBundle::from_json(&b)?,
+                Err(_) => writ_identity::TrustBundle::new(),
+            };
+            use writ_identity::Role;
+            bundle.add(issuer.bundle_entry(&[
+                Role::Workload,
+                Role::Operator,
+                Role::Orchestrator,
+                Role::Machine,
+                Role::Runtime,
+                Role::Attestor,
+            ]))?;
+            fs::write(self.path("trust/bundle.json"), bundle.to_json())?;
+            created.push("keys/dev-issuer.json".to_owned());
+        }
+        Ok(created)
+    }
+
+    fn read_secret(&self, rel: &str) -> Result<String> {
+        let path = self.path(rel);
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (run `writ keys generate`?)", path.display()))?;
+        let mode = fs::metadata(&path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!("{} is readable by others (mode {mode:o}); it must be 0600", path.display());
+        }
+        Ok(text)
+    }
+
+    pub fn writ_seeds(&self) -> Result<Vec<[u8; 32]>> {
+        let text = self.read_secret("keys/writ.keys")?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let mut seed = [0u8; 32];
+                hex::decode_to_slice(l.trim(), &mut seed).context("keys/writ.keys holds a malformed key")?;
+                Ok(seed)
+            })
+            .collect()
+    }
+
+    /// Adds a new writ signing key; the old ones stay published so outstanding writs verify.
+    pub fn rotate_writ_key(&self) -> Result<usize> {
+        let mut seeds = self.writ_seeds()?;
+        seeds.push(writ_engine::WritSigner::generate_seed()?);
+        let text: Vec<String> = seeds.iter().map(hex::encode).collect();
+        let tmp = self.path("keys/writ.keys.new");
+        let _ = fs::remove_file(&tmp);
+        write_secret(&tmp, text.join("\n").as_bytes())?;
+        fs::rename(&tmp, self.path("keys/writ.keys"))?;
+        Ok(seeds.len())
+    }
+
+    pub fn policy_signer(&self) -> Result<NoteSigner> {
+        Ok(NoteSigner::from_private_key(self.read_secret("keys/policy.key")?.trim())?)
+    }
+
+    pub fn policy_verifiers(&self) -> Result<Vec<NoteVerifier>> {
+        let path = self.path("trust/policy.vkeys");
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(NoteVerifier::from_vkey(l.trim())?)).collect()
+    }
+
+    pub fn dev_issuer(&self) -> Result<writ_identity::DevIssuer> {
+        Ok(writ_identity::DevIssuer::from_secret_json(&self.read_secret("keys/dev-issuer.json")?)?)
+    }
+
+    pub fn trust_bundle(&self) -> Result<writ_identity::TrustBundle> {
+        let path = self.path("trust/bundle.json");
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(writ_identity::TrustBundle::from_json(&bytes)?)
+    }
+
+    /// Opens the engine over this directory's log (taking the writer lock).
+    pub fn open_engine(&self) -> Result<(writ_engine::Engine, File)> {
+        let (log, lock) = self.open_log(LogOptions::default())?;
+        let engine = writ_engine::Engine::open(writ_engine::EngineParts {
+            config: writ_engine::EngineConfig::default(),
+            trust_bundle: self.trust_bundle()?,
+            policy_keys: self.policy_verifiers()?,
+            writ_signer: writ_engine::WritSigner::from_seeds("writ", &self.writ_seeds()?)?,
+            log: Arc::new(log),
+            clock: Arc::new(writ_engine::SystemClock),
+        })
+        .with_context(|| {
+            format!(
+                "opening the engine over {} (a log written by `writ log demo` or `writ log append` holds no engine records: use another --data-dir)",
+                self.root.display()
+            )
+        })?;
+        Ok((engine, lock))
     }
 }
 

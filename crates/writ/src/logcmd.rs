@@ -68,6 +68,9 @@ pub enum LogCommand {
         #[arg(long, default_value_t = 1000)]
         entries: u64,
     },
+    /// Re-evaluate every recorded decision from its recorded inputs; exit status 1 if
+    /// any does not reproduce.
+    Replay,
     /// Kill-and-reopen crash test: appends under concurrency in a child process, SIGKILLs
     /// it at random moments, and checks every acknowledged append survived.
     Crashtest(crate::crashtest::Args),
@@ -193,6 +196,7 @@ pub fn run(dir: &DataDir, cmd: LogCommand) -> Result<ExitCode> {
             }
         }
         LogCommand::Demo { entries } => demo(dir, entries)?,
+        LogCommand::Replay => return crate::engcmd::replay_log(dir),
         LogCommand::Crashtest(args) => return crate::crashtest::run(dir, args),
         LogCommand::Bench(args) => crate::logbench::run(args)?,
         LogCommand::CrashChild { concurrency } => crate::crashtest::child(dir, concurrency)?,

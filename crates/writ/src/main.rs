@@ -6,6 +6,7 @@
 
 mod crashtest;
 mod datadir;
+mod engcmd;
 mod logbench;
 mod logcmd;
 
@@ -29,6 +30,32 @@ enum Command {
     /// The tamper-evident log: audit it from the shell.
     #[command(subcommand)]
     Log(logcmd::LogCommand),
+    /// Keys: generate all, rotate the writ signing key.
+    #[command(subcommand)]
+    Keys(engcmd::KeysCommand),
+    /// Development identities: credentials and attestations from the local issuer.
+    #[command(subcommand)]
+    Identity(engcmd::IdentityCommand),
+    /// Policy bundles: check, test, sign, activate.
+    #[command(subcommand)]
+    Policy(engcmd::PolicyCommand),
+    /// One decision: a request (JSON file, `-` for stdin) in, the decision (JSON) out.
+    Authorize {
+        #[arg(long)]
+        request: PathBuf,
+    },
+    /// One verification at an enforcement point: does this writ authorize this request?
+    Verify {
+        /// The writ (or a file holding it).
+        #[arg(long)]
+        writ: String,
+        /// The request about to run (JSON file, `-` for stdin).
+        #[arg(long)]
+        request: PathBuf,
+        /// This enforcement point's audience.
+        #[arg(long, default_value = "writ-enforcement")]
+        audience: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +63,11 @@ fn main() -> ExitCode {
     let dir = datadir::DataDir::new(&cli.data_dir);
     let result = match cli.command {
         Command::Log(cmd) => logcmd::run(&dir, cmd),
+        Command::Keys(cmd) => engcmd::keys(&dir, cmd),
+        Command::Identity(cmd) => engcmd::identity(&dir, cmd),
+        Command::Policy(cmd) => engcmd::policy(&dir, cmd),
+        Command::Authorize { request } => engcmd::authorize(&dir, &request),
+        Command::Verify { writ, request, audience } => engcmd::verify(&dir, &writ, &request, &audience),
     };
     match result {
         Ok(code) => code,

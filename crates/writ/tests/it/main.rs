@@ -10,4 +10,5 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod engine;
 mod log;

@@ -1,0 +1,119 @@
+//! The decision commands end to end through the binary, and the independent verification
+//! of issued writs with PyJWT and an independent RFC 8785 implementation.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn writ(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_writ"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn json_out(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
+}
+
+#[test]
+fn keys_policy_authorize_verify_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    assert!(writ(dir, &["keys", "generate"], None).status.success());
+    for f in ["keys/writ.keys", "keys/policy.key", "keys/dev-issuer.json", "keys/log.key"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
+    }
+    // A bundle authored from the starter, checked, tested, signed, activated.
+    let bundle = dir.join("bundle");
+    assert!(writ(dir, &["policy", "init", bundle.to_str().unwrap()], None).status.success());
+    assert_eq!(json_out(&writ(dir, &["policy", "check", bundle.to_str().unwrap()], None))["ok"], true);
+    let tests = json_out(&writ(dir, &["policy", "test", bundle.to_str().unwrap()], None));
+    assert_eq!(tests["failed"], 0, "{tests}");
+    // Activation without a signature is refused.
+    let unsigned = writ(dir, &["policy", "activate", bundle.to_str().unwrap()], None);
+    assert_ne!(unsigned.status.code(), Some(0));
+    assert!(writ(dir, &["policy", "sign", bundle.to_str().unwrap()], None).status.success());
+    // Tampering after signing is refused with policy.bundle_untrusted.
+    let policies = bundle.join("policies.cedar");
+    let original = std::fs::read_to_string(&policies).unwrap();
+    std::fs::write(&policies, format!("{original}\n@id(\"all\") permit (principal, action, resource);\n")).unwrap();
+    let tampered = writ(dir, &["policy", "activate", bundle.to_str().unwrap()], None);
+    assert_eq!(tampered.status.code(), Some(1));
+    assert_eq!(json_out(&tampered)["reason"], "policy.bundle_untrusted");
+    std::fs::write(&policies, original).unwrap();
+    let act = writ(dir, &["policy", "activate", bundle.to_str().unwrap()], None);
+    assert_eq!(json_out(&act)["activated"], true);
+
+    let token = String::from_utf8(
+        writ(
+            dir,
+            &["identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-1", "--zone", "billing"],
+            None,
+        )
+        .stdout,
+    )
+    .unwrap();
+    let request = json!({
+        "credentials": {"workload": token.trim()},
+        "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/a.csv"}
+    })
+    .to_string();
+    let d = writ(dir, &["authorize", "--request", "-"], Some(&request));
+    assert!(d.status.success());
+    let decision = json_out(&d);
+    let w = decision["writ"].as_str().unwrap().to_owned();
+    let req_file = dir.join("req.json");
+    std::fs::write(&req_file, &request).unwrap();
+    let v = writ(dir, &["verify", "--writ", &w, "--request", req_file.to_str().unwrap()], None);
+    assert_eq!(json_out(&v)["ok"], true);
+    let again = writ(dir, &["verify", "--writ", &w, "--request", req_file.to_str().unwrap()], None);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(json_out(&again)["reason"], "writ.replayed");
+    // A denied request exits 1 with its reason.
+    let other = request.replace("fs:/zones/billing", "fs:/zones/support");
+    let denied = writ(dir, &["authorize", "--request", "-"], Some(&other));
+    assert_eq!(denied.status.code(), Some(1));
+    assert_eq!(json_out(&denied)["reasons"], json!(["policy.denied"]));
+    // Key rotation keeps old writs verifiable: the JWKS holds both keys.
+    assert!(writ(dir, &["keys", "rotate"], None).status.success());
+    assert_eq!(json_out(&writ(dir, &["keys", "jwks"], None))["keys"].as_array().unwrap().len(), 2);
+    let replay = json_out(&writ(dir, &["log", "replay"], None));
+    assert_eq!(replay["mismatches"], json!([]));
+    assert_eq!(replay["decisions"], 2);
+    assert_eq!(json_out(&writ(dir, &["log", "verify"], None))["ok"], true);
+}
+
+/// Writs verify with another language's JWT library against the published JWKS, and the
+/// `req` digest matches an independent RFC 8785 implementation. Needs python3 with
+/// PyJWT, cryptography and rfc8785 (`.ci/run` installs them).
+#[test]
+fn writs_verify_with_pyjwt_and_an_independent_rfc8785() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/independent/verify_writs.py");
+    let probe = Command::new("python3").args(["-c", "import jwt, rfc8785, cryptography"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("WRIT_SKIP_PYTHON").is_some(),
+            "python3 with PyJWT, cryptography and rfc8785 is needed (pip install pyjwt cryptography rfc8785), \
+             or set WRIT_SKIP_PYTHON=1 to skip knowingly"
+        );
+        return;
+    }
+    let out = Command::new("python3").arg(script).env("WRIT_BIN", env!("CARGO_BIN_EXE_writ")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
