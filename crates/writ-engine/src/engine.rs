@@ -296,11 +296,18 @@ impl Engine {
             digest: digest.to_string(),
             credentials,
         };
-        let facts = self.gather(&request, now);
         let active = self.active.read().ok().and_then(|a| a.clone());
         let bundle = active.as_ref().map(|a| &a.bundle);
         let limits = self.limits();
-        let Decided { outcome, placement } = decide(&recorded, &facts, &limits, now, bundle);
+        // A panic anywhere in the stages is a deny, never an unanswered request.
+        let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let facts = self.gather(&request, now);
+            let decided = decide(&recorded, &facts, &limits, now, bundle);
+            (facts, decided)
+        }));
+        let Ok((facts, Decided { outcome, placement })) = staged else {
+            return Decision::unrecorded(id, request_id, ReasonCode::Internal, "a pipeline stage panicked".into());
+        };
         let writ = match (&outcome.outcome, placement, &facts.identity) {
             (Outcome::Allow, Some(p), Checked::Ok(identity)) => Some(WritRecord {
                 jti: id.clone(),

@@ -85,6 +85,50 @@ pub enum PolicyCommand {
     Init { dir: PathBuf },
 }
 
+#[derive(Subcommand)]
+pub enum QuarantineCommand {
+    /// Isolate an identity: every request it makes is denied (`quarantined`).
+    Isolate {
+        spiffe_id: String,
+        #[arg(long, default_value = "isolated by an operator")]
+        reason: String,
+    },
+    /// Release an isolated identity.
+    Release {
+        spiffe_id: String,
+        #[arg(long, default_value = "released by an operator")]
+        reason: String,
+    },
+    /// List isolated identities.
+    List,
+}
+
+pub fn quarantine(dir: &DataDir, cmd: QuarantineCommand) -> Result<ExitCode> {
+    let (engine, _lock) = dir.open_engine()?;
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    match cmd {
+        QuarantineCommand::Isolate { spiffe_id, reason } => {
+            let index = rt.block_on(engine.quarantine(&SpiffeId::parse(&spiffe_id)?, true, None, &reason))?;
+            print(&json!({"isolated": spiffe_id, "log_index": index}))?;
+        }
+        QuarantineCommand::Release { spiffe_id, reason } => {
+            let index = rt.block_on(engine.quarantine(&SpiffeId::parse(&spiffe_id)?, false, None, &reason))?;
+            print(&json!({"released": spiffe_id, "log_index": index}))?;
+        }
+        QuarantineCommand::List => print(&json!({"quarantined": engine.quarantined()}))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `writ revoke`: revoke a writ (it no longer verifies or serves as a parent).
+pub fn revoke(dir: &DataDir, jti: &str, reason: &str) -> Result<ExitCode> {
+    let (engine, _lock) = dir.open_engine()?;
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let index = rt.block_on(engine.revoke(jti, None, reason))?;
+    print(&json!({"revoked": jti, "log_index": index}))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())

@@ -39,6 +39,16 @@ enum Command {
     /// Policy bundles: check, test, sign, activate.
     #[command(subcommand)]
     Policy(engcmd::PolicyCommand),
+    /// Quarantine: isolate or release identities (recorded in the log).
+    #[command(subcommand)]
+    Quarantine(engcmd::QuarantineCommand),
+    /// Revoke a writ (recorded in the log): it no longer verifies or serves as a parent.
+    Revoke {
+        /// The writ id (`jti`).
+        jti: String,
+        #[arg(long, default_value = "revoked by an operator")]
+        reason: String,
+    },
     /// One decision: a request (JSON file, `-` for stdin) in, the decision (JSON) out.
     Authorize {
         #[arg(long)]
@@ -66,6 +76,8 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => engcmd::keys(&dir, cmd),
         Command::Identity(cmd) => engcmd::identity(&dir, cmd),
         Command::Policy(cmd) => engcmd::policy(&dir, cmd),
+        Command::Quarantine(cmd) => engcmd::quarantine(&dir, cmd),
+        Command::Revoke { jti, reason } => engcmd::revoke(&dir, &jti, &reason),
         Command::Authorize { request } => engcmd::authorize(&dir, &request),
         Command::Verify { writ, request, audience } => engcmd::verify(&dir, &writ, &request, &audience),
     };

@@ -117,3 +117,38 @@ fn writs_verify_with_pyjwt_and_an_independent_rfc8785() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
+
+#[test]
+fn operator_commands_quarantine_and_revoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    assert!(writ(dir, &["keys", "generate"], None).status.success());
+    assert!(writ(dir, &["policy", "activate", "--starter"], None).status.success());
+    let agent = "spiffe://demo.example/agent/billing-1";
+    let token =
+        String::from_utf8(writ(dir, &["identity", "issue", "--spiffe-id", agent, "--zone", "billing"], None).stdout)
+            .unwrap();
+    let request = json!({"credentials": {"workload": token.trim()}, "action": "read", "resource": "fs:/zones/billing", "arguments": {}}).to_string();
+    let allowed = json_out(&writ(dir, &["authorize", "--request", "-"], Some(&request)));
+    assert_eq!(allowed["outcome"], "allow");
+
+    assert!(writ(dir, &["quarantine", "isolate", agent], None).status.success());
+    assert_eq!(json_out(&writ(dir, &["quarantine", "list"], None))["quarantined"], json!([agent]));
+    let denied = json_out(&writ(dir, &["authorize", "--request", "-"], Some(&request)));
+    assert_eq!(denied["reasons"], json!(["quarantined"]));
+    assert!(writ(dir, &["quarantine", "release", agent], None).status.success());
+    assert_eq!(json_out(&writ(dir, &["authorize", "--request", "-"], Some(&request)))["outcome"], "allow");
+    assert!(writ(dir, &["quarantine", "isolate", "not-a-spiffe-id"], None).status.code() == Some(2));
+
+    // Revoke the first writ: it no longer verifies.
+    assert!(writ(dir, &["revoke", allowed["id"].as_str().unwrap()], None).status.success());
+    let req_file = dir.join("req.json");
+    std::fs::write(&req_file, &request).unwrap();
+    let v = writ(
+        dir,
+        &["verify", "--writ", allowed["writ"].as_str().unwrap(), "--request", req_file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(json_out(&v)["reason"], "writ.revoked");
+    assert_eq!(json_out(&writ(dir, &["log", "replay"], None))["mismatches"], json!([]));
+}
