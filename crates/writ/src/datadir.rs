@@ -11,6 +11,7 @@
 //!   keys/dev-issuer.json  the development identity issuer's secret (0600)
 //!   trust/bundle.json     the trust bundle: issuers per SPIFFE trust domain (JWKS)
 //!   trust/policy.vkeys    verifier keys trusted to sign policy bundles, one per line
+//!   trust/jwks.json       the writ signing keys as a JWKS (public; what enforcement points trust)
 //!   enforce/used.txt      writ ids already used at this enforcement point (`writ verify`)
 //! ```
 

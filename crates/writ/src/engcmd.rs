@@ -154,6 +154,7 @@ pub fn keys(dir: &DataDir, cmd: KeysCommand) -> Result<ExitCode> {
         KeysCommand::Generate { trust_domain } => {
             let created = dir.init_all(&trust_domain)?;
             let signer = writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?;
+            publish_jwks(dir, &signer)?;
             print(&json!({"created": created, "writ_kids": signer.kids(), "log_vkey": dir.log_verifier()?.to_vkey()}))?;
         }
         KeysCommand::Jwks => {
@@ -162,10 +163,17 @@ pub fn keys(dir: &DataDir, cmd: KeysCommand) -> Result<ExitCode> {
         KeysCommand::Rotate => {
             let n = dir.rotate_writ_key()?;
             let signer = writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?;
+            publish_jwks(dir, &signer)?;
             print(&json!({"keys": n, "current_kid": signer.kids().last(), "jwks": signer.jwks()}))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the public JWKS to `trust/jwks.json`, for enforcement points to fetch.
+fn publish_jwks(dir: &DataDir, signer: &writ_engine::WritSigner) -> Result<()> {
+    std::fs::write(dir.path("trust/jwks.json"), serde_json::to_string_pretty(&signer.jwks())?)?;
+    Ok(())
 }
 
 pub fn identity(dir: &DataDir, cmd: IdentityCommand) -> Result<ExitCode> {

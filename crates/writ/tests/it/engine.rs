@@ -91,6 +91,8 @@ fn keys_policy_authorize_verify_replay() {
     // Key rotation keeps old writs verifiable: the JWKS holds both keys.
     assert!(writ(dir, &["keys", "rotate"], None).status.success());
     assert_eq!(json_out(&writ(dir, &["keys", "jwks"], None))["keys"].as_array().unwrap().len(), 2);
+    let published: Value = serde_json::from_slice(&std::fs::read(dir.join("trust/jwks.json")).unwrap()).unwrap();
+    assert_eq!(published["keys"].as_array().unwrap().len(), 2);
     let replay = json_out(&writ(dir, &["log", "replay"], None));
     assert_eq!(replay["mismatches"], json!([]));
     assert_eq!(replay["decisions"], 2);
