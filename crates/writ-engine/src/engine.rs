@@ -132,6 +132,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     active: RwLock<Option<Arc<Active>>>,
+    serial: Mutex<std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -176,6 +177,7 @@ impl Engine {
             clock,
             state: Mutex::new(State::default()),
             active: RwLock::new(None),
+            serial: Mutex::new(std::collections::HashMap::new()),
         };
         engine.rebuild()?;
         Ok(engine)
@@ -300,13 +302,34 @@ impl Engine {
         let bundle = active.as_ref().map(|a| &a.bundle);
         let limits = self.limits();
         // A panic anywhere in the stages is a deny, never an unanswered request.
+        let panicked = || {
+            Decision::unrecorded(
+                id.clone(),
+                request_id.clone(),
+                ReasonCode::Internal,
+                "a pipeline stage panicked".into(),
+            )
+        };
+        let Ok(mut facts) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.verify_credentials(&request, now)))
+        else {
+            return panicked();
+        };
+        // Decisions of one principal for one action are serialised from reading the usage
+        // counters to recording the decision, so that concurrent calls cannot both pass a
+        // rate rule.
+        let subject = match &facts.identity {
+            Checked::Ok(i) => i.subject.clone(),
+            Checked::Failed { .. } => String::new(),
+        };
+        let serial = self.serial_lock(&subject, &request.action);
+        let _serial = serial.lock().await;
         let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let facts = self.gather(&request, now);
-            let decided = decide(&recorded, &facts, &limits, now, bundle);
-            (facts, decided)
+            self.add_state_facts(&mut facts, &request, now);
+            decide(&recorded, &facts, &limits, now, bundle)
         }));
-        let Ok((facts, Decided { outcome, placement })) = staged else {
-            return Decision::unrecorded(id, request_id, ReasonCode::Internal, "a pipeline stage panicked".into());
+        let Ok(Decided { outcome, placement }) = staged else {
+            return panicked();
         };
         let writ = match (&outcome.outcome, placement, &facts.identity) {
             (Outcome::Allow, Some(p), Checked::Ok(identity)) => Some(WritRecord {
@@ -347,8 +370,20 @@ impl Engine {
         self.record(id, request_id, entry, claims).await
     }
 
-    /// Verifies each stage's inputs and looks up the state facts.
-    fn gather(&self, request: &ExecutionRequest, now: u64) -> Facts {
+    /// The lock that serialises decisions of `subject` for `action`.
+    fn serial_lock(&self, subject: &str, action: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut locks) = self.serial.lock() else {
+            return Arc::new(tokio::sync::Mutex::new(()));
+        };
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry((subject.to_owned(), action.to_owned())).or_default().clone()
+    }
+
+    /// Verifies the credentials and the attestation; the state facts come later, under the
+    /// principal's serial lock.
+    fn verify_credentials(&self, request: &ExecutionRequest, now: u64) -> Facts {
         let identity = match &request.credentials.workload {
             None => Checked::Failed { reason: ReasonCode::IdentityMissing, detail: "no workload credential".into() },
             Some(token) => match self.identity.verify(Role::Workload, token, now) {
@@ -391,19 +426,25 @@ impl Engine {
                 Err(e) => Checked::Failed { reason: ReasonCode::AttestationInvalid, detail: e.to_string() },
             }),
         };
-        let (quarantined, parent, usage) = match self.state.lock() {
+        Facts { identity, delegation, attestation, quarantined: false, parent: None, usage: Default::default() }
+    }
+
+    /// Looks up quarantine, the parent writ and the usage counters.
+    fn add_state_facts(&self, facts: &mut Facts, request: &ExecutionRequest, now: u64) {
+        let subject = match &facts.identity {
+            Checked::Ok(i) => Some(i.subject.clone()),
+            Checked::Failed { .. } => None,
+        };
+        match self.state.lock() {
             Ok(state) => {
-                let sub = subject.as_ref().map(|s| s.to_string()).unwrap_or_default();
-                (
-                    subject.is_some() && state.is_quarantined(&sub),
-                    request.parent.as_ref().map(|p| state.parent(p)),
-                    state.usage(&sub, &request.action, now),
-                )
+                let sub = subject.clone().unwrap_or_default();
+                facts.quarantined = subject.is_some() && state.is_quarantined(&sub);
+                facts.parent = request.parent.as_ref().map(|p| state.parent(p));
+                facts.usage = state.usage(&sub, &request.action, now);
             }
             // A poisoned state lock cannot be trusted: treat the principal as isolated.
-            Err(_) => (true, None, Default::default()),
-        };
-        Facts { identity, delegation, attestation, quarantined, parent, usage }
+            Err(_) => facts.quarantined = true,
+        }
     }
 
     /// Appends the entry; only once it is durable is an allow answered, with its writ.

@@ -52,3 +52,32 @@ fn at_most_five_payments_a_minute() {
     h.clock.set(parse_rfc3339("2026-11-26T12:01:00Z").unwrap());
     assert_allowed(&pay(&h, 10));
 }
+
+/// Twenty payments at once from one agent: the rate rule lets exactly five through.
+#[test]
+fn the_rate_rule_holds_under_concurrency() {
+    let h = std::sync::Arc::new(Harness::new());
+    h.clock.set(parse_rfc3339("2026-11-26T12:00:00Z").unwrap());
+    let token = h.credential("billing-1", Some("billing"));
+    let body = serde_json::to_vec(&json!({
+        "credentials": {"workload": token},
+        "action": "payment", "resource": "payments:stripe", "arguments": {"amount": 10, "currency": "EUR"}
+    }))
+    .unwrap();
+    let rt = rt();
+    let allowed = rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (h, body) = (h.clone(), body.clone());
+            tasks.spawn(async move { h.engine.authorize(&body).await });
+        }
+        let mut allowed = 0;
+        while let Some(d) = tasks.join_next().await {
+            if d.unwrap().outcome == writ_engine::Outcome::Allow {
+                allowed += 1;
+            }
+        }
+        allowed
+    });
+    assert_eq!(allowed, 5);
+}
