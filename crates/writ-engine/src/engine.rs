@@ -116,6 +116,9 @@ impl Decision {
     }
 }
 
+/// One async lock per (subject, action): decisions that share a usage counter run one at a time.
+type SerialLocks = std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
+
 /// The active bundle.
 struct Active {
     bundle: CompiledBundle,
@@ -132,7 +135,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     active: RwLock<Option<Arc<Active>>>,
-    serial: Mutex<std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    serial: Mutex<SerialLocks>,
 }
 
 impl std::fmt::Debug for Engine {
