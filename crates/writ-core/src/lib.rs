@@ -10,7 +10,7 @@ mod request;
 mod spiffe_id;
 
 pub use reason::ReasonCode;
-pub use request::{Credentials, ExecutionRequest, Limits, RequestDigest, canonical_json, request_digest};
+pub use request::{Credentials, ExecutionRequest, Limits, RequestDigest, canonical_json, parse_sha256, request_digest};
 pub use spiffe_id::SpiffeId;
 
 /// Errors of the domain types; each maps to a reason code.

@@ -218,6 +218,18 @@ pub fn request_digest(action: &str, resource: &str, arguments: &Value) -> Result
     Ok(RequestDigest(Sha256::digest(&bytes).into()))
 }
 
+/// Parses the `sha256:<64 lowercase hex>` form that writ writes digests in (SPEC.md §4);
+/// uppercase hex and any other length are refused.
+pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let hex = s.strip_prefix("sha256:")?;
+    if hex.len() != 64 || hex.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex, &mut out).ok()?;
+    Some(out)
+}
+
 /// A request digest, written `sha256:<64 lowercase hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestDigest([u8; 32]);
@@ -225,13 +237,7 @@ pub struct RequestDigest([u8; 32]);
 impl RequestDigest {
     /// Parses `sha256:<64 lowercase hex>`.
     pub fn parse(s: &str) -> Option<Self> {
-        let hex = s.strip_prefix("sha256:")?;
-        if hex.len() != 64 || hex.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex, &mut out).ok()?;
-        Some(RequestDigest(out))
+        parse_sha256(s).map(RequestDigest)
     }
 
     /// The raw digest.

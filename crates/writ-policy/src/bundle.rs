@@ -49,13 +49,7 @@ impl fmt::Debug for BundleDigest {
 impl BundleDigest {
     /// Parses `sha256:<64 lowercase hex>`.
     pub fn parse(s: &str) -> Option<Self> {
-        let hex = s.strip_prefix("sha256:")?;
-        if hex.len() != 64 || hex.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex, &mut out).ok()?;
-        Some(BundleDigest(out))
+        writ_core::parse_sha256(s).map(BundleDigest)
     }
 }
 

@@ -186,11 +186,9 @@ fn missing_or_mistyped_facts_deny_and_are_never_defaulted() {
     assert_eq!(reason(&c.evaluate(&input("format_disk", json!({})))), Some(ReasonCode::PolicyDenied));
 }
 
-#[test]
-fn evaluation_is_deterministic_across_threads() {
-    let c = std::sync::Arc::new(starter_bundle().unwrap().compile().unwrap());
-    let cases = starter_bundle().unwrap().tests().to_vec();
-    let first: Vec<String> = cases
+/// Evaluates every case of the starter bundle, each outcome serialized.
+fn evaluate_all(c: &writ_policy::CompiledBundle, cases: &[writ_policy::TestCase]) -> Vec<String> {
+    cases
         .iter()
         .map(|t| {
             let i = PolicyInput {
@@ -202,25 +200,18 @@ fn evaluation_is_deterministic_across_threads() {
             };
             serde_json::to_string(&c.evaluate(&i)).unwrap()
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn evaluation_is_deterministic_across_threads() {
+    let c = std::sync::Arc::new(starter_bundle().unwrap().compile().unwrap());
+    let cases = starter_bundle().unwrap().tests().to_vec();
+    let first = evaluate_all(&c, &cases);
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (c, cases) = (c.clone(), cases.clone());
-            std::thread::spawn(move || {
-                cases
-                    .iter()
-                    .map(|t| {
-                        let i = PolicyInput {
-                            principal: t.principal.clone(),
-                            action: t.action.clone(),
-                            resource: t.resource.clone(),
-                            now: t.now.clone(),
-                            context: t.context.clone(),
-                        };
-                        serde_json::to_string(&c.evaluate(&i)).unwrap()
-                    })
-                    .collect::<Vec<_>>()
-            })
+            std::thread::spawn(move || evaluate_all(&c, &cases))
         })
         .collect();
     for h in handles {
