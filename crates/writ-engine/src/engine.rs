@@ -462,10 +462,7 @@ impl Engine {
             Entry::Decision { decision, bundle, .. } => (decision.clone(), bundle.clone()),
             _ => return Decision::unrecorded(id, request_id, ReasonCode::Internal, "not a decision".into()),
         };
-        let bytes = match serde_json::to_value(&entry)
-            .map_err(|e| e.to_string())
-            .and_then(|v| writ_core::canonical_json(&v).map_err(|e| e.to_string()))
-        {
+        let bytes = match serde_jcs::to_vec(&entry).map_err(|e| e.to_string()) {
             Ok(b) => b,
             Err(e) => {
                 return Decision::unrecorded(id, request_id, ReasonCode::Internal, format!("encoding the record: {e}"));
@@ -611,8 +608,7 @@ impl Engine {
     }
 
     async fn append(&self, entry: &Entry) -> Result<u64, EngineError> {
-        let value = serde_json::to_value(entry).map_err(|e| EngineError::Internal(e.to_string()))?;
-        let bytes = writ_core::canonical_json(&value).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let bytes = serde_jcs::to_vec(entry).map_err(|e| EngineError::Internal(e.to_string()))?;
         let a = self.log.append(bytes).await?;
         self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?.apply(entry);
         Ok(a.index)

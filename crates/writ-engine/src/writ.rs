@@ -11,9 +11,8 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ed25519_dalek::{Signer as _, SigningKey};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -121,7 +120,9 @@ fn thumbprint(public: &[u8; 32]) -> String {
 struct Key {
     kid: String,
     public: [u8; 32],
-    encoding: EncodingKey,
+    signing: SigningKey,
+    /// The base64url JWS protected header for this key, computed once.
+    header: String,
 }
 
 /// The writ signing keys: the current one signs, all are published.
@@ -144,10 +145,11 @@ impl WritSigner {
         }
         let mut keys = Vec::new();
         for seed in seeds {
-            let sk = SigningKey::from_bytes(seed);
-            let der = sk.to_pkcs8_der().map_err(|e| EngineError::Key(e.to_string()))?;
-            let public = sk.verifying_key().to_bytes();
-            keys.push(Key { kid: thumbprint(&public), public, encoding: EncodingKey::from_ed_der(der.as_bytes()) });
+            let signing = SigningKey::from_bytes(seed);
+            let public = signing.verifying_key().to_bytes();
+            let kid = thumbprint(&public);
+            let header = B64URL.encode(json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}).to_string());
+            keys.push(Key { kid, public, signing, header });
         }
         Ok(WritSigner { issuer: issuer.to_owned(), keys })
     }
@@ -179,13 +181,21 @@ impl WritSigner {
         json!({ "keys": keys })
     }
 
-    /// Signs claims with the current key.
+    /// Signs claims with the current key: a JWS compact serialization (RFC 7515 §7.1) with
+    /// an EdDSA signature (RFC 8037 §3.1) over `header.payload`. The key stays parsed, so a
+    /// signature costs one Ed25519 operation; `jsonwebtoken` and PyJWT verify the result in
+    /// the tests.
     pub fn sign(&self, claims: &WritClaims) -> Result<String, EngineError> {
         let key = self.keys.last().ok_or_else(|| EngineError::Key("no writ signing key".into()))?;
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(key.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| EngineError::Key(format!("signing: {e}")))
+        let payload = serde_json::to_vec(claims).map_err(|e| EngineError::Key(format!("encoding claims: {e}")))?;
+        let mut token = String::with_capacity(key.header.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(&key.header);
+        token.push('.');
+        B64URL.encode_string(&payload, &mut token);
+        let signature = key.signing.sign(token.as_bytes());
+        token.push('.');
+        B64URL.encode_string(signature.to_bytes(), &mut token);
+        Ok(token)
     }
 }
 

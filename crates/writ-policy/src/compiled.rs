@@ -5,11 +5,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::str::FromStr as _;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request, Schema,
-    ValidationMode, Validator,
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use writ_core::ReasonCode;
 
 use crate::PolicyError;
@@ -202,9 +202,9 @@ impl CompiledBundle {
                 (Ok(p), Ok(a), Ok(r)) => (p, a, r),
                 _ => return PolicyOutcome::deny(ReasonCode::Internal, "cannot name the request's entities"),
             };
-        let mut ctx = input.context.clone();
-        ctx.insert("now".into(), json!({ "__extn": { "fn": "datetime", "arg": input.now } }));
-        let context = match Context::from_json_value(Value::Object(ctx), Some((&self.schema, &action))) {
+        // The context and the principal are built as Cedar values directly (no JSON
+        // round trip); `Request::new` and `Entities` then check them against the schema.
+        let context = match context_of(input) {
             Ok(c) => c,
             Err(e) => {
                 return PolicyOutcome::deny(
@@ -213,14 +213,8 @@ impl CompiledBundle {
                 );
             }
         };
-        let principal_json = json!([{
-            "uid": { "type": AGENT, "id": input.principal.id },
-            "attrs": input.principal.attrs,
-            "parents": [],
-        }]);
-        let built = Entities::from_json_value(principal_json, Some(&self.schema))
-            .map_err(|e| e.to_string())
-            .and_then(|p| self.entities.clone().add_entities(p, Some(&self.schema)).map_err(|e| e.to_string()));
+        let built = principal_of(&principal, &input.principal.attrs)
+            .and_then(|p| self.entities.clone().add_entities([p], Some(&self.schema)).map_err(|e| e.to_string()));
         let entities = match built {
             Ok(e) => e,
             Err(e) => {
@@ -259,4 +253,42 @@ impl CompiledBundle {
             }
         }
     }
+}
+
+/// A JSON value as a Cedar value: booleans, integers, strings, arrays as sets, objects as
+/// records. Nothing else (no null, no fractions, no escapes into entities or extensions: an
+/// argument can never forge an entity reference).
+fn cedar_value(v: &Value) -> Result<RestrictedExpression, String> {
+    Ok(match v {
+        Value::Null => return Err("null is not a Cedar value".into()),
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::Number(n) => {
+            RestrictedExpression::new_long(n.as_i64().ok_or_else(|| format!("{n} is not a Cedar integer"))?)
+        }
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Array(items) => {
+            RestrictedExpression::new_set(items.iter().map(cedar_value).collect::<Result<Vec<_>, _>>()?)
+        }
+        Value::Object(map) => RestrictedExpression::new_record(
+            map.iter().map(|(k, v)| Ok((k.clone(), cedar_value(v)?))).collect::<Result<Vec<_>, String>>()?,
+        )
+        .map_err(|e| e.to_string())?,
+    })
+}
+
+fn context_of(input: &PolicyInput) -> Result<Context, String> {
+    let mut pairs = Vec::with_capacity(input.context.len() + 1);
+    pairs.push(("now".to_owned(), RestrictedExpression::new_datetime(&input.now)));
+    for (k, v) in &input.context {
+        if k == "now" {
+            return Err("`now` is the evaluation time, not an input".into());
+        }
+        pairs.push((k.clone(), cedar_value(v)?));
+    }
+    Context::from_pairs(pairs).map_err(|e| e.to_string())
+}
+
+fn principal_of(uid: &EntityUid, attrs: &Map<String, Value>) -> Result<Entity, String> {
+    let attrs = attrs.iter().map(|(k, v)| Ok((k.clone(), cedar_value(v)?))).collect::<Result<_, String>>()?;
+    Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())
 }
