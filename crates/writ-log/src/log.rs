@@ -39,6 +39,9 @@ pub struct LogOptions {
     pub checkpoint_interval: Duration,
     /// Full tiles of level ≥ 1 kept in memory for proofs (each 16 KiB).
     pub tile_cache: usize,
+    /// How long the sequencer waits for more appends before a commit when the previous
+    /// commit carried more than one (group-commit delay; zero disables).
+    pub commit_delay: Duration,
 }
 
 impl Default for LogOptions {
@@ -49,6 +52,7 @@ impl Default for LogOptions {
             queue_len: 1 << 16,
             checkpoint_interval: Duration::from_secs(1),
             tile_cache: 1024,
+            commit_delay: Duration::from_micros(200),
         }
     }
 }
@@ -471,6 +475,7 @@ impl Sequencer {
         let mut entries = Vec::with_capacity(self.options.max_batch);
         let mut waiters = Vec::with_capacity(self.options.max_batch);
         let mut cp_waiters = Vec::new();
+        let mut last_batch = 0usize;
         loop {
             let first = match self.stale_checkpoint_deadline() {
                 Some(deadline) => rt.block_on(async {
@@ -490,6 +495,15 @@ impl Sequencer {
                 Some(None) => break,
                 Some(Some(msg)) => msg,
             };
+            // Under load (the last commit carried several appends), wait a moment for the
+            // appenders of that commit to come back, so that one fsync covers them all; stop
+            // as soon as they have, or after `commit_delay`. An idle log never waits.
+            if last_batch > 1 && !self.options.commit_delay.is_zero() {
+                let deadline = Instant::now() + self.options.commit_delay;
+                while rx.len() + 1 < last_batch && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            }
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
@@ -504,6 +518,7 @@ impl Sequencer {
                 }
             }
             let force = !cp_waiters.is_empty();
+            last_batch = entries.len();
             self.commit(&mut entries, &mut waiters, &mut cp_waiters, force);
         }
     }
