@@ -145,10 +145,16 @@ pub fn decide(
             }
         }
     };
-    // 5. Policy.
+    // 5. Policy (and the bundle's attestation requirement).
     let Some(bundle) = bundle else {
         return deny(ReasonCode::PolicyNoActiveBundle, "no policy bundle is active");
     };
+    if runtime.is_none() && bundle.requires_attestation(&request.action) {
+        return deny(
+            ReasonCode::AttestationMissing,
+            format!("the active bundle requires a runtime attestation for {:?}", request.action),
+        );
+    }
     let mut attrs = Map::new();
     attrs.insert("trust_domain".into(), json!(identity.trust_domain));
     if let Some(z) = identity.claims.get("zone") {

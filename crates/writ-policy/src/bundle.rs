@@ -28,6 +28,10 @@ pub struct Manifest {
     /// What it is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Actions that need a verified runtime attestation: without one the engine denies with
+    /// `attestation.missing` before policy runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_attestation: Vec<String>,
 }
 
 /// A bundle digest, `sha256:<64 lowercase hex>`.

@@ -89,6 +89,7 @@ pub struct CompiledBundle {
     schema: Schema,
     entities: Entities,
     actions: HashSet<String>,
+    require_attestation: HashSet<String>,
     authorizer: Authorizer,
 }
 
@@ -139,12 +140,16 @@ impl CompiledBundle {
                 Entities::from_json_value(v.clone(), Some(&schema)).map_err(|e| invalid(format!("entities: {e}")))?
             }
         };
-        let actions = schema
+        let actions: HashSet<String> = schema
             .actions()
             .filter(|a| a.type_name().to_string() == ACTION)
             .map(|a| a.id().unescaped().to_owned())
             .collect();
         let m = bundle.manifest();
+        let require_attestation: HashSet<String> = m.require_attestation.iter().cloned().collect();
+        if let Some(a) = require_attestation.iter().find(|a| !actions.contains(*a)) {
+            return Err(invalid(format!("require_attestation names {a:?}, which the schema does not declare")));
+        }
         Ok(CompiledBundle {
             digest: bundle.digest(),
             name: m.name.clone(),
@@ -153,6 +158,7 @@ impl CompiledBundle {
             schema,
             entities,
             actions,
+            require_attestation,
             authorizer: Authorizer::new(),
         })
     }
@@ -170,6 +176,11 @@ impl CompiledBundle {
     /// The bundle version.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// True if the manifest requires a runtime attestation for this action.
+    pub fn requires_attestation(&self, action: &str) -> bool {
+        self.require_attestation.contains(action)
     }
 
     /// True if the schema declares this action.

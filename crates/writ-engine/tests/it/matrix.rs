@@ -153,9 +153,9 @@ fn attestation_invalid_for_another_workload() {
     req["credentials"]["workload"] = json!(h.credential("billing-1", Some("billing")));
     req["attestation"] = json!(h.attestation("billing-1", "production"));
     assert_allowed(&h.authorize(&req));
-    // Without one, policy denies.
+    // Without one: the bundle requires it for deploys.
     req.as_object_mut().unwrap().remove("attestation");
-    assert_denied(&h.authorize(&req), ReasonCode::PolicyDenied);
+    assert_denied(&h.authorize(&req), ReasonCode::AttestationMissing);
 }
 
 #[test]

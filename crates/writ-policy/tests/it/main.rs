@@ -108,6 +108,15 @@ fn only_a_trusted_key_signing_exactly_this_bundle_is_accepted() {
 }
 
 #[test]
+fn an_attestation_requirement_must_name_a_declared_action() {
+    let m = r#"{"name": "t", "version": "1", "require_attestation": ["deploy"]}"#;
+    let ok = Bundle::from_parts(m, "", SCHEMA, None, None).unwrap().compile().unwrap();
+    assert!(ok.requires_attestation("deploy") && !ok.requires_attestation("read"));
+    let bad = r#"{"name": "t", "version": "1", "require_attestation": ["launch"]}"#;
+    assert!(matches!(Bundle::from_parts(bad, "", SCHEMA, None, None).unwrap().compile(), Err(PolicyError::Invalid(_))));
+}
+
+#[test]
 fn bundles_that_fail_strict_validation_do_not_compile() {
     for (what, policies) in [
         ("undeclared attribute", "@id(\"a\") permit (principal, action, resource) when { principal.clearance > 3 };"),
