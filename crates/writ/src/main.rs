@@ -9,6 +9,7 @@ mod datadir;
 mod engcmd;
 mod logbench;
 mod logcmd;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The control plane: the HTTP API on the embedded default (creates the data directory
+    /// and activates the starter bundle on first start).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "WRIT_LISTEN", default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+        /// Trust domain of the development issuer created on first start.
+        #[arg(long, default_value = "demo.example")]
+        trust_domain: String,
+    },
     /// The tamper-evident log: audit it from the shell.
     #[command(subcommand)]
     Log(logcmd::LogCommand),
@@ -72,6 +83,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let dir = datadir::DataDir::new(&cli.data_dir);
     let result = match cli.command {
+        Command::Serve { listen, trust_domain } => serve::run(&dir, listen, &trust_domain).map(|()| ExitCode::SUCCESS),
         Command::Log(cmd) => logcmd::run(&dir, cmd),
         Command::Keys(cmd) => engcmd::keys(&dir, cmd),
         Command::Identity(cmd) => engcmd::identity(&dir, cmd),

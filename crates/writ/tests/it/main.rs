@@ -12,3 +12,4 @@
 
 mod engine;
 mod log;
+mod serve;

@@ -1,0 +1,215 @@
+//! Every route of the API through the router, without a socket: success, malformed input,
+//! oversized bodies, unknown fields; and proofs served by the API verify offline against
+//! the signed checkpoint with only the log's public key.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::{Map, Value, json};
+use tower::ServiceExt as _;
+use writ_core::SpiffeId;
+use writ_engine::{Engine, EngineConfig, EngineParts, FixedClock, WritSigner, parse_rfc3339};
+use writ_identity::{DevIssuer, IssueRequest, Role, TrustBundle};
+use writ_log::{Hash, Log, LogOptions, NoteSigner, NoteVerifier, SignedCheckpoint, SqliteOptions, SqliteStore};
+use writ_log::{verify_consistency, verify_inclusion};
+use writ_policy::{sign_bundle, starter_bundle};
+use writ_server::{AppState, MAX_BODY, app};
+
+struct Fixture {
+    router: axum::Router,
+    issuer: DevIssuer,
+    now: u64,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(with_bundle: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap();
+    let log = Log::open(
+        Arc::new(store),
+        NoteSigner::from_seed("writ.test/log", [1; 32]).unwrap(),
+        LogOptions { checkpoint_interval: std::time::Duration::ZERO, ..LogOptions::default() },
+    )
+    .unwrap();
+    let issuer = DevIssuer::generate("demo.example", "https://dev-issuer.demo.example").unwrap();
+    let mut bundle = TrustBundle::new();
+    bundle.add(issuer.bundle_entry(&[Role::Workload])).unwrap();
+    let policy_key = NoteSigner::from_seed("policy.demo.example", [2; 32]).unwrap();
+    let now = parse_rfc3339("2026-11-26T10:00:00Z").unwrap();
+    let engine = Engine::open(EngineParts {
+        config: EngineConfig::default(),
+        trust_bundle: bundle,
+        policy_keys: vec![policy_key.verifier()],
+        writ_signer: WritSigner::from_seeds("writ", &[[3; 32]]).unwrap(),
+        log: Arc::new(log),
+        clock: Arc::new(FixedClock::new(now)),
+    })
+    .unwrap();
+    if with_bundle {
+        let b = starter_bundle().unwrap();
+        let sig = sign_bundle(&b, &policy_key).unwrap();
+        rt().block_on(engine.activate(&b, &sig, None)).unwrap();
+    }
+    Fixture { router: app(AppState::new(Arc::new(engine))), issuer, now, _dir: dir }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+impl Fixture {
+    fn call(&self, method: &str, uri: &str, body: Option<Vec<u8>>) -> (StatusCode, Vec<u8>, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .unwrap();
+        rt().block_on(async {
+            let resp = self.router.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+            (status, resp.into_body().collect().await.unwrap().to_bytes().to_vec(), ctype)
+        })
+    }
+
+    fn json(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (s, b, _) = self.call(method, uri, body.map(|v| serde_json::to_vec(&v).unwrap()));
+        (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+
+    fn request(&self) -> Value {
+        let subject = SpiffeId::parse("spiffe://demo.example/agent/billing-1").unwrap();
+        let mut extra = Map::new();
+        extra.insert("zone".into(), json!("billing"));
+        let token = self
+            .issuer
+            .issue(IssueRequest {
+                subject: &subject,
+                audience: vec!["writ".into()],
+                ttl_secs: 600,
+                extra_claims: extra,
+                now: self.now,
+            })
+            .unwrap();
+        json!({"credentials": {"workload": token}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/a"}})
+    }
+}
+
+#[test]
+fn authorize_then_verify_once() {
+    let f = fixture(true);
+    let req = f.request();
+    let (status, d) = f.json("POST", "/v1/authorize", Some(req.clone()));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d["outcome"], "allow", "{d}");
+    let verify = json!({"writ": d["writ"], "request": {"action": req["action"], "resource": req["resource"], "arguments": req["arguments"]}});
+    let (status, v) = f.json("POST", "/v1/verify", Some(verify.clone()));
+    assert_eq!((status, v["ok"].clone()), (StatusCode::OK, json!(true)), "{v}");
+    let (_, again) = f.json("POST", "/v1/verify", Some(verify));
+    assert_eq!(again["reason"], "writ.replayed");
+}
+
+#[test]
+fn denials_are_answers_and_bad_bodies_are_refused() {
+    let f = fixture(true);
+    let (status, d) = f.json("POST", "/v1/authorize", Some(json!({"action": "write", "resource": "r", "extra": 1})));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d["reasons"], json!(["request.malformed"]));
+    let (status, d) = f.json("POST", "/v1/authorize", Some(json!({"action": "write", "resource": "r"})));
+    assert_eq!((status, d["reasons"].clone()), (StatusCode::OK, json!(["identity.missing"])));
+    let (status, _, _) = f.call("POST", "/v1/authorize", Some(vec![b'x'; MAX_BODY + 1]));
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, e) = f.json(
+        "POST",
+        "/v1/verify",
+        Some(json!({"writ": "x", "request": {"action": "a", "resource": "r"}, "admin": true})),
+    );
+    assert_eq!((status, e["error"].clone()), (StatusCode::BAD_REQUEST, json!("request.malformed")));
+    let (status, e) = f.json("POST", "/v1/verify", Some(json!({"writ": 7})));
+    assert_eq!((status, e["error"].clone()), (StatusCode::BAD_REQUEST, json!("request.malformed")));
+    let (_, v) =
+        f.json("POST", "/v1/verify", Some(json!({"writ": "not.a.writ", "request": {"action": "a", "resource": "r"}})));
+    assert_eq!(v["reason"], "writ.bad_signature");
+    assert_eq!(f.call("GET", "/v1/authorize", None).0, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(f.call("GET", "/v1/nothing", None).0, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn proofs_from_the_api_verify_offline_against_the_signed_checkpoint() {
+    let f = fixture(true);
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    let index = d["log_index"].as_u64().unwrap();
+    let (status, key, ctype) = f.call("GET", "/v1/log/key", None);
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("text/plain"));
+    let vkey = NoteVerifier::from_vkey(String::from_utf8(key).unwrap().trim()).unwrap();
+    let (status, note, ctype) = f.call("GET", "/v1/log/checkpoint", None);
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("text/plain"));
+    let (cp, _) = SignedCheckpoint::open(&note, &vkey, &[]).unwrap();
+    let cp = cp.checkpoint().clone();
+    let (status, p) = f.json("GET", &format!("/v1/log/proof/inclusion?index={index}&size={}", cp.size), None);
+    assert_eq!(status, StatusCode::OK);
+    let (_, e) = f.json("GET", &format!("/v1/log/entries?start={index}&end={}", index + 1), None);
+    use base64::Engine as _;
+    let entry =
+        base64::engine::general_purpose::STANDARD.decode(e["entries"][0]["entry_base64"].as_str().unwrap()).unwrap();
+    let hashes = |v: &Value| {
+        v.as_array().unwrap().iter().map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(Hash::leaf(&entry).to_base64(), p["leaf_hash"].as_str().unwrap());
+    verify_inclusion(index, cp.size, &Hash::leaf(&entry), &hashes(&p["proof"]), &cp.root).unwrap();
+    let (status, c) = f.json("GET", &format!("/v1/log/proof/consistency?from=1&to={}", cp.size), None);
+    assert_eq!(status, StatusCode::OK);
+    let (_, first) = f.json("GET", "/v1/log/entries?start=0&end=1", None);
+    let root1 = Hash::leaf(
+        &base64::engine::general_purpose::STANDARD
+            .decode(first["entries"][0]["entry_base64"].as_str().unwrap())
+            .unwrap(),
+    );
+    verify_consistency(1, cp.size, &hashes(&c["proof"]), &root1, &cp.root).unwrap();
+}
+
+#[test]
+fn log_routes_refuse_bad_ranges() {
+    let f = fixture(true);
+    for uri in [
+        "/v1/log/entries?start=5&end=2",
+        "/v1/log/entries?start=0&end=5000",
+        "/v1/log/entries?start=0&end=99",
+        "/v1/log/entries?start=x&end=1",
+        "/v1/log/entries?start=0&end=1&extra=1",
+        "/v1/log/proof/inclusion?index=99&size=1",
+        "/v1/log/proof/inclusion?index=0&size=99",
+        "/v1/log/proof/consistency?from=0&to=1",
+        "/v1/log/proof/consistency?from=1&to=99",
+    ] {
+        let (status, _, _) = f.call("GET", uri, None);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+    }
+}
+
+#[test]
+fn jwks_health_and_readiness() {
+    let f = fixture(true);
+    let (status, jwks) = f.json("GET", "/.well-known/jwks.json", None);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert_eq!(f.call("GET", "/healthz", None).0, StatusCode::OK);
+    let (status, r) = f.json("GET", "/readyz", None);
+    assert_eq!((status, r["ready"].clone()), (StatusCode::OK, json!(true)));
+    let bare = fixture(false);
+    let (status, r) = bare.json("GET", "/readyz", None);
+    assert_eq!((status, r["error"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("policy.no_active_bundle")));
+}

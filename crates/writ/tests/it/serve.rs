@@ -1,0 +1,127 @@
+//! `writ serve` as a real process on an ephemeral loopback port: first start creates the
+//! data directory and activates the starter bundle; a decision made over HTTP is proven
+//! included in the signed checkpoint; a restart keeps the log and the keys.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+use writ_log::{Hash, NoteVerifier, SignedCheckpoint, verify_inclusion};
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_writ"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
+    Server { child, addr }
+}
+
+/// A minimal HTTP/1.1 exchange over loopback (no client library needed).
+fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let body = body.unwrap_or("");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut payload = raw[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        payload = dechunk(&payload);
+    }
+    (status, payload)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+#[test]
+fn serve_decides_proves_and_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = start(dir);
+    let (status, ready) = http(&server.addr, "GET", "/readyz", None);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&ready));
+
+    let token = Command::new(env!("CARGO_BIN_EXE_writ"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-1", "--zone", "billing"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(token.stdout).unwrap();
+    let request = json!({"credentials": {"workload": token.trim()}, "action": "read", "resource": "fs:/zones/billing", "arguments": {}});
+    let (status, body) = http(&server.addr, "POST", "/v1/authorize", Some(&request.to_string()));
+    assert_eq!(status, 200);
+    let decision: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(decision["outcome"], "allow", "{decision}");
+    let index = decision["log_index"].as_u64().unwrap();
+
+    // The checkpoint covering it, verified with the key from the API, and the inclusion proof.
+    let (_, key) = http(&server.addr, "GET", "/v1/log/key", None);
+    let vkey = NoteVerifier::from_vkey(String::from_utf8(key).unwrap().trim()).unwrap();
+    let mut cp = None;
+    for _ in 0..50 {
+        let (_, note) = http(&server.addr, "GET", "/v1/log/checkpoint", None);
+        if let Ok((c, _)) = SignedCheckpoint::open(&note, &vkey, &[])
+            && c.checkpoint().size > index
+        {
+            cp = Some(c.checkpoint().clone());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let cp = cp.expect("a checkpoint covering the decision within 5 s");
+    let (_, p) = http(&server.addr, "GET", &format!("/v1/log/proof/inclusion?index={index}&size={}", cp.size), None);
+    let p: Value = serde_json::from_slice(&p).unwrap();
+    let (_, e) = http(&server.addr, "GET", &format!("/v1/log/entries?start={index}&end={}", index + 1), None);
+    let e: Value = serde_json::from_slice(&e).unwrap();
+    let leaf = Hash::leaf(&B64.decode(e["entries"][0]["entry_base64"].as_str().unwrap()).unwrap());
+    let proof: Vec<Hash> =
+        p["proof"].as_array().unwrap().iter().map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap()).collect();
+    verify_inclusion(index, cp.size, &leaf, &proof, &cp.root).unwrap();
+    let (_, jwks) = http(&server.addr, "GET", "/.well-known/jwks.json", None);
+    drop(server);
+
+    // Restart: same keys, same log.
+    let server = start(dir);
+    let (_, jwks_again) = http(&server.addr, "GET", "/.well-known/jwks.json", None);
+    assert_eq!(jwks, jwks_again);
+    let (_, e) = http(&server.addr, "GET", &format!("/v1/log/entries?start={index}&end={}", index + 1), None);
+    let e: Value = serde_json::from_slice(&e).unwrap();
+    assert_eq!(Hash::leaf(&B64.decode(e["entries"][0]["entry_base64"].as_str().unwrap()).unwrap()), leaf);
+}
