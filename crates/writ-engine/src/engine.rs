@@ -17,10 +17,10 @@ use crate::EngineError;
 use crate::clock::Clock;
 use crate::decide::{Decided, decide};
 use crate::record::{
-    AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, Facts, IdentityFact, Outcome, RecordedLimits,
-    RecordedRequest, WritRecord,
+    AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact, Outcome,
+    RecordedLimits, RecordedRequest, WritRecord,
 };
-use crate::state::State;
+use crate::state::{BundleSummary, Lineage, OperatorAction, State};
 use crate::writ::{LogRef, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id};
 
 /// Engine settings.
@@ -70,6 +70,18 @@ pub struct EngineParts {
     pub log: Arc<Log>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+}
+
+/// Longest execution-outcome detail kept, in bytes.
+pub const MAX_OUTCOME_DETAIL: usize = 4096;
+
+/// Why a bearer credential was refused at an authenticated route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Missing or invalid (HTTP 401), with the identity stage's reason code.
+    Unauthenticated(ReasonCode, String),
+    /// Valid, but not for the role the route needs (HTTP 403).
+    Forbidden(String),
 }
 
 /// The answer to an authorization request.
@@ -200,7 +212,7 @@ impl Engine {
                     let bundle = bundle_from_parts(parts)?;
                     active = Some(Arc::new(Active { bundle: bundle.compile()? }));
                 }
-                state.apply(&entry);
+                state.apply(&entry, i);
             }
             start = end;
         }
@@ -220,14 +232,54 @@ impl Engine {
         Some((a.bundle.name().to_owned(), a.bundle.version().to_owned(), a.bundle.digest()))
     }
 
-    /// Quarantined identities.
-    pub fn quarantined(&self) -> Vec<String> {
+    /// Quarantined identities, with who isolated them, when and why.
+    pub fn quarantined(&self) -> Vec<(String, OperatorAction)> {
         self.state.lock().map(|s| s.quarantined()).unwrap_or_default()
     }
 
-    /// Revoked writ ids.
-    pub fn revoked(&self) -> Vec<String> {
+    /// Revoked writ ids, with who revoked them, when and why.
+    pub fn revoked(&self) -> Vec<(String, OperatorAction)> {
         self.state.lock().map(|s| s.revoked()).unwrap_or_default()
+    }
+
+    /// Every bundle the log holds (uploaded or activated), the active one marked.
+    pub fn bundles(&self) -> Vec<BundleSummary> {
+        self.state.lock().map(|s| s.bundles()).unwrap_or_default()
+    }
+
+    /// The lineage of a decision: every decision under its root. `None` if the log holds
+    /// no decision with that id.
+    pub fn lineage(&self, id: &str) -> Option<Lineage> {
+        self.state.lock().ok()?.lineage(id)
+    }
+
+    /// Authenticates a bearer credential as an operator: its SPIFFE ID. A credential that
+    /// verifies but for another role is [`AuthFailure::Forbidden`]; anything else that fails
+    /// is [`AuthFailure::Unauthenticated`] with the identity stage's reason code.
+    pub fn authenticate_operator(&self, token: Option<&str>) -> Result<String, AuthFailure> {
+        self.authenticate(token, Role::Operator)
+    }
+
+    /// Authenticates a bearer credential as `role` (see [`Engine::authenticate_operator`]).
+    pub fn authenticate(&self, token: Option<&str>, role: Role) -> Result<String, AuthFailure> {
+        let Some(token) = token else {
+            return Err(AuthFailure::Unauthenticated(ReasonCode::IdentityMissing, "no credential".into()));
+        };
+        let now = self.clock.now();
+        match self.identity.verify(role, token, now) {
+            Ok(c) => Ok(c.subject().to_string()),
+            Err(e @ IdentityError::UntrustedIssuer(_)) => {
+                let other = Role::ALL
+                    .into_iter()
+                    .filter(|r| *r != role)
+                    .find_map(|r| self.identity.verify(r, token, now).ok().map(|c| (r, c.subject().to_string())));
+                match other {
+                    Some((r, sub)) => Err(AuthFailure::Forbidden(format!("{sub} holds a {r} credential, not {role}"))),
+                    None => Err(AuthFailure::Unauthenticated(e.reason(), e.to_string())),
+                }
+            }
+            Err(e) => Err(AuthFailure::Unauthenticated(e.reason(), e.to_string())),
+        }
     }
 
     /// The log.
@@ -480,7 +532,7 @@ impl Engine {
             }
         };
         if let Ok(mut state) = self.state.lock() {
-            state.apply(&entry);
+            state.apply(&entry, appended.index);
         }
         let mut out = Decision {
             id: id.clone(),
@@ -578,6 +630,99 @@ impl Engine {
         }
     }
 
+    /// Uploads a signed bundle for later activation: it is checked exactly as an
+    /// activation checks it and recorded in the log (a refusal too, without its parts).
+    pub async fn upload(
+        &self,
+        bundle: &Bundle,
+        signature: &str,
+        operator: Option<&str>,
+    ) -> Result<BundleDigest, EngineError> {
+        let checked = verify_bundle_signature(bundle, signature, &self.policy_keys)
+            .and_then(|signer| bundle.compile().map(|_| signer));
+        let (manifest, policies, schema, entities, tests) = bundle.parts();
+        let (accepted, refusal, signer) = match checked {
+            Ok(signer) => (true, None, Some(signer)),
+            Err(e) => (false, Some(e.to_string()), None),
+        };
+        let entry = Entry::Upload {
+            time: self.clock.now(),
+            digest: bundle.digest().to_string(),
+            name: bundle.manifest().name.clone(),
+            version: bundle.manifest().version.clone(),
+            accepted,
+            refusal: refusal.clone(),
+            signer,
+            signature: signature.to_owned(),
+            operator: operator.map(str::to_owned),
+            parts: accepted.then_some(BundleParts { manifest, policies, schema, entities, tests }),
+        };
+        self.append(&entry).await?;
+        match refusal {
+            None => Ok(bundle.digest()),
+            Some(r) => Err(EngineError::BundleUntrusted(r)),
+        }
+    }
+
+    /// Activates a bundle the log already holds (uploaded, or active before: a rollback).
+    /// Its signature is checked again against the keys trusted now.
+    pub async fn activate_known(&self, digest: &str, operator: Option<&str>) -> Result<BundleDigest, EngineError> {
+        let known = {
+            let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
+            state.bundle(digest).map(|b| (b.parts.clone(), b.signature.clone()))
+        };
+        let Some((parts, signature)) = known else {
+            return Err(EngineError::NotFound(format!("the log holds no accepted bundle {digest}")));
+        };
+        let bundle = bundle_from_parts(&parts)?;
+        self.activate(&bundle, &signature, operator).await
+    }
+
+    /// Records the outcome of an allowed execution. `reporter` is the authenticated SPIFFE
+    /// ID; unless `reporter_is_operator`, it must be the writ's own subject. One outcome per
+    /// writ.
+    pub async fn report_outcome(
+        &self,
+        jti: &str,
+        reporter: &str,
+        reporter_is_operator: bool,
+        status: ExecStatus,
+        exit_code: Option<i64>,
+        detail: &str,
+    ) -> Result<u64, EngineError> {
+        if detail.len() > MAX_OUTCOME_DETAIL {
+            return Err(EngineError::Invalid(format!("detail is longer than {MAX_OUTCOME_DETAIL} bytes")));
+        }
+        // The check and the append run under the writ's serial lock, so two reports of the
+        // same writ cannot both pass the "no outcome yet" check.
+        let serial = self.serial_lock("outcome", jti);
+        let _serial = serial.lock().await;
+        {
+            let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
+            match state.allowed_writ(jti) {
+                None => return Err(EngineError::NotFound(format!("no allowed decision {jti} in the log"))),
+                Some((_, true)) => {
+                    return Err(EngineError::Conflict(format!("an outcome for {jti} is already recorded")));
+                }
+                Some((subject, false)) if !reporter_is_operator && subject != reporter => {
+                    return Err(EngineError::Forbidden(format!(
+                        "{reporter} may not report for a writ issued to {subject}"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let entry = Entry::Outcome {
+            time: self.clock.now(),
+            jti: jti.to_owned(),
+            reporter: reporter.to_owned(),
+            status,
+            exit_code,
+            detail: detail.to_owned(),
+        };
+        self.append(&entry).await
+    }
+
     /// Revokes a writ: it can no longer verify or serve as a parent.
     pub async fn revoke(&self, jti: &str, operator: Option<&str>, reason: &str) -> Result<u64, EngineError> {
         let entry = Entry::Revocation {
@@ -610,7 +755,7 @@ impl Engine {
     async fn append(&self, entry: &Entry) -> Result<u64, EngineError> {
         let bytes = serde_jcs::to_vec(entry).map_err(|e| EngineError::Internal(e.to_string()))?;
         let a = self.log.append(bytes).await?;
-        self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?.apply(entry);
+        self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?.apply(entry, a.index);
         Ok(a.index)
     }
 }

@@ -21,12 +21,13 @@ mod writ;
 
 pub use clock::{Clock, FixedClock, SystemClock, parse_rfc3339, rfc3339};
 pub use decide::{Decided, Placement, decide};
-pub use engine::{Decision, Engine, EngineConfig, EngineParts};
+pub use engine::{AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL};
 pub use record::{
-    AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, Facts, IdentityFact, Outcome, ParentFact,
-    RecordedLimits, RecordedRequest, Usage, WritRecord,
+    AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact, Outcome,
+    ParentFact, RecordedLimits, RecordedRequest, Usage, WritRecord,
 };
 pub use replay::{Mismatch, ReplayReport, replay};
+pub use state::{BundleSummary, Lineage, LineageNode, MAX_LINEAGE_NODES, OperatorAction};
 pub use writ::{LogRef, Scope, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id};
 
 use writ_core::ReasonCode;
@@ -46,6 +47,18 @@ pub enum EngineError {
     /// A bundle was refused.
     #[error("untrusted bundle: {0}")]
     BundleUntrusted(String),
+    /// What the operation names does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The operation conflicts with what the log already records.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The caller may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The operation's input is not acceptable.
+    #[error("invalid: {0}")]
+    Invalid(String),
     /// Anything else.
     #[error("internal: {0}")]
     Internal(String),
@@ -57,6 +70,10 @@ impl EngineError {
         match self {
             EngineError::Log(_) => ReasonCode::LogUnavailable,
             EngineError::BundleUntrusted(_) => ReasonCode::PolicyBundleUntrusted,
+            EngineError::NotFound(_) | EngineError::Conflict(_) | EngineError::Invalid(_) => {
+                ReasonCode::RequestMalformed
+            }
+            EngineError::Forbidden(_) => ReasonCode::IdentityUntrustedIssuer,
             _ => ReasonCode::Internal,
         }
     }

@@ -248,6 +248,46 @@ pub enum Entry {
         /// Why.
         reason: String,
     },
+    /// A signed bundle was uploaded for later activation (or refused).
+    Upload {
+        /// Time.
+        time: u64,
+        /// Bundle digest.
+        digest: String,
+        /// Name.
+        name: String,
+        /// Version.
+        version: String,
+        /// Whether it was accepted (signed by a trusted key and valid against its schema).
+        accepted: bool,
+        /// Why it was refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refusal: Option<String>,
+        /// The policy key that signed it.
+        signer: Option<String>,
+        /// The signature note.
+        signature: String,
+        /// Who uploaded it.
+        operator: Option<String>,
+        /// The bundle's parts (absent when it was refused: a refused bundle is not kept).
+        parts: Option<BundleParts>,
+    },
+    /// What happened when an allowed execution ran, as its enforcement point reported it.
+    Outcome {
+        /// Time of the report.
+        time: u64,
+        /// The writ.
+        jti: String,
+        /// Who reported it (SPIFFE ID of the workload or operator).
+        reporter: String,
+        /// How it ended.
+        status: ExecStatus,
+        /// The process exit code, for commands.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i64>,
+        /// Detail (bounded).
+        detail: String,
+    },
     /// An identity was isolated or released.
     Quarantine {
         /// Time.
@@ -261,6 +301,18 @@ pub enum Entry {
         /// Why.
         reason: String,
     },
+}
+
+/// How an execution ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatus {
+    /// It ran and succeeded.
+    Succeeded,
+    /// It ran and failed.
+    Failed,
+    /// It was not run after all (the enforcement point refused or gave up).
+    NotRun,
 }
 
 /// A bundle's parts as text.

@@ -1,10 +1,15 @@
-//! The engine's state facts, all derived from the log: every decision by id (for lineage),
-//! revocations, quarantined identities and usage windows. Rebuilt by reading the log from
-//! the start when the engine opens; updated as each entry is appended.
+//! The engine's state facts, all derived from the log: every decision by id (for lineage
+//! checks and the lineage view), revocations, quarantined identities, usage windows, the
+//! bundles the log holds and execution outcomes. Rebuilt by reading the log from the start
+//! when the engine opens; updated as each entry is appended.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
-use crate::record::{Entry, Outcome, ParentFact, Usage};
+use serde::Serialize;
+use writ_core::ReasonCode;
+
+use crate::record::{BundleParts, Entry, ExecStatus, Outcome, ParentFact, Usage};
 use crate::writ::Scope;
 
 #[derive(Clone, Debug)]
@@ -14,8 +19,95 @@ struct DecisionFact {
     root: String,
     depth: u32,
     scope: Option<Scope>,
-    action: String,
+    action: Arc<str>,
+    subject: Arc<str>,
+    parent: Option<String>,
+    time: u64,
+    index: u64,
+    reason: Option<ReasonCode>,
 }
+
+/// An operator action on an identity or a writ, for the admin views.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OperatorAction {
+    /// When (Unix seconds).
+    pub time: u64,
+    /// Who (operator SPIFFE ID, or absent for the local CLI).
+    pub operator: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// The log entry that recorded it.
+    pub log_index: u64,
+}
+
+/// A bundle the log holds (uploaded or activated), for the admin views.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BundleSummary {
+    /// Digest (`sha256:…`).
+    pub digest: String,
+    /// Manifest name.
+    pub name: String,
+    /// Manifest version.
+    pub version: String,
+    /// The policy key that signed it.
+    pub signer: Option<String>,
+    /// When the log first held it.
+    pub first_seen: u64,
+    /// When it was last activated, if ever.
+    pub last_activated: Option<u64>,
+    /// Whether it is the active bundle.
+    pub active: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct KnownBundle {
+    pub(crate) summary: BundleSummary,
+    pub(crate) signature: String,
+    pub(crate) parts: BundleParts,
+}
+
+/// One node of a lineage view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LineageNode {
+    /// Decision id (the writ id of an allow).
+    pub id: String,
+    /// The parent it named.
+    pub parent: Option<String>,
+    /// The principal.
+    pub subject: String,
+    /// The action.
+    pub action: String,
+    /// Allow or deny.
+    pub outcome: Outcome,
+    /// Primary reason of a deny.
+    pub reason: Option<ReasonCode>,
+    /// Depth in the chain.
+    pub depth: u32,
+    /// Decision time.
+    pub time: u64,
+    /// Log index of the decision.
+    pub log_index: u64,
+    /// Whether the writ has been revoked.
+    pub revoked: bool,
+    /// The execution outcome reported for it.
+    pub execution: Option<ExecStatus>,
+}
+
+/// The lineage of one writ: every decision under the same root, parents before children.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Lineage {
+    /// The root decision id.
+    pub root: String,
+    /// The writ asked about.
+    pub focus: String,
+    /// Nodes, breadth first from the root.
+    pub nodes: Vec<LineageNode>,
+    /// True if the view stopped at [`MAX_LINEAGE_NODES`].
+    pub truncated: bool,
+}
+
+/// Most nodes one lineage view returns.
+pub const MAX_LINEAGE_NODES: usize = 1000;
 
 /// Usage windows are kept this long.
 const HOUR: u64 = 3600;
@@ -24,9 +116,14 @@ const HOUR: u64 = 3600;
 #[derive(Debug, Default)]
 pub(crate) struct State {
     decisions: HashMap<String, DecisionFact>,
-    revoked: HashSet<String>,
-    quarantined: HashSet<String>,
+    children: HashMap<String, Vec<String>>,
+    revoked: BTreeMap<String, OperatorAction>,
+    quarantined: BTreeMap<String, OperatorAction>,
     usage: HashMap<(String, String), UsageWindow>,
+    bundles: BTreeMap<String, KnownBundle>,
+    active: Option<String>,
+    outcomes: HashMap<String, ExecStatus>,
+    interned: HashMap<Arc<str>, ()>,
 }
 
 /// Allowed calls of one (subject, action) over the last hour, in per-second buckets with
@@ -74,38 +171,132 @@ impl UsageWindow {
 }
 
 impl State {
-    pub(crate) fn apply(&mut self, entry: &Entry) {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some((k, ())) = self.interned.get_key_value(s) {
+            return k.clone();
+        }
+        let k: Arc<str> = Arc::from(s);
+        if self.interned.len() < 1_000_000 {
+            self.interned.insert(k.clone(), ());
+        }
+        k
+    }
+
+    /// Applies the entry stored at log index `index`.
+    pub(crate) fn apply(&mut self, entry: &Entry, index: u64) {
         match entry {
             Entry::Decision { id, time, request, decision, writ, facts, .. } => {
                 let Some(request) = request else { return };
                 let allowed = decision.outcome == Outcome::Allow;
+                let parent_depth = request.parent.as_ref().and_then(|p| self.decisions.get(p)).map(|p| p.depth + 1);
                 let (exp, root, depth, scope) = match writ {
                     Some(w) => (w.exp, w.root.clone(), w.dep, Some(w.scp.clone())),
-                    None => (0, id.clone(), 0, None),
+                    None => (0, id.clone(), parent_depth.unwrap_or(0), None),
                 };
-                self.decisions.insert(
-                    id.clone(),
-                    DecisionFact { allowed, exp, root, depth, scope, action: request.action.clone() },
-                );
-                if allowed
-                    && let Some(facts) = facts
-                    && let crate::record::Checked::Ok(identity) = &facts.identity
-                {
-                    self.usage.entry((identity.subject.clone(), request.action.clone())).or_default().record(*time);
+                let subject = match facts.as_ref().map(|f| &f.identity) {
+                    Some(crate::record::Checked::Ok(identity)) => identity.subject.clone(),
+                    _ => String::new(),
+                };
+                if allowed && !subject.is_empty() {
+                    self.usage.entry((subject.clone(), request.action.clone())).or_default().record(*time);
                 }
+                if let Some(p) = &request.parent
+                    && self.decisions.contains_key(p)
+                {
+                    self.children.entry(p.clone()).or_default().push(id.clone());
+                }
+                let fact = DecisionFact {
+                    allowed,
+                    exp,
+                    root,
+                    depth,
+                    scope,
+                    action: self.intern(&request.action),
+                    subject: self.intern(&subject),
+                    parent: request.parent.clone(),
+                    time: *time,
+                    index,
+                    reason: decision.reasons.first().copied(),
+                };
+                self.decisions.insert(id.clone(), fact);
             }
-            Entry::Revocation { jti, .. } => {
-                self.revoked.insert(jti.clone());
+            Entry::Revocation { time, jti, operator, reason } => {
+                let action = OperatorAction {
+                    time: *time,
+                    operator: operator.clone(),
+                    reason: reason.clone(),
+                    log_index: index,
+                };
+                self.revoked.entry(jti.clone()).or_insert(action);
             }
-            Entry::Quarantine { subject, isolated, .. } => {
+            Entry::Quarantine { time, subject, isolated, operator, reason } => {
                 if *isolated {
-                    self.quarantined.insert(subject.clone());
+                    let action = OperatorAction {
+                        time: *time,
+                        operator: operator.clone(),
+                        reason: reason.clone(),
+                        log_index: index,
+                    };
+                    self.quarantined.insert(subject.clone(), action);
                 } else {
                     self.quarantined.remove(subject);
                 }
             }
-            Entry::Activation { .. } => {}
+            Entry::Activation { time, digest, name, version, accepted: true, signer, signature, parts, .. } => {
+                self.know_bundle(*time, digest, name, version, signer, signature, parts);
+                if let Some(b) = self.active.take().and_then(|d| self.bundles.get_mut(&d)) {
+                    b.summary.active = false;
+                }
+                if let Some(b) = self.bundles.get_mut(digest) {
+                    b.summary.active = true;
+                    b.summary.last_activated = Some(*time);
+                }
+                self.active = Some(digest.clone());
+            }
+            Entry::Upload {
+                time,
+                digest,
+                name,
+                version,
+                accepted: true,
+                signer,
+                signature,
+                parts: Some(parts),
+                ..
+            } => {
+                self.know_bundle(*time, digest, name, version, signer, signature, parts);
+            }
+            Entry::Outcome { jti, status, .. } => {
+                self.outcomes.entry(jti.clone()).or_insert(*status);
+            }
+            Entry::Activation { .. } | Entry::Upload { .. } => {}
         }
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the fields of one entry, destructured by the caller")]
+    fn know_bundle(
+        &mut self,
+        time: u64,
+        digest: &str,
+        name: &str,
+        version: &str,
+        signer: &Option<String>,
+        signature: &str,
+        parts: &BundleParts,
+    ) {
+        self.bundles.entry(digest.to_owned()).or_insert_with(|| KnownBundle {
+            summary: BundleSummary {
+                digest: digest.to_owned(),
+                name: name.to_owned(),
+                version: version.to_owned(),
+                signer: signer.clone(),
+                first_seen: time,
+                last_activated: None,
+                active: false,
+            },
+            signature: signature.to_owned(),
+            parts: parts.clone(),
+        });
     }
 
     pub(crate) fn parent(&self, id: &str) -> ParentFact {
@@ -114,33 +305,86 @@ impl State {
             Some(d) => ParentFact::Known {
                 allowed: d.allowed,
                 exp: d.exp,
-                revoked: self.revoked.contains(id),
+                revoked: self.revoked.contains_key(id),
                 root: d.root.clone(),
                 depth: d.depth,
                 scope: d.scope.clone(),
-                action: d.action.clone(),
+                action: d.action.to_string(),
             },
         }
     }
 
     pub(crate) fn is_quarantined(&self, subject: &str) -> bool {
-        self.quarantined.contains(subject)
+        self.quarantined.contains_key(subject)
     }
 
     pub(crate) fn is_revoked(&self, id: &str) -> bool {
-        self.revoked.contains(id)
+        self.revoked.contains_key(id)
     }
 
-    pub(crate) fn quarantined(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.quarantined.iter().cloned().collect();
-        v.sort();
-        v
+    pub(crate) fn quarantined(&self) -> Vec<(String, OperatorAction)> {
+        self.quarantined.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    pub(crate) fn revoked(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.revoked.iter().cloned().collect();
-        v.sort();
-        v
+    pub(crate) fn revoked(&self) -> Vec<(String, OperatorAction)> {
+        self.revoked.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub(crate) fn bundles(&self) -> Vec<BundleSummary> {
+        self.bundles.values().map(|b| b.summary.clone()).collect()
+    }
+
+    pub(crate) fn bundle(&self, digest: &str) -> Option<&KnownBundle> {
+        self.bundles.get(digest)
+    }
+
+    /// The subject of an allowed decision, and whether an outcome was already reported.
+    pub(crate) fn allowed_writ(&self, jti: &str) -> Option<(&str, bool)> {
+        self.decisions.get(jti).filter(|d| d.allowed).map(|d| (&*d.subject, self.outcomes.contains_key(jti)))
+    }
+
+    /// Every decision under the root of `id`, breadth first from the root.
+    pub(crate) fn lineage(&self, id: &str) -> Option<Lineage> {
+        let mut top = id.to_owned();
+        let mut fact = self.decisions.get(id)?;
+        // Walk up through the parents the log knows (bounded: a chain is at most as deep as
+        // the decisions that name parents).
+        for _ in 0..MAX_LINEAGE_NODES {
+            match fact.parent.as_ref().and_then(|p| self.decisions.get(p).map(|f| (p, f))) {
+                Some((p, f)) => {
+                    top = p.clone();
+                    fact = f;
+                }
+                None => break,
+            }
+        }
+        let mut nodes = Vec::new();
+        let mut queue = VecDeque::from([top.clone()]);
+        let mut truncated = false;
+        while let Some(next) = queue.pop_front() {
+            if nodes.len() >= MAX_LINEAGE_NODES {
+                truncated = true;
+                break;
+            }
+            let Some(d) = self.decisions.get(&next) else { continue };
+            nodes.push(LineageNode {
+                id: next.clone(),
+                parent: d.parent.clone(),
+                subject: d.subject.to_string(),
+                action: d.action.to_string(),
+                outcome: if d.allowed { Outcome::Allow } else { Outcome::Deny },
+                reason: d.reason,
+                depth: d.depth,
+                time: d.time,
+                log_index: d.index,
+                revoked: self.revoked.contains_key(&next),
+                execution: self.outcomes.get(&next).copied(),
+            });
+            if let Some(kids) = self.children.get(&next) {
+                queue.extend(kids.iter().cloned());
+            }
+        }
+        Some(Lineage { root: top, focus: id.to_owned(), nodes, truncated })
     }
 
     /// Allowed calls by `subject` for `action` in the minute and hour before `now`.

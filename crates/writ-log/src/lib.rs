@@ -11,6 +11,7 @@
 //!   allocation, for enforcement points and auditors.
 //! - [`Checkpoint`], [`SignedCheckpoint`], [`NoteSigner`], [`NoteVerifier`], [`Note`]:
 //!   the checkpoint and signed-note formats.
+//! - [`Receipt`]: the C2SP `tlog-proof` receipt of one entry.
 //! - [`Log`] (feature `sqlite`): the sequencer that batches appends into durable commits,
 //!   and serves entries, proofs and checkpoints; [`Store`] is the storage seam and
 //!   [`SqliteStore`] the embedded default; [`verify_store`] is the offline integrity check.
@@ -23,6 +24,7 @@ mod integrity;
 mod log;
 mod note;
 mod proof;
+mod receipt;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
@@ -35,6 +37,7 @@ pub use note::{MAX_NOTE_LEN, MAX_SIGNATURES, Note, NoteSignature, NoteSigner, No
 pub use proof::{
     MemoryNodes, MemoryTree, NodeSource, consistency_proof, inclusion_proof, verify_consistency, verify_inclusion,
 };
+pub use receipt::Receipt;
 pub use tiles::{TILE_BYTES, TILE_HEIGHT, TileId, TileStack};
 
 #[cfg(feature = "sqlite")]

@@ -67,7 +67,7 @@ pub struct Appended {
 }
 
 /// Counters of the sequencer, for metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogStats {
     /// Commits that succeeded.
     pub batches: u64,
@@ -77,7 +77,16 @@ pub struct LogStats {
     pub failed_batches: u64,
     /// Entries in the largest commit so far.
     pub max_batch: u64,
+    /// Commits by size: `(upper bound, commits of at most that many entries)`, cumulative,
+    /// bounds 1, 2, 4, … 2048 (a Prometheus histogram's buckets; `batches` is the count and
+    /// `entries` the sum).
+    pub batch_sizes: Vec<(u64, u64)>,
+    /// Whether the most recent commit failed (the store does not take writes right now).
+    pub last_commit_failed: bool,
 }
+
+/// Number of power-of-two batch-size buckets kept (1 … 2048).
+const BATCH_BUCKETS: usize = 12;
 
 enum Msg {
     Append(Vec<u8>, oneshot::Sender<Result<Appended, Error>>),
@@ -96,6 +105,9 @@ struct Counters {
     entries: AtomicU64,
     failed: AtomicU64,
     max_batch: AtomicU64,
+    // Commits whose size is in (2^(i-1), 2^i]; the last bucket also counts larger ones.
+    by_size: [AtomicU64; BATCH_BUCKETS],
+    last_failed: std::sync::atomic::AtomicBool,
 }
 
 struct Shared {
@@ -271,6 +283,16 @@ impl Log {
             entries: c.entries.load(Ordering::Relaxed),
             failed_batches: c.failed.load(Ordering::Relaxed),
             max_batch: c.max_batch.load(Ordering::Relaxed),
+            batch_sizes: c
+                .by_size
+                .iter()
+                .enumerate()
+                .scan(0u64, |acc, (i, n)| {
+                    *acc += n.load(Ordering::Relaxed);
+                    Some((1u64 << i, *acc))
+                })
+                .collect(),
+            last_commit_failed: c.last_failed.load(Ordering::Relaxed),
         }
     }
 
@@ -551,8 +573,13 @@ impl Sequencer {
         match result {
             Ok((first, leaves, checkpoint)) => {
                 let n = entries.len() as u64;
+                counters.last_failed.store(false, Ordering::Relaxed);
                 if n > 0 {
                     counters.batches.fetch_add(1, Ordering::Relaxed);
+                    let bucket = (u64::BITS - (n - 1).leading_zeros()) as usize;
+                    if let Some(b) = counters.by_size.get(bucket.min(BATCH_BUCKETS - 1)) {
+                        b.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 counters.entries.fetch_add(n, Ordering::Relaxed);
                 counters.max_batch.fetch_max(n, Ordering::Relaxed);
@@ -566,6 +593,7 @@ impl Sequencer {
             }
             Err(e) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
+                counters.last_failed.store(true, Ordering::Relaxed);
                 self.healthy = false;
                 for w in waiters.drain(..) {
                     let _ = w.send(Err(e.clone()));

@@ -1,208 +1,225 @@
-//! The control plane's HTTP API (SPEC.md §4): the `/v1` routes around one [`Engine`].
+//! The control plane's HTTP API (SPEC.md §4): the `/v1` routes around one [`Engine`], the
+//! health and readiness probes, Prometheus metrics and the OpenAPI document.
 //!
 //! [`app`] builds the whole router from its state, so every route is tested without a
-//! socket. Only this crate knows HTTP. Answers are JSON; errors are JSON objects with a
-//! stable reason code and a human message; a denied request is a `200` whose decision says
-//! `deny` (the deny is the answer, not a failure). Bodies above [`MAX_BODY`] are `413`.
-//! No administrative route exists yet: nothing that changes state is reachable except
-//! `/v1/authorize`, which authenticates by the request's own workload credential.
+//! socket. Only this crate knows HTTP; every decision and every state change is the
+//! engine's. Answers are JSON; errors are JSON objects with a stable reason code and a human
+//! message; a denied request is a `200` whose decision says `deny` (the deny is the answer,
+//! not a failure).
+//!
+//! - Public: authorize (authenticated by the request's own workload credential), verify,
+//!   the log (checkpoint, key, entries, proofs, `tlog-proof` receipts), the JWKS, health,
+//!   readiness, metrics and the OpenAPI document.
+//! - Operators only (`Authorization: Bearer <operator credential>`): bundles (list, upload,
+//!   activate), revocations, quarantine, lineage. Outcome reports take the credential of the
+//!   workload the writ was issued to, or an operator's.
+//! - At the edge ([`Limits`]): bodies above the limit are `413`; more requests in flight
+//!   than allowed are refused at once with `503` and `Retry-After` (no unbounded queue);
+//!   a request that outlives the timeout is answered `503`.
+//!
+//! The OpenAPI document is generated from the route definitions (utoipa): each handler's
+//! `#[utoipa::path]` is next to it, and [`app`] registers the handler and its path in one
+//! call, so a route cannot exist without its documentation.
+
+mod admin;
+mod auth;
+mod error;
+mod metrics;
+mod routes;
+mod schema;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{StatusCode, header};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use writ_core::{ReasonCode, request_digest};
+use tower::ServiceBuilder;
+use utoipa::OpenApi as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use writ_core::ReasonCode;
 use writ_engine::Engine;
-use writ_log::Hash;
 
-/// Largest request body accepted, in bytes (the engine's own request limit).
+pub use error::{ApiError, ErrorBody};
+pub use metrics::Metrics;
+
+/// Largest decision or verification body accepted, in bytes (the engine's request limit).
 pub const MAX_BODY: usize = 64 * 1024;
+/// Largest bundle upload accepted, in bytes.
+pub const MAX_BUNDLE_BODY: usize = 1024 * 1024;
 /// Most entries one `/v1/log/entries` call returns.
 pub const MAX_ENTRIES: u64 = 1000;
+
+/// Limits at the edge.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests handled at once; more are refused with `503` and `Retry-After`.
+    pub max_in_flight: usize,
+    /// Longest a request may take before it is answered `503`.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_in_flight: 4096, request_timeout: Duration::from_secs(10) }
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    openapi: Arc<String>,
 }
 
 impl AppState {
-    /// State over an open engine.
+    /// State over an open engine, with the default limits.
     pub fn new(engine: Arc<Engine>) -> Self {
-        AppState { engine }
+        Self::with_limits(engine, Limits::default())
+    }
+
+    /// State over an open engine.
+    pub fn with_limits(engine: Arc<Engine>, limits: Limits) -> Self {
+        let metrics = Arc::new(Metrics::new(engine.clone()));
+        let openapi = Arc::new(openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+        AppState { engine, metrics, limits, openapi }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 
-/// The router: every route of the API.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "writ control plane",
+        description = "Execution trust for autonomous AI systems: decisions, writs, the tamper-evident log, and the operator routes. Reason codes are SPEC.md section 6.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "decisions", description = "Authorize and verify"),
+        (name = "log", description = "The tamper-evident log: checkpoints, entries, proofs, receipts"),
+        (name = "admin", description = "Operator routes (Bearer operator credential)"),
+        (name = "service", description = "Health, readiness, metrics, keys")
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::authorize))
+        .routes(routes!(routes::verify))
+        .routes(routes!(routes::checkpoint))
+        .routes(routes!(routes::log_key))
+        .routes(routes!(routes::entries))
+        .routes(routes!(routes::inclusion))
+        .routes(routes!(routes::consistency))
+        .routes(routes!(routes::receipt))
+        .routes(routes!(admin::list_bundles, admin::upload_bundle))
+        .routes(routes!(admin::activate_bundle))
+        .routes(routes!(admin::list_revocations, admin::revoke))
+        .routes(routes!(admin::list_quarantine))
+        .routes(routes!(admin::isolate))
+        .routes(routes!(admin::release))
+        .routes(routes!(admin::lineage))
+        .routes(routes!(admin::report_outcome))
+        .routes(routes!(routes::jwks))
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::readyz))
+        .routes(routes!(routes::metrics))
+}
+
+/// The OpenAPI 3 document of every route, generated from the route definitions.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api().into_openapi();
+    doc.paths.paths.insert(
+        "/v1/openapi.json".into(),
+        utoipa::openapi::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .operation_id(Some("openapi"))
+                .tag("service")
+                .summary(Some("This document"))
+                .response("200", utoipa::openapi::Response::new("The OpenAPI 3 document")),
+        ),
+    );
+    doc
+}
+
+/// The router: every route of the API, with the edge limits and metrics.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/authorize", post(authorize))
-        .route("/v1/verify", post(verify))
-        .route("/v1/log/checkpoint", get(checkpoint))
-        .route("/v1/log/key", get(log_key))
-        .route("/v1/log/entries", get(entries))
-        .route("/v1/log/proof/inclusion", get(inclusion))
-        .route("/v1/log/proof/consistency", get(consistency))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+    let (router, _) = api().split_for_parts();
+    let limits = state.limits;
+    let edge = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new({
+            let state = state.clone();
+            move |e: tower::BoxError| {
+                let state = state.clone();
+                async move { refuse(&state, &e) }
+            }
+        }))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+        .timeout(limits.request_timeout);
+    router
+        .route("/v1/openapi.json", axum::routing::get(openapi_json))
+        .layer(edge)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(MAX_BUNDLE_BODY))
         .with_state(state)
 }
 
-/// An error answer: status, reason code, message.
-struct ApiError(StatusCode, ReasonCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, axum::Json(json!({ "error": self.1, "message": self.2 }))).into_response()
-    }
-}
-
-fn bad_request(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, ReasonCode::RequestMalformed, msg.into())
-}
-
-fn log_error(e: writ_log::Error) -> ApiError {
-    match e {
-        writ_log::Error::OutOfRange(m) => bad_request(m),
-        other => ApiError(StatusCode::SERVICE_UNAVAILABLE, ReasonCode::LogUnavailable, other.to_string()),
-    }
-}
-
-async fn authorize(State(s): State<AppState>, body: Bytes) -> Response {
-    let decision = s.engine.authorize(&body).await;
-    axum::Json(decision).into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyBody {
-    writ: String,
-    request: VerifyRequest,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyRequest {
-    action: String,
-    resource: String,
-    #[serde(default = "empty_object")]
-    arguments: Value,
-}
-
-fn empty_object() -> Value {
-    json!({})
-}
-
-async fn verify(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let v: VerifyBody = serde_json::from_slice(&body).map_err(|e| bad_request(format!("verify body: {e}")))?;
-    let digest = request_digest(&v.request.action, &v.request.resource, &v.request.arguments)
-        .map_err(|e| bad_request(e.to_string()))?;
-    Ok(match s.engine.verify(&v.writ, &digest) {
-        Ok(w) => axum::Json(json!({ "ok": true, "claims": w.claims })).into_response(),
-        Err(r) => axum::Json(json!({ "ok": false, "reason": r.reason, "detail": r.detail })).into_response(),
-    })
-}
-
-async fn checkpoint(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let cp = s.engine.log().latest_checkpoint().ok_or_else(|| {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, ReasonCode::LogUnavailable, "no checkpoint yet".into())
-    })?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], cp.note().to_owned()).into_response())
-}
-
-async fn log_key(State(s): State<AppState>) -> Response {
-    let vkey = format!("{}\n", s.engine.log().verifier().to_vkey());
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], vkey).into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Range {
-    start: u64,
-    end: u64,
-}
-
-async fn entries(State(s): State<AppState>, Query(r): Query<Range>) -> Result<Response, ApiError> {
-    if r.end < r.start || r.end - r.start > MAX_ENTRIES {
-        return Err(bad_request(format!("end must be at least start and at most {MAX_ENTRIES} more")));
-    }
-    let list = s.engine.log().entries(r.start, r.end).map_err(log_error)?;
-    let out: Vec<Value> = list
-        .iter()
-        .zip(r.start..)
-        .map(|(e, index)| {
-            let entry = serde_json::from_slice::<Value>(e).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(e).into()));
-            // The exact bytes, for auditors who hash them, and the parsed JSON to read.
-            json!({ "index": index, "leaf_hash": Hash::leaf(e).to_base64(), "entry_base64": B64.encode(e), "entry": entry })
-        })
-        .collect();
-    Ok(axum::Json(json!({ "entries": out })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InclusionQuery {
-    index: u64,
-    size: Option<u64>,
-}
-
-async fn inclusion(State(s): State<AppState>, Query(q): Query<InclusionQuery>) -> Result<Response, ApiError> {
-    let log = s.engine.log();
-    let size = q.size.unwrap_or_else(|| log.latest_checkpoint().map_or(log.size(), |c| c.checkpoint().size));
-    let proof = log.inclusion_proof(q.index, size).map_err(log_error)?;
-    let leaf = log.leaf_hash(q.index).map_err(log_error)?;
-    Ok(axum::Json(json!({
-        "index": q.index,
-        "tree_size": size,
-        "leaf_hash": leaf.to_base64(),
-        "proof": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
-    }))
-    .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConsistencyQuery {
-    from: u64,
-    to: u64,
-}
-
-async fn consistency(State(s): State<AppState>, Query(q): Query<ConsistencyQuery>) -> Result<Response, ApiError> {
-    let proof = s.engine.log().consistency_proof(q.from, q.to).map_err(log_error)?;
-    Ok(axum::Json(json!({
-        "from": q.from,
-        "to": q.to,
-        "proof": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
-    }))
-    .into_response())
-}
-
-async fn jwks(State(s): State<AppState>) -> Response {
-    axum::Json(s.engine.jwks()).into_response()
-}
-
-async fn ready(State(s): State<AppState>) -> Response {
-    match s.engine.active_bundle() {
-        Some((name, version, digest)) => axum::Json(
-            json!({ "ready": true, "bundle": { "name": name, "version": version, "digest": digest.to_string() } }),
-        )
-        .into_response(),
-        None => (
+fn refuse(state: &AppState, e: &tower::BoxError) -> Response {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        state.metrics.refused("overload");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ReasonCode::Internal, "overloaded: too many requests in flight")
+            .into_response()
+    } else if e.is::<tower::timeout::error::Elapsed>() {
+        state.metrics.refused("timeout");
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "ready": false, "error": ReasonCode::PolicyNoActiveBundle })),
+            ReasonCode::Internal,
+            format!("the request took longer than {} ms", state.limits.request_timeout.as_millis()),
         )
-            .into_response(),
+        .into_response()
+    } else {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, e.to_string()).into_response()
     }
+}
+
+/// Counts every request by route and status, with its latency.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
+    let start = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.request(&route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+async fn openapi_json(State(s): State<AppState>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], s.openapi.as_str().to_owned()).into_response()
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.

@@ -8,7 +8,9 @@
 //!   log/writer.lock   held by the one process that appends
 //!   keys/writ.keys    writ signing seeds, hex, one per line, oldest first, the last signs (0600)
 //!   keys/policy.key   the policy-signing key (signed-note private key, 0600)
-//!   keys/dev-issuer.json  the development identity issuer's secret (0600)
+//!   keys/dev-issuer.json  the development identity issuer's secret (0600): workloads,
+//!                         orchestrators, machines, runtimes, attestations
+//!   keys/operator-issuer.json  the development operator issuer's secret (0600): operators only
 //!   trust/bundle.json     the trust bundle: issuers per SPIFFE trust domain (JWKS)
 //!   trust/policy.vkeys    verifier keys trusted to sign policy bundles, one per line
 //!   trust/jwks.json       the writ signing keys as a JWKS (public; what enforcement points trust)
@@ -151,25 +153,29 @@ impl DataDir {
             fs::write(self.path("trust/policy.vkeys"), format!("{}\n", key.verifier().to_vkey()))?;
             created.push("keys/policy.key".to_owned());
         }
-        if !self.path("keys/dev-issuer.json").exists() {
-            let issuer =
-                writ_identity::DevIssuer::generate(trust_domain, &format!("https://dev-issuer.{trust_domain}"))?;
-            write_secret(&self.path("keys/dev-issuer.json"), issuer.to_secret_json().as_bytes())?;
+        use writ_identity::Role;
+        // Two development issuers: one for workloads and the rest of the delegation chain,
+        // one for operators alone, so that no workload credential can act as an operator.
+        for (file, url, roles) in [
+            (
+                "keys/dev-issuer.json",
+                format!("https://dev-issuer.{trust_domain}"),
+                &[Role::Workload, Role::Orchestrator, Role::Machine, Role::Runtime, Role::Attestor][..],
+            ),
+            ("keys/operator-issuer.json", format!("https://operators.{trust_domain}"), &[Role::Operator][..]),
+        ] {
+            if self.path(file).exists() {
+                continue;
+            }
+            let issuer = writ_identity::DevIssuer::generate(trust_domain, &url)?;
+            write_secret(&self.path(file), issuer.to_secret_json().as_bytes())?;
             let mut bundle = match fs::read(self.path("trust/bundle.json")) {
                 Ok(b) => writ_identity::TrustBundle::from_json(&b)?,
                 Err(_) => writ_identity::TrustBundle::new(),
             };
-            use writ_identity::Role;
-            bundle.add(issuer.bundle_entry(&[
-                Role::Workload,
-                Role::Operator,
-                Role::Orchestrator,
-                Role::Machine,
-                Role::Runtime,
-                Role::Attestor,
-            ]))?;
+            bundle.add(issuer.bundle_entry(roles))?;
             fs::write(self.path("trust/bundle.json"), bundle.to_json())?;
-            created.push("keys/dev-issuer.json".to_owned());
+            created.push(file.to_owned());
         }
         Ok(created)
     }
@@ -223,6 +229,23 @@ impl DataDir {
         Ok(writ_identity::DevIssuer::from_secret_json(&self.read_secret("keys/dev-issuer.json")?)?)
     }
 
+    /// The development issuer of operator credentials (trusted for the operator role only).
+    pub fn operator_issuer(&self) -> Result<writ_identity::DevIssuer> {
+        Ok(writ_identity::DevIssuer::from_secret_json(&self.read_secret("keys/operator-issuer.json")?)?)
+    }
+
+    /// Mints an operator credential for `subject` valid `ttl` seconds.
+    pub fn mint_operator(&self, subject: &writ_core::SpiffeId, ttl: u64) -> Result<String> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        Ok(self.operator_issuer()?.issue(writ_identity::IssueRequest {
+            subject,
+            audience: vec!["writ".into()],
+            ttl_secs: ttl,
+            extra_claims: serde_json::Map::new(),
+            now,
+        })?)
+    }
+
     pub fn trust_bundle(&self) -> Result<writ_identity::TrustBundle> {
         let path = self.path("trust/bundle.json");
         let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -231,9 +254,14 @@ impl DataDir {
 
     /// Opens the engine over this directory's log (taking the writer lock).
     pub fn open_engine(&self) -> Result<(writ_engine::Engine, File)> {
+        self.open_engine_with(writ_engine::EngineConfig::default())
+    }
+
+    /// Opens the engine with `config` (taking the writer lock).
+    pub fn open_engine_with(&self, config: writ_engine::EngineConfig) -> Result<(writ_engine::Engine, File)> {
         let (log, lock) = self.open_log(LogOptions::default())?;
         let engine = writ_engine::Engine::open(writ_engine::EngineParts {
-            config: writ_engine::EngineConfig::default(),
+            config,
             trust_bundle: self.trust_bundle()?,
             policy_keys: self.policy_verifiers()?,
             writ_signer: writ_engine::WritSigner::from_seeds("writ", &self.writ_seeds()?)?,

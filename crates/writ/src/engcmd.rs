@@ -33,8 +33,12 @@ pub enum KeysCommand {
 
 #[derive(Subcommand)]
 pub enum IdentityCommand {
-    /// Mint a workload (or other role) credential from the development issuer.
+    /// Mint a workload (or other role) credential from the development issuer, or with
+    /// `--operator` an operator credential from the operator issuer.
     Issue {
+        /// Mint from the operator issuer (a credential for the admin routes and the console).
+        #[arg(long)]
+        operator: bool,
         /// The subject's SPIFFE ID.
         #[arg(long)]
         spiffe_id: String,
@@ -115,7 +119,11 @@ pub fn quarantine(dir: &DataDir, cmd: QuarantineCommand) -> Result<ExitCode> {
             let index = rt.block_on(engine.quarantine(&SpiffeId::parse(&spiffe_id)?, false, None, &reason))?;
             print(&json!({"released": spiffe_id, "log_index": index}))?;
         }
-        QuarantineCommand::List => print(&json!({"quarantined": engine.quarantined()}))?,
+        QuarantineCommand::List => {
+            let list: Vec<_> =
+                engine.quarantined().into_iter().map(|(s, a)| json!({"subject": s, "isolated": a})).collect();
+            print(&json!({ "quarantined": list }))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -177,9 +185,9 @@ fn publish_jwks(dir: &DataDir, signer: &writ_engine::WritSigner) -> Result<()> {
 }
 
 pub fn identity(dir: &DataDir, cmd: IdentityCommand) -> Result<ExitCode> {
-    let issuer = dir.dev_issuer()?;
     match cmd {
-        IdentityCommand::Issue { spiffe_id, ttl, audience, zone, claim } => {
+        IdentityCommand::Issue { operator, spiffe_id, ttl, audience, zone, claim } => {
+            let issuer = if operator { dir.operator_issuer()? } else { dir.dev_issuer()? };
             let subject = SpiffeId::parse(&spiffe_id)?;
             let mut extra = Map::new();
             if let Some(z) = zone {
@@ -199,6 +207,7 @@ pub fn identity(dir: &DataDir, cmd: IdentityCommand) -> Result<ExitCode> {
             println!("{token}");
         }
         IdentityCommand::Attest { spiffe_id, measurement, environment, region, ttl } => {
+            let issuer = dir.dev_issuer()?;
             let subject = SpiffeId::parse(&spiffe_id)?;
             let token = issuer.issue_attestation(AttestationRequest {
                 subject: &subject,

@@ -4,6 +4,7 @@
 //! results; the work is done by the library crates. Errors become a message on stderr and
 //! a non-zero exit status.
 
+mod config;
 mod crashtest;
 mod datadir;
 mod engcmd;
@@ -19,9 +20,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "writ", version, about = "Execution trust for autonomous AI systems")]
 struct Cli {
-    /// Data directory holding keys and stores.
-    #[arg(long, global = true, env = "WRIT_DATA_DIR", default_value = "writ-data")]
-    data_dir: PathBuf,
+    /// Data directory holding keys and stores [default: writ-data].
+    #[arg(long, global = true, env = "WRIT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,14 +31,7 @@ struct Cli {
 enum Command {
     /// The control plane: the HTTP API on the embedded default (creates the data directory
     /// and activates the starter bundle on first start).
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "WRIT_LISTEN", default_value = "127.0.0.1:7070")]
-        listen: std::net::SocketAddr,
-        /// Trust domain of the development issuer created on first start.
-        #[arg(long, default_value = "demo.example")]
-        trust_domain: String,
-    },
+    Serve(config::ServeArgs),
     /// The tamper-evident log: audit it from the shell.
     #[command(subcommand)]
     Log(logcmd::LogCommand),
@@ -81,9 +75,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let dir = datadir::DataDir::new(&cli.data_dir);
+    let dir = datadir::DataDir::new(cli.data_dir.as_deref().unwrap_or(std::path::Path::new("writ-data")));
     let result = match cli.command {
-        Command::Serve { listen, trust_domain } => serve::run(&dir, listen, &trust_domain).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => {
+            config::resolve(&args, cli.data_dir.clone()).and_then(|c| serve::run(&c)).map(|()| ExitCode::SUCCESS)
+        }
         Command::Log(cmd) => logcmd::run(&dir, cmd),
         Command::Keys(cmd) => engcmd::keys(&dir, cmd),
         Command::Identity(cmd) => engcmd::identity(&dir, cmd),

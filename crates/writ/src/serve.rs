@@ -1,20 +1,27 @@
 //! `writ serve`: the control plane on the embedded default. On first start it creates the
-//! data directory (keys, a development identity issuer trusted by the trust bundle, the log)
-//! and activates the signed starter bundle; later starts reuse it. Binds 127.0.0.1 unless
-//! told otherwise, prints the URLs, and on Ctrl-C or SIGTERM stops accepting, finishes
-//! in-flight requests and publishes a final checkpoint.
+//! data directory (keys, the development identity and operator issuers trusted by the trust
+//! bundle, the log), activates the signed starter bundle and prints an operator credential;
+//! later starts reuse it. Binds 127.0.0.1 unless told otherwise, prints the URLs, and on
+//! Ctrl-C or SIGTERM stops accepting, finishes in-flight requests and publishes a final
+//! checkpoint. Configuration: [`crate::config`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use writ_core::SpiffeId;
 use writ_policy::{sign_bundle, starter_bundle};
 
+use crate::config::Config;
 use crate::datadir::DataDir;
 
-pub fn run(dir: &DataDir, listen: SocketAddr, trust_domain: &str) -> Result<()> {
+/// Lifetime of the operator credential printed on first start (the verifier's maximum is a day).
+const FIRST_OPERATOR_TTL: u64 = 12 * 3600;
+
+pub fn run(config: &Config) -> Result<()> {
+    let dir = DataDir::new(&config.data_dir);
+    let trust_domain = config.trust_domain.as_str();
     let created = dir.init_all(trust_domain)?;
-    let (engine, _lock) = dir.open_engine()?;
+    let (engine, _lock) = dir.open_engine_with(config.engine.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if engine.active_bundle().is_none() {
         let bundle = starter_bundle()?;
@@ -23,6 +30,7 @@ pub fn run(dir: &DataDir, listen: SocketAddr, trust_domain: &str) -> Result<()> 
     }
     let engine = Arc::new(engine);
     rt.block_on(async {
+        let listen = config.listen;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
         if !created.is_empty() {
@@ -31,7 +39,16 @@ pub fn run(dir: &DataDir, listen: SocketAddr, trust_domain: &str) -> Result<()> 
         if let Some((name, version, digest)) = engine.active_bundle() {
             eprintln!("writ: active policy bundle {name} {version} ({digest})");
         }
-        println!("writ serve: API at http://{addr}/v1  (health http://{addr}/healthz, JWKS http://{addr}/.well-known/jwks.json)");
+        println!("writ serve: console at http://{addr}/  API at http://{addr}/v1  (OpenAPI http://{addr}/v1/openapi.json, metrics http://{addr}/metrics)");
+        if created.iter().any(|c| c == "keys/operator-issuer.json") {
+            let admin = SpiffeId::parse(&format!("spiffe://{trust_domain}/operator/admin"))?;
+            let token = dir.mint_operator(&admin, FIRST_OPERATOR_TTL)?;
+            eprintln!("writ: operator credential for {admin} (valid 12 h; shown once):\n\n{token}\n");
+            eprintln!(
+                "writ: use it as `Authorization: Bearer <credential>` on the admin routes and in the console; mint more with\n  writ --data-dir {} identity issue --operator --spiffe-id spiffe://{trust_domain}/operator/<name> --ttl 3600",
+                dir.root().display()
+            );
+        }
         let shutdown = async {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
@@ -53,7 +70,7 @@ pub fn run(dir: &DataDir, listen: SocketAddr, trust_domain: &str) -> Result<()> 
                 let _ = ctrl_c.await;
             }
         };
-        writ_server::serve(listener, writ_server::AppState::new(engine.clone()), shutdown).await?;
+        writ_server::serve(listener, writ_server::AppState::with_limits(engine.clone(), config.limits), shutdown).await?;
         engine.log().checkpoint_now().await.ok();
         eprintln!("writ: stopped; log size {}", engine.log().size());
         anyhow::Ok(())

@@ -164,7 +164,7 @@ fn quarantined_until_released() {
     let agent = SpiffeId::parse("spiffe://demo.example/agent/billing-1").unwrap();
     rt().block_on(h.engine.quarantine(&agent, true, Some("op"), "repeated violations")).unwrap();
     assert_denied(&h.authorize(&write_request(&h)), ReasonCode::Quarantined);
-    assert_eq!(h.engine.quarantined(), vec![agent.to_string()]);
+    assert_eq!(h.engine.quarantined().into_iter().map(|(s, _)| s).collect::<Vec<_>>(), vec![agent.to_string()]);
     rt().block_on(h.engine.quarantine(&agent, false, Some("op"), "cleared")).unwrap();
     assert_allowed(&h.authorize(&write_request(&h)));
 }

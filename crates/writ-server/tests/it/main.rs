@@ -23,16 +23,25 @@ use writ_identity::{DevIssuer, IssueRequest, Role, TrustBundle};
 use writ_log::{Hash, Log, LogOptions, NoteSigner, NoteVerifier, SignedCheckpoint, SqliteOptions, SqliteStore};
 use writ_log::{verify_consistency, verify_inclusion};
 use writ_policy::{sign_bundle, starter_bundle};
-use writ_server::{AppState, MAX_BODY, app};
+use writ_server::{AppState, Limits, MAX_BODY, app};
 
-struct Fixture {
-    router: axum::Router,
-    issuer: DevIssuer,
-    now: u64,
-    _dir: tempfile::TempDir,
+mod admin;
+
+pub(crate) struct Fixture {
+    pub(crate) router: axum::Router,
+    pub(crate) issuer: DevIssuer,
+    pub(crate) operators: DevIssuer,
+    pub(crate) policy_key: NoteSigner,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) now: u64,
+    pub(crate) dir: tempfile::TempDir,
 }
 
-fn fixture(with_bundle: bool) -> Fixture {
+pub(crate) fn fixture(with_bundle: bool) -> Fixture {
+    fixture_with(with_bundle, Limits::default())
+}
+
+pub(crate) fn fixture_with(with_bundle: bool, limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap();
     let log = Log::open(
@@ -42,8 +51,10 @@ fn fixture(with_bundle: bool) -> Fixture {
     )
     .unwrap();
     let issuer = DevIssuer::generate("demo.example", "https://dev-issuer.demo.example").unwrap();
+    let operators = DevIssuer::generate("demo.example", "https://operators.demo.example").unwrap();
     let mut bundle = TrustBundle::new();
     bundle.add(issuer.bundle_entry(&[Role::Workload])).unwrap();
+    bundle.add(operators.bundle_entry(&[Role::Operator])).unwrap();
     let policy_key = NoteSigner::from_seed("policy.demo.example", [2; 32]).unwrap();
     let now = parse_rfc3339("2026-11-26T10:00:00Z").unwrap();
     let engine = Engine::open(EngineParts {
@@ -60,21 +71,39 @@ fn fixture(with_bundle: bool) -> Fixture {
         let sig = sign_bundle(&b, &policy_key).unwrap();
         rt().block_on(engine.activate(&b, &sig, None)).unwrap();
     }
-    Fixture { router: app(AppState::new(Arc::new(engine))), issuer, now, _dir: dir }
+    let engine = Arc::new(engine);
+    Fixture {
+        router: app(AppState::with_limits(engine.clone(), limits)),
+        issuer,
+        operators,
+        policy_key,
+        engine,
+        now,
+        dir,
+    }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 impl Fixture {
-    fn call(&self, method: &str, uri: &str, body: Option<Vec<u8>>) -> (StatusCode, Vec<u8>, String) {
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(body.map(Body::from).unwrap_or_else(Body::empty))
-            .unwrap();
+    pub(crate) fn call(&self, method: &str, uri: &str, body: Option<Vec<u8>>) -> (StatusCode, Vec<u8>, String) {
+        self.call_as(method, uri, body, None)
+    }
+
+    pub(crate) fn call_as(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<Vec<u8>>,
+        authorization: Option<&str>,
+    ) -> (StatusCode, Vec<u8>, String) {
+        let mut req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
         rt().block_on(async {
             let resp = self.router.clone().oneshot(req).await.unwrap();
             let status = resp.status();
@@ -83,17 +112,28 @@ impl Fixture {
         })
     }
 
-    fn json(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let (s, b, _) = self.call(method, uri, body.map(|v| serde_json::to_vec(&v).unwrap()));
+    pub(crate) fn json(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.json_as(method, uri, body, None)
+    }
+
+    pub(crate) fn json_as(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+        bearer: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let (s, b, _) = self.call_as(method, uri, body.map(|v| serde_json::to_vec(&v).unwrap()), auth.as_deref());
         (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
     }
 
-    fn request(&self) -> Value {
-        let subject = SpiffeId::parse("spiffe://demo.example/agent/billing-1").unwrap();
+    /// A workload credential for `subject` in `zone`.
+    pub(crate) fn workload(&self, subject: &str, zone: &str) -> String {
+        let subject = SpiffeId::parse(subject).unwrap();
         let mut extra = Map::new();
-        extra.insert("zone".into(), json!("billing"));
-        let token = self
-            .issuer
+        extra.insert("zone".into(), json!(zone));
+        self.issuer
             .issue(IssueRequest {
                 subject: &subject,
                 audience: vec!["writ".into()],
@@ -101,7 +141,25 @@ impl Fixture {
                 extra_claims: extra,
                 now: self.now,
             })
-            .unwrap();
+            .unwrap()
+    }
+
+    /// An operator credential.
+    pub(crate) fn operator(&self) -> String {
+        let subject = SpiffeId::parse("spiffe://demo.example/operator/alice").unwrap();
+        self.operators
+            .issue(IssueRequest {
+                subject: &subject,
+                audience: vec!["writ".into()],
+                ttl_secs: 600,
+                extra_claims: Map::new(),
+                now: self.now,
+            })
+            .unwrap()
+    }
+
+    pub(crate) fn request(&self) -> Value {
+        let token = self.workload("spiffe://demo.example/agent/billing-1", "billing");
         json!({"credentials": {"workload": token}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/a"}})
     }
 }

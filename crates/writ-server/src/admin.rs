@@ -1,0 +1,229 @@
+//! The operator routes: bundles (list, upload, activate), revocations, quarantine, lineage,
+//! and execution outcomes. Every one authenticates its caller first (see [`crate::auth`]);
+//! every state change is the engine's, recorded in the log with the operator's SPIFFE ID.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use writ_core::SpiffeId;
+use writ_engine::ExecStatus;
+use writ_policy::Bundle;
+
+use crate::auth::{Operator, Reporter};
+use crate::error::{ApiError, ErrorBody};
+use crate::schema::{BundleSummaryDoc, ExecStatusDoc, OutcomeBody, QuarantineBody, Recorded, RevokeBody, UploadBody};
+use crate::{AppState, MAX_BODY};
+
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+}
+
+fn recorded(log_index: u64) -> Response {
+    Json(json!({ "log_index": log_index })).into_response()
+}
+
+fn subject(s: &str) -> Result<SpiffeId, ApiError> {
+    SpiffeId::parse(s).map_err(|e| ApiError::bad_request(format!("subject: {e}")))
+}
+
+/// Bundles the log holds, the active one marked.
+#[utoipa::path(get, path = "/v1/bundles", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The bundles", body = Vec<BundleSummaryDoc>),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ))]
+pub(crate) async fn list_bundles(State(s): State<AppState>, _op: Operator) -> Response {
+    Json(json!({ "bundles": s.engine.bundles() })).into_response()
+}
+
+/// Upload a signed bundle (and optionally activate it). It must be signed by a trusted
+/// policy key and valid against its own schema; a refusal is recorded too.
+#[utoipa::path(post, path = "/v1/bundles", tag = "admin", security(("bearer" = [])),
+    request_body(content = UploadBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted", body = Object),
+        (status = 400, description = "Malformed, unsigned, untrusted or invalid bundle", body = ErrorBody),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ))]
+pub(crate) async fn upload_bundle(
+    State(s): State<AppState>,
+    Operator(op): Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let up: UploadBody = parse(&body, "upload body")?;
+    let b = &up.bundle;
+    let bundle = Bundle::from_parts(&b.manifest, &b.policies, &b.schema, b.entities.as_deref(), b.tests.as_deref())
+        .map_err(|e| ApiError::bad_request(format!("bundle: {e}")))?;
+    let digest = if up.activate {
+        s.engine.activate(&bundle, &up.signature, Some(&op)).await?
+    } else {
+        s.engine.upload(&bundle, &up.signature, Some(&op)).await?
+    };
+    Ok(Json(json!({ "digest": digest.to_string(), "active": up.activate })).into_response())
+}
+
+/// Activate a bundle the log holds (uploaded, or active before: a rollback).
+#[utoipa::path(post, path = "/v1/bundles/{digest}/activate", tag = "admin", security(("bearer" = [])),
+    params(("digest" = String, Path, description = "Bundle digest, sha256:<hex>")),
+    responses(
+        (status = 200, description = "Active", body = Object),
+        (status = 404, description = "No such bundle", body = ErrorBody),
+        (status = 400, description = "Its signature is no longer trusted", body = ErrorBody),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ))]
+pub(crate) async fn activate_bundle(
+    State(s): State<AppState>,
+    Operator(op): Operator,
+    Path(digest): Path<String>,
+) -> Result<Response, ApiError> {
+    let digest = s.engine.activate_known(&digest, Some(&op)).await?;
+    Ok(Json(json!({ "digest": digest.to_string(), "active": true })).into_response())
+}
+
+/// Revoked writs.
+#[utoipa::path(get, path = "/v1/revocations", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revocations", body = Object),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ))]
+pub(crate) async fn list_revocations(State(s): State<AppState>, _op: Operator) -> Response {
+    let list: Vec<_> = s.engine.revoked().into_iter().map(|(jti, a)| json!({ "jti": jti, "revoked": a })).collect();
+    Json(json!({ "revocations": list })).into_response()
+}
+
+/// Revoke a writ: it no longer verifies or serves as a parent.
+#[utoipa::path(post, path = "/v1/revocations", tag = "admin", security(("bearer" = [])),
+    request_body(content = RevokeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded", body = Recorded),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ))]
+pub(crate) async fn revoke(
+    State(s): State<AppState>,
+    Operator(op): Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    let r: RevokeBody = parse(&body, "revocation")?;
+    if r.jti.is_empty() || r.jti.len() > 256 {
+        return Err(ApiError::bad_request("jti must be 1 to 256 bytes"));
+    }
+    Ok(recorded(s.engine.revoke(&r.jti, Some(&op), &r.reason).await?))
+}
+
+/// Isolated identities.
+#[utoipa::path(get, path = "/v1/quarantine", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Isolated identities", body = Object),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ))]
+pub(crate) async fn list_quarantine(State(s): State<AppState>, _op: Operator) -> Response {
+    let list: Vec<_> =
+        s.engine.quarantined().into_iter().map(|(sub, a)| json!({ "subject": sub, "isolated": a })).collect();
+    Json(json!({ "quarantined": list })).into_response()
+}
+
+async fn quarantine(s: &AppState, op: &str, body: &[u8], isolated: bool) -> Result<Response, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    let q: QuarantineBody = parse(body, "quarantine")?;
+    let sub = subject(&q.subject)?;
+    Ok(recorded(s.engine.quarantine(&sub, isolated, Some(op), &q.reason).await?))
+}
+
+/// Isolate an identity: it is denied everything (`quarantined`) until released.
+#[utoipa::path(post, path = "/v1/quarantine/isolate", tag = "admin", security(("bearer" = [])),
+    request_body(content = QuarantineBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded", body = Recorded),
+        (status = 400, description = "Malformed body or subject", body = ErrorBody),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ))]
+pub(crate) async fn isolate(
+    State(s): State<AppState>,
+    Operator(op): Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    quarantine(&s, &op, &body, true).await
+}
+
+/// Release an isolated identity.
+#[utoipa::path(post, path = "/v1/quarantine/release", tag = "admin", security(("bearer" = [])),
+    request_body(content = QuarantineBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded", body = Recorded),
+        (status = 400, description = "Malformed body or subject", body = ErrorBody),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ))]
+pub(crate) async fn release(
+    State(s): State<AppState>,
+    Operator(op): Operator,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    quarantine(&s, &op, &body, false).await
+}
+
+/// The lineage of a writ: every decision under its root, breadth first.
+#[utoipa::path(get, path = "/v1/lineage/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Decision or writ id")),
+    responses(
+        (status = 200, description = "The lineage", body = Object),
+        (status = 404, description = "No such decision", body = ErrorBody),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ))]
+pub(crate) async fn lineage(
+    State(s): State<AppState>,
+    _op: Operator,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let l = s.engine.lineage(&id).ok_or_else(|| ApiError::not_found(format!("no decision {id} in the log")))?;
+    Ok(Json(l).into_response())
+}
+
+/// Report how an allowed execution ended. The caller is the workload the writ was issued
+/// to, or an operator; one outcome per writ.
+#[utoipa::path(post, path = "/v1/outcomes", tag = "decisions", security(("bearer" = [])),
+    request_body(content = OutcomeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded", body = Recorded),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No or invalid credential", body = ErrorBody),
+        (status = 403, description = "Not the writ's subject nor an operator", body = ErrorBody),
+        (status = 404, description = "No allowed decision with that id", body = ErrorBody),
+        (status = 409, description = "An outcome is already recorded", body = ErrorBody),
+    ))]
+pub(crate) async fn report_outcome(
+    State(s): State<AppState>,
+    reporter: Reporter,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    let o: OutcomeBody = parse(&body, "outcome")?;
+    let status = match o.status {
+        ExecStatusDoc::Succeeded => ExecStatus::Succeeded,
+        ExecStatusDoc::Failed => ExecStatus::Failed,
+        ExecStatusDoc::NotRun => ExecStatus::NotRun,
+    };
+    let index =
+        s.engine.report_outcome(&o.jti, &reporter.subject, reporter.operator, status, o.exit_code, &o.detail).await?;
+    Ok((StatusCode::OK, Json(json!({ "log_index": index }))).into_response())
+}

@@ -1,0 +1,170 @@
+//! Prometheus metrics (`/metrics`, the text exposition format) with the official
+//! `prometheus-client` crate: decisions by outcome and reason code, decision and request
+//! latency, verifications, overload refusals, and (read at scrape time) the log's size,
+//! group-commit batch sizes and the active bundle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use writ_engine::{Decision, Engine};
+
+type Labels = Vec<(String, String)>;
+
+/// Latency buckets, in seconds: 50 µs to 5 s.
+const LATENCY_BUCKETS: [f64; 16] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<Labels, Counter>,
+    decision_seconds: Histogram,
+    verifications: Family<Labels, Counter>,
+    requests: Family<Labels, Counter>,
+    request_seconds: Family<Labels, Histogram>,
+    refused: Family<Labels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+impl Metrics {
+    /// Metrics of a server over `engine`.
+    pub fn new(engine: Arc<Engine>) -> Metrics {
+        let mut registry = Registry::default();
+        let decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "writ_decisions",
+            "Authorization decisions by outcome and primary reason code",
+            decisions.clone(),
+        );
+        let decision_seconds = latency_histogram();
+        registry.register(
+            "writ_decision_duration_seconds",
+            "Time to decide, record durably and sign, per authorization",
+            decision_seconds.clone(),
+        );
+        let verifications = Family::<Labels, Counter>::default();
+        registry.register("writ_verifications", "Writ verifications by result and reason code", verifications.clone());
+        let requests = Family::<Labels, Counter>::default();
+        registry.register("writ_http_requests", "HTTP requests by route and status", requests.clone());
+        let request_seconds = Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "writ_http_request_duration_seconds",
+            "HTTP request latency by route",
+            request_seconds.clone(),
+        );
+        let refused = Family::<Labels, Counter>::default();
+        registry.register("writ_http_refused", "Requests refused at the edge (overload, timeout)", refused.clone());
+        registry.register_collector(Box::new(EngineCollector { engine }));
+        Metrics { registry, decisions, decision_seconds, verifications, requests, request_seconds, refused }
+    }
+
+    /// Counts one decision and its latency.
+    pub fn decision(&self, d: &Decision, took: Duration) {
+        let outcome = if d.writ.is_some() { "allow" } else { "deny" };
+        let reason = d.reason().map_or("", |r| r.as_str());
+        self.decisions.get_or_create(&vec![("outcome".into(), outcome.into()), ("reason".into(), reason.into())]).inc();
+        self.decision_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts one verification.
+    pub fn verification(&self, ok: bool, reason: &str) {
+        let result = if ok { "ok" } else { "rejected" };
+        self.verifications
+            .get_or_create(&vec![("result".into(), result.into()), ("reason".into(), reason.into())])
+            .inc();
+    }
+
+    /// Counts one HTTP request.
+    pub fn request(&self, route: &str, status: u16, took: Duration) {
+        self.requests.get_or_create(&vec![("route".into(), route.into()), ("status".into(), status.to_string())]).inc();
+        self.request_seconds.get_or_create(&vec![("route".into(), route.into())]).observe(took.as_secs_f64());
+    }
+
+    /// Counts one request refused at the edge (`overload` or `timeout`).
+    pub fn refused(&self, why: &str) {
+        self.refused.get_or_create(&vec![("why".into(), why.into())]).inc();
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// What is read from the engine at scrape time.
+#[derive(Debug)]
+struct EngineCollector {
+    engine: Arc<Engine>,
+}
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let log = self.engine.log();
+        let size = ConstGauge::new(i64::try_from(log.size()).unwrap_or(i64::MAX));
+        size.encode(encoder.encode_descriptor("writ_log_entries", "Entries in the log", None, MetricType::Gauge)?)?;
+        let checkpointed = log.latest_checkpoint().map_or(0, |c| c.checkpoint().size);
+        let checkpointed = ConstGauge::new(i64::try_from(checkpointed).unwrap_or(i64::MAX));
+        checkpointed.encode(encoder.encode_descriptor(
+            "writ_log_checkpoint_size",
+            "Tree size of the newest signed checkpoint",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let stats = log.stats();
+        // Per-bucket counts (the encoder accumulates); the last bucket also holds the larger
+        // commits, so it is the +Inf bucket.
+        let mut buckets = Vec::with_capacity(stats.batch_sizes.len());
+        let mut below = 0;
+        let last = stats.batch_sizes.len().saturating_sub(1);
+        for (i, (bound, cumulative)) in stats.batch_sizes.iter().enumerate() {
+            let upper = if i == last { f64::INFINITY } else { *bound as f64 };
+            buckets.push((upper, cumulative.saturating_sub(below)));
+            below = *cumulative;
+        }
+        let mut hist = encoder.encode_descriptor(
+            "writ_log_commit_batch_entries",
+            "Entries per durable group commit",
+            None,
+            MetricType::Histogram,
+        )?;
+        hist.encode_histogram::<NoLabelSet>(stats.entries as f64, stats.batches, &buckets, None)?;
+        let failed = ConstGauge::new(i64::try_from(stats.failed_batches).unwrap_or(i64::MAX));
+        failed.encode(encoder.encode_descriptor(
+            "writ_log_failed_commits",
+            "Group commits that failed (their appenders were denied)",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let mut info = encoder.encode_descriptor(
+            "writ_active_bundle",
+            "The active policy bundle (value 1; none when no bundle is active)",
+            None,
+            MetricType::Gauge,
+        )?;
+        if let Some((name, version, digest)) = self.engine.active_bundle() {
+            let labels: Labels =
+                vec![("name".into(), name), ("version".into(), version), ("digest".into(), digest.to_string())];
+            ConstGauge::new(1i64).encode(info.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! The public routes: authorize, verify, the log, receipts, keys, health, readiness and
+//! metrics. None changes state except authorize, which authenticates by the request's own
+//! workload credential inside the pipeline.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::IntoParams;
+use writ_core::{ReasonCode, request_digest};
+use writ_log::{Hash, Receipt};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::schema::{
+    AuthorizeRequestDoc, ConsistencyAnswer, DecisionDoc, EntriesAnswer, InclusionAnswer, VerifyAnswer, VerifyBody,
+};
+use crate::{AppState, MAX_BODY, MAX_ENTRIES};
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// Decide one execution request.
+///
+/// A deny is an answer (`200`, `outcome: deny`, reason codes), not an error. On allow the
+/// writ is returned only after the decision is durable in the log.
+#[utoipa::path(post, path = "/v1/authorize", tag = "decisions",
+    request_body(content = AuthorizeRequestDoc, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The decision", body = DecisionDoc),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Overloaded or timed out", body = ErrorBody),
+    ))]
+pub(crate) async fn authorize(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    let start = Instant::now();
+    let decision = s.engine.authorize(&body).await;
+    s.metrics.decision(&decision, start.elapsed());
+    Ok(Json(decision).into_response())
+}
+
+/// Check a writ against the call about to run.
+///
+/// Signature, time window, audience, binding to the call (`req` digest), revocation and
+/// single use at this control plane.
+#[utoipa::path(post, path = "/v1/verify", tag = "decisions",
+    request_body(content = VerifyBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Whether the writ authorizes the call", body = VerifyAnswer),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+    ))]
+pub(crate) async fn verify(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    let v: VerifyBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("verify body: {e}")))?;
+    if !v.request.arguments.is_object() {
+        return Err(ApiError::bad_request("request.arguments must be an object"));
+    }
+    let digest = request_digest(&v.request.action, &v.request.resource, &v.request.arguments)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(match s.engine.verify(&v.writ, &digest) {
+        Ok(w) => {
+            s.metrics.verification(true, "");
+            Json(json!({ "ok": true, "claims": w.claims })).into_response()
+        }
+        Err(r) => {
+            s.metrics.verification(false, r.reason.as_str());
+            Json(json!({ "ok": false, "reason": r.reason, "detail": r.detail })).into_response()
+        }
+    })
+}
+
+/// The newest signed checkpoint (C2SP tlog-checkpoint signed note).
+#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log",
+    responses(
+        (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
+        (status = 503, description = "No checkpoint yet", body = ErrorBody),
+    ))]
+pub(crate) async fn checkpoint(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let cp = s.engine.log().latest_checkpoint().ok_or_else(|| ApiError::log_unavailable("no checkpoint yet"))?;
+    Ok(text(cp.note().to_owned()))
+}
+
+/// The log's verifier key (C2SP signed-note vkey).
+#[utoipa::path(get, path = "/v1/log/key", tag = "log",
+    responses((status = 200, description = "The vkey", body = String, content_type = "text/plain")))]
+pub(crate) async fn log_key(State(s): State<AppState>) -> Response {
+    text(format!("{}\n", s.engine.log().verifier().to_vkey()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Range {
+    /// First index.
+    start: u64,
+    /// One past the last index (at most 1,000 more than `start`).
+    end: u64,
+}
+
+/// Entries in `[start, end)`.
+#[utoipa::path(get, path = "/v1/log/entries", tag = "log", params(Range),
+    responses(
+        (status = 200, description = "The entries", body = EntriesAnswer),
+        (status = 400, description = "Bad range", body = ErrorBody),
+    ))]
+pub(crate) async fn entries(State(s): State<AppState>, Query(r): Query<Range>) -> Result<Response, ApiError> {
+    if r.end < r.start || r.end - r.start > MAX_ENTRIES {
+        return Err(ApiError::bad_request(format!("end must be at least start and at most {MAX_ENTRIES} more")));
+    }
+    let list = s.engine.log().entries(r.start, r.end)?;
+    let out: Vec<Value> = list
+        .iter()
+        .zip(r.start..)
+        .map(|(e, index)| {
+            let entry =
+                serde_json::from_slice::<Value>(e).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(e).into()));
+            // The exact bytes, for auditors who hash them, and the parsed JSON to read.
+            json!({ "index": index, "leaf_hash": Hash::leaf(e).to_base64(), "entry_base64": B64.encode(e), "entry": entry })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": out })).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InclusionQuery {
+    /// Entry index.
+    index: u64,
+    /// Tree size (default: the newest checkpoint's).
+    size: Option<u64>,
+}
+
+/// Inclusion proof of entry `index` in the tree of `size`.
+#[utoipa::path(get, path = "/v1/log/proof/inclusion", tag = "log", params(InclusionQuery),
+    responses(
+        (status = 200, description = "The proof", body = InclusionAnswer),
+        (status = 400, description = "Out of range", body = ErrorBody),
+    ))]
+pub(crate) async fn inclusion(
+    State(s): State<AppState>,
+    Query(q): Query<InclusionQuery>,
+) -> Result<Response, ApiError> {
+    let log = s.engine.log();
+    let size = q.size.unwrap_or_else(|| log.latest_checkpoint().map_or(log.size(), |c| c.checkpoint().size));
+    let proof = log.inclusion_proof(q.index, size)?;
+    let leaf = log.leaf_hash(q.index)?;
+    Ok(Json(json!({
+        "index": q.index,
+        "tree_size": size,
+        "leaf_hash": leaf.to_base64(),
+        "proof": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ConsistencyQuery {
+    /// Older tree size.
+    from: u64,
+    /// Newer tree size.
+    to: u64,
+}
+
+/// Consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/v1/log/proof/consistency", tag = "log", params(ConsistencyQuery),
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyAnswer),
+        (status = 400, description = "Out of range", body = ErrorBody),
+    ))]
+pub(crate) async fn consistency(
+    State(s): State<AppState>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Response, ApiError> {
+    let proof = s.engine.log().consistency_proof(q.from, q.to)?;
+    Ok(Json(json!({
+        "from": q.from,
+        "to": q.to,
+        "proof": proof.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// A C2SP `tlog-proof` receipt for entry `index`: the inclusion proof and the signed
+/// checkpoint it verifies against, offline, with the log key alone.
+#[utoipa::path(get, path = "/v1/log/receipt/{index}", tag = "log",
+    params(("index" = u64, Path, description = "Entry index")),
+    responses(
+        (status = 200, description = "The receipt", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such entry", body = ErrorBody),
+    ))]
+pub(crate) async fn receipt(State(s): State<AppState>, Path(index): Path<u64>) -> Result<Response, ApiError> {
+    let log = s.engine.log();
+    if index >= log.size() {
+        return Err(ApiError::not_found(format!("the log holds {} entries", log.size())));
+    }
+    let mut cp = log.latest_checkpoint();
+    if cp.as_ref().is_none_or(|c| c.checkpoint().size <= index) {
+        // The entry is newer than the newest checkpoint: publish one now.
+        cp = Some(log.checkpoint_now().await?);
+    }
+    let cp = cp.ok_or_else(|| ApiError::log_unavailable("no checkpoint"))?;
+    let proof = log.inclusion_proof(index, cp.checkpoint().size)?;
+    let receipt = Receipt { extra: None, index, proof, checkpoint: cp.note().to_owned() };
+    Ok(text(receipt.to_text()))
+}
+
+/// The writ signing keys (JWKS).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "service",
+    responses((status = 200, description = "The JWKS", body = Object)))]
+pub(crate) async fn jwks(State(s): State<AppState>) -> Response {
+    Json(s.engine.jwks()).into_response()
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: a bundle is active and the log takes writes.
+#[utoipa::path(get, path = "/readyz", tag = "service",
+    responses(
+        (status = 200, description = "Ready", body = Object),
+        (status = 503, description = "Not ready", body = Object),
+    ))]
+pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
+    let bundle = s.engine.active_bundle();
+    // After a failed commit, probe the store with a checkpoint commit: its success clears
+    // the failure (the store takes writes again).
+    let log = s.engine.log();
+    let writable =
+        !log.stats().last_commit_failed || (log.checkpoint_now().await.is_ok() && !log.stats().last_commit_failed);
+    match (bundle, writable) {
+        (Some((name, version, digest)), true) => Json(
+            json!({ "ready": true, "bundle": { "name": name, "version": version, "digest": digest.to_string() } }),
+        )
+        .into_response(),
+        (None, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "error": ReasonCode::PolicyNoActiveBundle, "message": "no active policy bundle" })),
+        )
+            .into_response(),
+        (Some(_), false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "error": ReasonCode::LogUnavailable, "message": "the log does not take writes" })),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let body = s
+        .metrics
+        .render()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}

@@ -1,0 +1,259 @@
+//! Bodies of the API as OpenAPI schemas (utoipa `ToSchema`). Request bodies that handlers
+//! parse are the very types they deserialize; the authorize request, which the engine
+//! parses from raw bytes, and the engine's answers are described by mirror types here, and
+//! the router tests check that the mirrors and the real types agree.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Credentials of an execution request (JWTs, JWS compact).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsDoc {
+    /// The acting agent's workload credential (required for an allow).
+    pub workload: Option<String>,
+    /// The human operator on whose behalf it acts.
+    pub operator: Option<String>,
+    /// The orchestrator that started it.
+    pub orchestrator: Option<String>,
+    /// The machine it runs on.
+    pub machine: Option<String>,
+    /// Its runtime environment.
+    pub runtime: Option<String>,
+}
+
+/// An execution request (SPEC.md §1).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequestDoc {
+    /// Caller's id, echoed in the decision.
+    pub request_id: Option<String>,
+    /// Credentials.
+    pub credentials: Option<CredentialsDoc>,
+    /// Signed runtime attestation (JWT).
+    pub attestation: Option<String>,
+    /// The action, e.g. `read`.
+    #[schema(example = "read")]
+    pub action: String,
+    /// The resource, e.g. `docs/handbook.md`.
+    pub resource: String,
+    /// The tool arguments.
+    #[schema(value_type = Object)]
+    pub arguments: Option<Value>,
+    /// The parent writ's id.
+    pub parent: Option<String>,
+    /// The audience of the writ.
+    pub audience: Option<String>,
+}
+
+/// A decision.
+#[derive(Serialize, ToSchema)]
+pub struct DecisionDoc {
+    /// Decision id (the writ's `jti` on allow).
+    pub id: String,
+    /// The caller's request id.
+    pub request_id: Option<String>,
+    /// `allow` or `deny`.
+    #[schema(example = "deny")]
+    pub outcome: String,
+    /// Reason codes, primary first (empty on allow).
+    pub reasons: Vec<String>,
+    /// Determining policies.
+    pub policies: Vec<String>,
+    /// Detail for humans.
+    pub detail: String,
+    /// The decision's index in the log.
+    pub log_index: Option<u64>,
+    /// The writ (JWT), on allow.
+    pub writ: Option<String>,
+}
+
+/// The call a writ is checked against.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallDoc {
+    /// Action.
+    pub action: String,
+    /// Resource.
+    pub resource: String,
+    /// Arguments (an empty object if absent).
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub arguments: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// `POST /v1/verify`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    /// The writ.
+    pub writ: String,
+    /// The call about to run.
+    pub request: CallDoc,
+}
+
+/// The answer of `POST /v1/verify`.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyAnswer {
+    /// Whether the writ authorizes the call.
+    pub ok: bool,
+    /// The writ's claims, when it does.
+    #[schema(value_type = Object)]
+    pub claims: Option<Value>,
+    /// The reason code, when it does not.
+    pub reason: Option<String>,
+    /// Detail.
+    pub detail: Option<String>,
+}
+
+/// A bundle's parts as text.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BundleDoc {
+    /// `manifest.json`.
+    pub manifest: String,
+    /// `policies.cedar`.
+    pub policies: String,
+    /// `schema.cedarschema`.
+    pub schema: String,
+    /// `entities.json`.
+    pub entities: Option<String>,
+    /// `tests.json`.
+    pub tests: Option<String>,
+}
+
+/// `POST /v1/bundles`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadBody {
+    /// The bundle.
+    pub bundle: BundleDoc,
+    /// Its signature: a signed note by a trusted policy key (`writ policy sign`).
+    pub signature: String,
+    /// Activate it at once.
+    #[serde(default)]
+    pub activate: bool,
+}
+
+/// `POST /v1/revocations`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    /// The writ id.
+    pub jti: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// `POST /v1/quarantine/isolate` and `/v1/quarantine/release`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineBody {
+    /// The identity (SPIFFE ID).
+    pub subject: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// How an execution ended.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatusDoc {
+    /// It ran and succeeded.
+    Succeeded,
+    /// It ran and failed.
+    Failed,
+    /// It did not run.
+    NotRun,
+}
+
+/// `POST /v1/outcomes`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeBody {
+    /// The writ id of the execution.
+    pub jti: String,
+    /// How it ended.
+    pub status: ExecStatusDoc,
+    /// Exit code, for commands.
+    pub exit_code: Option<i64>,
+    /// Detail (at most 4 KiB).
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// The log index of a recorded operator action.
+#[derive(Serialize, ToSchema)]
+pub struct Recorded {
+    /// Index of the log entry recording it.
+    pub log_index: u64,
+}
+
+/// A bundle the log holds.
+#[derive(Serialize, ToSchema)]
+pub struct BundleSummaryDoc {
+    /// Digest.
+    pub digest: String,
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Signing policy key.
+    pub signer: Option<String>,
+    /// First seen.
+    pub first_seen: u64,
+    /// Last activation.
+    pub last_activated: Option<u64>,
+    /// Active now.
+    pub active: bool,
+}
+
+/// An inclusion proof.
+#[derive(Serialize, ToSchema)]
+pub struct InclusionAnswer {
+    /// Entry index.
+    pub index: u64,
+    /// Tree size.
+    pub tree_size: u64,
+    /// RFC 6962 leaf hash, base64.
+    pub leaf_hash: String,
+    /// Proof hashes, base64.
+    pub proof: Vec<String>,
+}
+
+/// A consistency proof.
+#[derive(Serialize, ToSchema)]
+pub struct ConsistencyAnswer {
+    /// Older size.
+    pub from: u64,
+    /// Newer size.
+    pub to: u64,
+    /// Proof hashes, base64.
+    pub proof: Vec<String>,
+}
+
+/// One log entry.
+#[derive(Serialize, ToSchema)]
+pub struct EntryDoc {
+    /// Index.
+    pub index: u64,
+    /// RFC 6962 leaf hash, base64.
+    pub leaf_hash: String,
+    /// The exact bytes, base64.
+    pub entry_base64: String,
+    /// The entry parsed.
+    #[schema(value_type = Object)]
+    pub entry: Value,
+}
+
+/// `GET /v1/log/entries`.
+#[derive(Serialize, ToSchema)]
+pub struct EntriesAnswer {
+    /// Entries, in index order.
+    pub entries: Vec<EntryDoc>,
+}

@@ -1,0 +1,429 @@
+//! The operator routes, outcome reports, receipts, metrics, the OpenAPI document and the
+//! edge limits, through the router.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use writ_core::SpiffeId;
+use writ_identity::{DevIssuer, IssueRequest};
+use writ_log::{NoteVerifier, Receipt};
+use writ_policy::{Bundle, sign_bundle, starter_bundle};
+use writ_server::Limits;
+
+use crate::{Fixture, fixture, fixture_with, rt};
+
+/// Every operator route, with a body that would be valid.
+fn admin_routes() -> Vec<(&'static str, String, Option<Value>)> {
+    vec![
+        ("GET", "/v1/bundles".into(), None),
+        (
+            "POST",
+            "/v1/bundles".into(),
+            Some(json!({"bundle": {"manifest": "", "policies": "", "schema": ""}, "signature": ""})),
+        ),
+        ("POST", "/v1/bundles/sha256:00/activate".into(), None),
+        ("GET", "/v1/revocations".into(), None),
+        ("POST", "/v1/revocations".into(), Some(json!({"jti": "x", "reason": "r"}))),
+        ("GET", "/v1/quarantine".into(), None),
+        ("POST", "/v1/quarantine/isolate".into(), Some(json!({"subject": "spiffe://demo.example/a", "reason": "r"}))),
+        ("POST", "/v1/quarantine/release".into(), Some(json!({"subject": "spiffe://demo.example/a", "reason": "r"}))),
+        ("GET", "/v1/lineage/x".into(), None),
+    ]
+}
+
+#[test]
+fn nothing_administrative_is_reachable_without_an_operator() {
+    let f = fixture(true);
+    let workload = f.workload("spiffe://demo.example/agent/billing-1", "billing");
+    let stranger = DevIssuer::generate("demo.example", "https://operators.demo.example").unwrap();
+    let admin = SpiffeId::parse("spiffe://demo.example/operator/mallory").unwrap();
+    let issue = |issuer: &DevIssuer, now: u64, ttl: u64| {
+        issuer
+            .issue(IssueRequest {
+                subject: &admin,
+                audience: vec!["writ".into()],
+                ttl_secs: ttl,
+                extra_claims: Default::default(),
+                now,
+            })
+            .unwrap()
+    };
+    let forged = issue(&stranger, f.now, 600);
+    let expired = issue(&f.operators, f.now - 7200, 600);
+    let size_before = f.engine.log().size();
+    for (method, uri, body) in admin_routes() {
+        let bytes = body.as_ref().map(|b| serde_json::to_vec(b).unwrap());
+        for (auth, status, code) in [
+            (None, StatusCode::UNAUTHORIZED, "identity.missing"),
+            (Some("Bearer".to_owned()), StatusCode::UNAUTHORIZED, "identity.malformed"),
+            (Some(format!("Basic {workload}")), StatusCode::UNAUTHORIZED, "identity.malformed"),
+            (Some("Bearer not.a.jwt".to_owned()), StatusCode::UNAUTHORIZED, "identity.malformed"),
+            (Some(format!("Bearer {forged}")), StatusCode::UNAUTHORIZED, "identity.untrusted_issuer"),
+            (Some(format!("Bearer {expired}")), StatusCode::UNAUTHORIZED, "identity.expired"),
+            (Some(format!("Bearer {workload}")), StatusCode::FORBIDDEN, "identity.untrusted_issuer"),
+        ] {
+            let (s, b, _) = f.call_as(method, &uri, bytes.clone(), auth.as_deref());
+            let e: Value = serde_json::from_slice(&b).unwrap();
+            assert_eq!((s, e["error"].as_str().unwrap()), (status, code), "{method} {uri} with {auth:?}: {e}");
+        }
+    }
+    assert_eq!(f.engine.log().size(), size_before, "a refused caller changed nothing");
+}
+
+#[test]
+fn quarantine_through_the_api_is_recorded_with_the_operator() {
+    let f = fixture(true);
+    let op = f.operator();
+    let agent = "spiffe://demo.example/agent/billing-1";
+    let (s, r) = f.json_as(
+        "POST",
+        "/v1/quarantine/isolate",
+        Some(json!({"subject": agent, "reason": "exfiltration"})),
+        Some(&op),
+    );
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let index = r["log_index"].as_u64().unwrap();
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    assert_eq!(d["reasons"], json!(["quarantined"]));
+    let (_, list) = f.json_as("GET", "/v1/quarantine", None, Some(&op));
+    assert_eq!(list["quarantined"][0]["subject"], agent);
+    assert_eq!(list["quarantined"][0]["isolated"]["operator"], "spiffe://demo.example/operator/alice");
+    let (_, e) = f.json("GET", &format!("/v1/log/entries?start={index}&end={}", index + 1), None);
+    assert_eq!(e["entries"][0]["entry"]["operator"], "spiffe://demo.example/operator/alice");
+    assert_eq!(e["entries"][0]["entry"]["kind"], "quarantine");
+    let (s, _) =
+        f.json_as("POST", "/v1/quarantine/release", Some(json!({"subject": agent, "reason": "cleared"})), Some(&op));
+    assert_eq!(s, StatusCode::OK);
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    assert_eq!(d["outcome"], "allow", "{d}");
+    for bad in [
+        json!({"subject": "not-spiffe", "reason": "r"}),
+        json!({"subject": agent}),
+        json!({"subject": agent, "reason": "r", "x": 1}),
+    ] {
+        let (s, e) = f.json_as("POST", "/v1/quarantine/isolate", Some(bad.clone()), Some(&op));
+        assert_eq!((s, e["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "request.malformed"), "{bad}");
+    }
+}
+
+#[test]
+fn revocation_through_the_api_stops_the_writ() {
+    let f = fixture(true);
+    let op = f.operator();
+    let req = f.request();
+    let (_, d) = f.json("POST", "/v1/authorize", Some(req.clone()));
+    let jti = d["id"].as_str().unwrap();
+    let (s, _) = f.json_as("POST", "/v1/revocations", Some(json!({"jti": jti, "reason": "leaked"})), Some(&op));
+    assert_eq!(s, StatusCode::OK);
+    let verify = json!({"writ": d["writ"], "request": {"action": req["action"], "resource": req["resource"], "arguments": req["arguments"]}});
+    let (_, v) = f.json("POST", "/v1/verify", Some(verify));
+    assert_eq!(v["reason"], "writ.revoked");
+    let (_, list) = f.json_as("GET", "/v1/revocations", None, Some(&op));
+    assert_eq!(list["revocations"][0]["jti"], jti);
+    assert_eq!(list["revocations"][0]["revoked"]["reason"], "leaked");
+    let (s, _) = f.json_as("POST", "/v1/revocations", Some(json!({"jti": "", "reason": "r"})), Some(&op));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+fn bundle_body(b: &Bundle, sig: &str, activate: bool) -> Value {
+    let (manifest, policies, schema, entities, tests) = b.parts();
+    json!({"bundle": {"manifest": manifest, "policies": policies, "schema": schema, "entities": entities, "tests": tests}, "signature": sig, "activate": activate})
+}
+
+/// The starter bundle with writes forbidden everywhere.
+fn frozen(f: &Fixture) -> (Bundle, String) {
+    let (manifest, policies, schema, entities, _) = starter_bundle().unwrap().parts();
+    let manifest = manifest.replace("\"version\": \"", "\"version\": \"frozen-");
+    let policies =
+        format!("{policies}\n@id(\"freeze\")\nforbid (principal, action == Writ::Action::\"write\", resource);\n");
+    let b = Bundle::from_parts(&manifest, &policies, &schema, entities.as_deref(), None).unwrap();
+    let sig = sign_bundle(&b, &f.policy_key).unwrap();
+    (b, sig)
+}
+
+#[test]
+fn bundles_upload_activate_and_roll_back() {
+    let f = fixture(true);
+    let op = f.operator();
+    let (_, list) = f.json_as("GET", "/v1/bundles", None, Some(&op));
+    let starter = list["bundles"][0]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(list["bundles"][0]["active"], true);
+    let (b, sig) = frozen(&f);
+    let (s, up) = f.json_as("POST", "/v1/bundles", Some(bundle_body(&b, &sig, false)), Some(&op));
+    assert_eq!(s, StatusCode::OK, "{up}");
+    let digest = up["digest"].as_str().unwrap().to_owned();
+    assert_eq!(digest, b.digest().to_string());
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    assert_eq!(d["outcome"], "allow", "uploading does not activate");
+    let (s, _) = f.json_as("POST", &format!("/v1/bundles/{digest}/activate"), None, Some(&op));
+    assert_eq!(s, StatusCode::OK);
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    assert_eq!((d["outcome"].as_str(), d["policies"][0].as_str()), (Some("deny"), Some("freeze")), "{d}");
+    let (_, list) = f.json_as("GET", "/v1/bundles", None, Some(&op));
+    let active: Vec<&str> = list["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["active"] == true)
+        .map(|b| b["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(active, vec![digest.as_str()]);
+    // Roll back to the starter by its digest.
+    let (s, _) = f.json_as("POST", &format!("/v1/bundles/{starter}/activate"), None, Some(&op));
+    assert_eq!(s, StatusCode::OK);
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    assert_eq!(d["outcome"], "allow");
+
+    // Hostile uploads: a signature by an untrusted key, a signature of another bundle, a
+    // bundle that fails its schema, an unknown digest, unknown fields, an oversized body.
+    let rogue = writ_log::NoteSigner::generate("policy.rogue").unwrap();
+    let size = f.engine.log().size();
+    let (s, e) =
+        f.json_as("POST", "/v1/bundles", Some(bundle_body(&b, &sign_bundle(&b, &rogue).unwrap(), true)), Some(&op));
+    assert_eq!((s, e["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "policy.bundle_untrusted"));
+    assert_eq!(f.engine.log().size(), size + 1, "the refusal is recorded");
+    let starter_sig = sign_bundle(&starter_bundle().unwrap(), &f.policy_key).unwrap();
+    let (s, e) = f.json_as("POST", "/v1/bundles", Some(bundle_body(&b, &starter_sig, false)), Some(&op));
+    assert_eq!((s, e["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "policy.bundle_untrusted"));
+    let (manifest, policies, schema, entities, _) = starter_bundle().unwrap().parts();
+    let broken = Bundle::from_parts(
+        &manifest,
+        &format!("{policies}\n@id(\"bad\")\npermit (principal, action == Writ::Action::\"fly\", resource);\n"),
+        &schema,
+        entities.as_deref(),
+        None,
+    )
+    .unwrap();
+    let (s, e) = f.json_as(
+        "POST",
+        "/v1/bundles",
+        Some(bundle_body(&broken, &sign_bundle(&broken, &f.policy_key).unwrap(), false)),
+        Some(&op),
+    );
+    assert_eq!((s, e["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "policy.bundle_untrusted"), "{e}");
+    let (s, _) = f.json_as("POST", "/v1/bundles/sha256:0000/activate", None, Some(&op));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let mut extra = bundle_body(&b, &sig, false);
+    extra["bundle"]["extra"] = json!("x");
+    assert_eq!(f.json_as("POST", "/v1/bundles", Some(extra), Some(&op)).0, StatusCode::BAD_REQUEST);
+    let big = vec![b' '; writ_server::MAX_BUNDLE_BODY + 1];
+    let (s, _, _) = f.call_as("POST", "/v1/bundles", Some(big), Some(&format!("Bearer {op}")));
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    assert_eq!(d["outcome"], "allow", "no refused bundle became active");
+}
+
+#[test]
+fn lineage_shows_the_chain_and_outcomes_are_reported_once_by_the_right_caller() {
+    let f = fixture(true);
+    let op = f.operator();
+    let agent = "spiffe://demo.example/agent/billing-1";
+    let token = f.workload(agent, "billing");
+    let spawn = |parent: Option<&str>| {
+        let mut r = json!({"credentials": {"workload": token}, "action": "spawn", "resource": "agent:helper", "arguments": {"agent": "helper"}});
+        if let Some(p) = parent {
+            r["parent"] = json!(p);
+        }
+        f.json("POST", "/v1/authorize", Some(r)).1
+    };
+    let root = spawn(None);
+    assert_eq!(root["outcome"], "allow", "{root}");
+    let root_id = root["id"].as_str().unwrap();
+    let child = spawn(Some(root_id));
+    let child_id = child["id"].as_str().unwrap();
+    let bad = spawn(Some("no-such-writ"));
+    assert_eq!(bad["reasons"][0], "lineage.parent_unknown");
+    let (s, l) = f.json_as("GET", &format!("/v1/lineage/{child_id}"), None, Some(&op));
+    assert_eq!(s, StatusCode::OK, "{l}");
+    assert_eq!(l["root"], root_id);
+    let ids: Vec<&str> = l["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![root_id, child_id]);
+    assert_eq!(l["nodes"][1]["parent"], root_id);
+    assert_eq!(l["nodes"][1]["depth"], 1);
+    assert_eq!(f.json_as("GET", "/v1/lineage/nope", None, Some(&op)).0, StatusCode::NOT_FOUND);
+
+    let report = |jti: &str, bearer: Option<&str>| {
+        f.json_as("POST", "/v1/outcomes", Some(json!({"jti": jti, "status": "succeeded", "exit_code": 0})), bearer)
+    };
+    let other = f.workload("spiffe://demo.example/agent/other", "billing");
+    assert_eq!(report(root_id, None).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(report(root_id, Some(&other)).0, StatusCode::FORBIDDEN);
+    assert_eq!(report("no-such-writ", Some(&token)).0, StatusCode::NOT_FOUND);
+    assert_eq!(report(bad["id"].as_str().unwrap(), Some(&token)).0, StatusCode::NOT_FOUND, "a deny has no execution");
+    let (s, r) = report(root_id, Some(&token));
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(report(root_id, Some(&token)).0, StatusCode::CONFLICT);
+    assert_eq!(report(child_id, Some(&op)).0, StatusCode::OK, "an operator may report");
+    let (s, _) = f.json_as("POST", "/v1/outcomes", Some(json!({"jti": root_id, "status": "exploded"})), Some(&token));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let long = "x".repeat(writ_engine::MAX_OUTCOME_DETAIL + 1);
+    let (s, _) = f.json_as(
+        "POST",
+        "/v1/outcomes",
+        Some(json!({"jti": child_id, "status": "failed", "detail": long})),
+        Some(&op),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, l) = f.json_as("GET", &format!("/v1/lineage/{root_id}"), None, Some(&op));
+    assert_eq!(l["nodes"][0]["execution"], "succeeded");
+}
+
+#[test]
+fn receipts_verify_offline_with_the_log_key() {
+    let f = fixture(true);
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    let index = d["log_index"].as_u64().unwrap();
+    let (s, text, ctype) = f.call("GET", &format!("/v1/log/receipt/{index}"), None);
+    assert_eq!(s, StatusCode::OK);
+    assert!(ctype.starts_with("text/plain"));
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nindex "), "{text}");
+    let receipt = Receipt::parse(&text).unwrap();
+    let (_, key, _) = f.call("GET", "/v1/log/key", None);
+    let key = NoteVerifier::from_vkey(String::from_utf8(key).unwrap().trim()).unwrap();
+    let entry = f.engine.log().entries(index, index + 1).unwrap().remove(0);
+    receipt.verify(&entry, &key).unwrap();
+    let mut other = entry.clone();
+    other[10] ^= 1;
+    assert!(receipt.verify(&other, &key).is_err());
+    assert_eq!(f.call("GET", "/v1/log/receipt/999999", None).0, StatusCode::NOT_FOUND);
+    assert_eq!(f.call("GET", "/v1/log/receipt/x", None).0, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn metrics_count_decisions_and_read_the_log() {
+    let f = fixture(true);
+    f.json("POST", "/v1/authorize", Some(f.request()));
+    f.json("POST", "/v1/authorize", Some(json!({"action": "write", "resource": "r"})));
+    let (s, body, ctype) = f.call("GET", "/metrics", None);
+    assert_eq!(s, StatusCode::OK);
+    assert!(ctype.starts_with("text/plain"));
+    let text = String::from_utf8(body).unwrap();
+    for needle in [
+        "writ_decisions_total{outcome=\"allow\",reason=\"\"} 1",
+        "writ_decisions_total{outcome=\"deny\",reason=\"identity.missing\"} 1",
+        "writ_decision_duration_seconds_count 2",
+        "writ_log_entries 3",
+        "writ_log_commit_batch_entries_bucket{le=\"1.0\"}",
+        "writ_log_commit_batch_entries_count",
+        "writ_active_bundle{name=\"writ-starter\"",
+        "writ_http_requests_total{route=\"/v1/authorize\",status=\"200\"} 2",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
+    let f = fixture(true);
+    let (s, doc) = f.json("GET", "/v1/openapi.json", None);
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/v1/authorize",
+        "/v1/verify",
+        "/v1/outcomes",
+        "/v1/log/checkpoint",
+        "/v1/log/key",
+        "/v1/log/entries",
+        "/v1/log/proof/inclusion",
+        "/v1/log/proof/consistency",
+        "/v1/log/receipt/{index}",
+        "/v1/bundles",
+        "/v1/bundles/{digest}/activate",
+        "/v1/revocations",
+        "/v1/quarantine",
+        "/v1/quarantine/isolate",
+        "/v1/quarantine/release",
+        "/v1/lineage/{id}",
+        "/v1/openapi.json",
+        "/.well-known/jwks.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing");
+    }
+    for (method, uri, _) in admin_routes() {
+        let path = if uri.contains("/activate") {
+            "/v1/bundles/{digest}/activate".to_owned()
+        } else if uri.starts_with("/v1/lineage/") {
+            "/v1/lineage/{id}".to_owned()
+        } else {
+            uri.clone()
+        };
+        let op = &doc["paths"][&path][method.to_lowercase()];
+        assert_eq!(op["security"], json!([{"bearer": []}]), "{method} {path}");
+    }
+    // The documented request has exactly the fields the engine parses.
+    let full = writ_core::ExecutionRequest {
+        request_id: Some("r".into()),
+        credentials: writ_core::Credentials {
+            workload: Some("w".into()),
+            operator: Some("o".into()),
+            orchestrator: Some("o".into()),
+            machine: Some("m".into()),
+            runtime: Some("r".into()),
+        },
+        attestation: Some("a".into()),
+        action: "a".into(),
+        resource: "r".into(),
+        arguments: json!({}),
+        parent: Some("p".into()),
+        audience: Some("a".into()),
+    };
+    let real = serde_json::to_value(&full).unwrap();
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(keys(&schemas["AuthorizeRequestDoc"]["properties"]), keys(&real));
+    assert_eq!(keys(&schemas["CredentialsDoc"]["properties"]), keys(&real["credentials"]));
+}
+
+#[test]
+fn overload_is_refused_at_once_and_slow_requests_time_out() {
+    let f = fixture_with(true, Limits { max_in_flight: 1, request_timeout: std::time::Duration::from_secs(10) });
+    let req = serde_json::to_vec(&f.request()).unwrap();
+    let statuses = rt().block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let router = f.router.clone();
+            let body = req.clone();
+            tasks.push(tokio::spawn(async move {
+                use tower::ServiceExt as _;
+                let r = axum::http::Request::post("/v1/authorize").body(axum::body::Body::from(body)).unwrap();
+                let resp = router.oneshot(r).await.unwrap();
+                (resp.status(), resp.headers().get("retry-after").is_some())
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let refused = statuses.iter().filter(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE).count();
+    let ok = statuses.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert!(refused > 0 && ok > 0, "{statuses:?}");
+    assert!(statuses.iter().all(|(s, retry)| *s == StatusCode::OK || *retry), "every 503 says Retry-After");
+    assert_eq!(refused + ok, 64);
+    // Health and metrics stay reachable; an operator-free probe still answers.
+    assert_eq!(f.call("GET", "/healthz", None).0, StatusCode::OK);
+
+    // A store stuck behind another writer's lock: the request is answered 503 at the
+    // timeout, not left hanging.
+    let slow = fixture_with(true, Limits { max_in_flight: 16, request_timeout: std::time::Duration::from_millis(200) });
+    let db = rusqlite::Connection::open(slow.dir.path().join("log.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = std::time::Instant::now();
+    let (s, e) = slow.json("POST", "/v1/authorize", Some(slow.request()));
+    assert_eq!((s, e["error"].as_str().unwrap_or_default()), (StatusCode::SERVICE_UNAVAILABLE, "internal"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    db.execute_batch("ROLLBACK").unwrap();
+    let (_, _, _) = slow.call("GET", "/metrics", None);
+    let (_, m, _) = slow.call("GET", "/metrics", None);
+    assert!(String::from_utf8(m).unwrap().contains("writ_http_refused_total{why=\"timeout\"} 1"));
+}
