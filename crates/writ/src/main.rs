@@ -4,6 +4,8 @@
 //! results; the work is done by the library crates. Errors become a message on stderr and
 //! a non-zero exit status.
 
+mod bench;
+mod client;
 mod crashtest;
 mod datadir;
 mod engcmd;
@@ -38,6 +40,9 @@ enum Command {
         #[arg(long, default_value = "demo.example")]
         trust_domain: String,
     },
+    /// Load generator: authorizations and verifications against a running `writ serve`
+    /// (loopback only), with throughput and latency percentiles.
+    Bench(bench::Args),
     /// The tamper-evident log: audit it from the shell.
     #[command(subcommand)]
     Log(logcmd::LogCommand),
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
     let dir = datadir::DataDir::new(&cli.data_dir);
     let result = match cli.command {
         Command::Serve { listen, trust_domain } => serve::run(&dir, listen, &trust_domain).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(&dir, args),
         Command::Log(cmd) => logcmd::run(&dir, cmd),
         Command::Keys(cmd) => engcmd::keys(&dir, cmd),
         Command::Identity(cmd) => engcmd::identity(&dir, cmd),
