@@ -4,6 +4,8 @@
 //! results; the work is done by the library crates. Errors become a message on stderr and
 //! a non-zero exit status.
 
+mod bench;
+mod client;
 mod config;
 mod crashtest;
 mod datadir;
@@ -32,6 +34,9 @@ enum Command {
     /// The control plane: the HTTP API on the embedded default (creates the data directory
     /// and activates the starter bundle on first start).
     Serve(config::ServeArgs),
+    /// Load generator: authorizations and verifications against a running `writ serve`
+    /// (loopback only), with throughput and latency percentiles.
+    Bench(bench::Args),
     /// The tamper-evident log: audit it from the shell.
     #[command(subcommand)]
     Log(logcmd::LogCommand),
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             config::resolve(&args, cli.data_dir.clone()).and_then(|c| serve::run(&c)).map(|()| ExitCode::SUCCESS)
         }
+        Command::Bench(args) => bench::run(&dir, args),
         Command::Log(cmd) => logcmd::run(&dir, cmd),
         Command::Keys(cmd) => engcmd::keys(&dir, cmd),
         Command::Identity(cmd) => engcmd::identity(&dir, cmd),

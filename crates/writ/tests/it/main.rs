@@ -10,6 +10,12 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+#[path = "../../src/client.rs"]
+#[allow(dead_code, reason = "the binary's HTTP client, shared with the tests; not every helper is used here")]
+mod client;
+
+mod bench;
 mod engine;
+mod kill;
 mod log;
 mod serve;

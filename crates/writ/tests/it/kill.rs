@@ -1,0 +1,184 @@
+//! The control plane SIGKILLed under load: 16 clients authorize as fast as they can, the
+//! server is killed mid-load and restarted on the same data directory. Every allow a client
+//! received must be in the log at the index it was given, as the decision it was told about;
+//! every writ must verify against the restarted server's JWKS and point at that entry; and
+//! the offline audit (`writ log verify`) must pass beside the running server and after it.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+use writ_core::{SpiffeId, request_digest};
+use writ_engine::WritVerifier;
+use writ_identity::{DevIssuer, IssueRequest};
+use writ_log::Hash;
+
+use crate::bench::start_server;
+use crate::client::Conn;
+
+/// An allow as the client saw it.
+struct Allowed {
+    id: String,
+    index: u64,
+    writ: String,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn call() -> Value {
+    json!({ "action": "read", "resource": "fs:/zones/billing", "arguments": { "path": "/zones/billing/a.csv" } })
+}
+
+#[test]
+fn every_allow_received_survives_a_sigkill_under_load() {
+    let test_started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut server = start_server(dir);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+
+    let issuer =
+        DevIssuer::from_secret_json(&std::fs::read_to_string(dir.join("keys/dev-issuer.json")).unwrap()).unwrap();
+    let bodies: Vec<Vec<u8>> = (0..16)
+        .map(|i| {
+            let subject = SpiffeId::parse(&format!("spiffe://{}/kill/agent-{i}", issuer.trust_domain())).unwrap();
+            let mut extra = serde_json::Map::new();
+            extra.insert("zone".into(), json!("kill"));
+            let token = issuer
+                .issue(IssueRequest {
+                    subject: &subject,
+                    audience: vec!["writ".into()],
+                    ttl_secs: 600,
+                    extra_claims: extra,
+                    now: now(),
+                })
+                .unwrap();
+            let mut request = call();
+            request["credentials"] = json!({ "workload": token });
+            serde_json::to_vec(&request).unwrap()
+        })
+        .collect();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            rt.spawn(async move {
+                let mut allowed = Vec::new();
+                let mut conn = Conn::connect(addr).await.unwrap();
+                conn.set_timeout(Duration::from_secs(5));
+                let body = hyper::body::Bytes::from(body);
+                // Until the server is gone (the first transport error), or the deadline.
+                let ended_by_error = loop {
+                    if Instant::now() > deadline {
+                        break false;
+                    }
+                    let reply = match conn
+                        .send(
+                            hyper::Method::POST,
+                            "/v1/authorize",
+                            &[("content-type", "application/json")],
+                            body.clone(),
+                        )
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => break true,
+                    };
+                    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+                    let d = reply.json().unwrap();
+                    assert_eq!(d["outcome"], "allow", "{d}");
+                    allowed.push(Allowed {
+                        id: d["id"].as_str().unwrap().to_owned(),
+                        index: d["log_index"].as_u64().unwrap(),
+                        writ: d["writ"].as_str().unwrap().to_owned(),
+                    });
+                };
+                (allowed, ended_by_error)
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(1500));
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    let mut allowed = Vec::new();
+    for t in tasks {
+        let (a, ended_by_error) = rt.block_on(t).unwrap();
+        assert!(ended_by_error, "a client ran to the deadline: the server was not killed under load");
+        allowed.extend(a);
+    }
+    assert!(allowed.len() >= 100, "only {} allows before the kill", allowed.len());
+    drop(server);
+
+    // Restart on the same directory: every acknowledged allow is in the log, where we were told.
+    let server = start_server(dir);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let (entries, jwks) = rt.block_on(async {
+        let mut conn = Conn::connect(addr).await.unwrap();
+        let highest = allowed.iter().map(|a| a.index).max().unwrap();
+        let mut entries = BTreeMap::new();
+        let mut start = 0;
+        while start <= highest {
+            let end = (start + 1000).min(highest + 1);
+            let reply = conn.get(&format!("/v1/log/entries?start={start}&end={end}")).await.unwrap();
+            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+            for e in reply.json().unwrap()["entries"].as_array().unwrap() {
+                let bytes = B64.decode(e["entry_base64"].as_str().unwrap()).unwrap();
+                entries.insert(e["index"].as_u64().unwrap(), (bytes, e["entry"].clone()));
+            }
+            start = end;
+        }
+        let jwks = conn.get("/.well-known/jwks.json").await.unwrap().json().unwrap();
+        (entries, jwks)
+    });
+    let verifier = WritVerifier::new("writ", &jwks, "writ-enforcement", 30).unwrap();
+    let c = call();
+    let digest =
+        request_digest(c["action"].as_str().unwrap(), c["resource"].as_str().unwrap(), &c["arguments"]).unwrap();
+    for a in &allowed {
+        let (bytes, entry) = entries.get(&a.index).unwrap_or_else(|| panic!("allow {} at {} lost", a.id, a.index));
+        assert_eq!(entry["kind"], "decision", "{entry}");
+        assert_eq!(entry["id"], a.id.as_str(), "entry {} holds another decision", a.index);
+        assert_eq!(entry["decision"]["outcome"], "allow", "{entry}");
+        assert_eq!(entry["writ"]["jti"], a.id.as_str(), "{entry}");
+        let v = verifier.verify(&a.writ, &digest, now(), &|_| false).unwrap_or_else(|r| panic!("writ {}: {r:?}", a.id));
+        assert_eq!(v.claims.jti, a.id);
+        assert_eq!(v.claims.log.index, a.index);
+        assert_eq!(v.claims.log.leaf, Hash::leaf(bytes).to_prefixed());
+    }
+    // Distinct indices: no two allows were told the same place.
+    let distinct: std::collections::HashSet<u64> = allowed.iter().map(|a| a.index).collect();
+    assert_eq!(distinct.len(), allowed.len());
+
+    // The offline audit, beside the running server (read-only) and after it stopped.
+    let audit = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_writ"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["log", "verify"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        report["entries"].as_u64().unwrap()
+    };
+    let audited = audit();
+    eprintln!("kill test: {} allows received before the SIGKILL, all in the log of {audited} entries", allowed.len());
+    assert!(audited > allowed.iter().map(|a| a.index).max().unwrap(), "the audit saw {audited} entries");
+    drop(server);
+    assert!(audit() >= audited);
+    assert!(test_started.elapsed() < Duration::from_secs(30), "took {:?}", test_started.elapsed());
+}
