@@ -9,6 +9,7 @@ mod client;
 mod config;
 mod crashtest;
 mod datadir;
+mod demo;
 mod engcmd;
 mod logbench;
 mod logcmd;
@@ -37,6 +38,9 @@ enum Command {
     /// Load generator: authorizations and verifications against a running `writ serve`
     /// (loopback only), with throughput and latency percentiles.
     Bench(bench::Args),
+    /// A simulated fleet of agents against a running `writ serve`: every behaviour, with a
+    /// summary by outcome and reason (exits non-zero if a step did not go as expected).
+    Demo(demo::Args),
     /// The tamper-evident log: audit it from the shell.
     #[command(subcommand)]
     Log(logcmd::LogCommand),
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
             config::resolve(&args, cli.data_dir.clone()).and_then(|c| serve::run(&c)).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(&dir, args),
+        Command::Demo(args) => demo::run(&dir, args),
         Command::Log(cmd) => logcmd::run(&dir, cmd),
         Command::Keys(cmd) => engcmd::keys(&dir, cmd),
         Command::Identity(cmd) => engcmd::identity(&dir, cmd),

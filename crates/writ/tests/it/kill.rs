@@ -16,8 +16,8 @@ use writ_engine::WritVerifier;
 use writ_identity::{DevIssuer, IssueRequest};
 use writ_log::Hash;
 
-use crate::bench::start_server;
 use crate::client::Conn;
+use crate::support::start_server;
 
 /// An allow as the client saw it.
 struct Allowed {

@@ -15,7 +15,9 @@
 mod client;
 
 mod bench;
+mod demo;
 mod engine;
 mod kill;
 mod log;
 mod serve;
+mod support;

@@ -2,42 +2,16 @@
 //! data directory and activates the starter bundle; a decision made over HTTP is proven
 //! included in the signed checkpoint; a restart keeps the log and the keys.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use writ_log::{Hash, NoteVerifier, SignedCheckpoint, verify_inclusion};
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_writ"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
-    Server { child, addr }
-}
+use crate::support::start_server;
 
 /// A minimal HTTP/1.1 exchange over loopback (no client library needed).
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
@@ -73,7 +47,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 fn serve_decides_proves_and_survives_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let server = start(dir);
+    let server = start_server(dir);
     let (status, ready) = http(&server.addr, "GET", "/readyz", None);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&ready));
 
@@ -118,7 +92,7 @@ fn serve_decides_proves_and_survives_a_restart() {
     drop(server);
 
     // Restart: same keys, same log.
-    let server = start(dir);
+    let server = start_server(dir);
     let (_, jwks_again) = http(&server.addr, "GET", "/.well-known/jwks.json", None);
     assert_eq!(jwks, jwks_again);
     let (_, e) = http(&server.addr, "GET", &format!("/v1/log/entries?start={index}&end={}", index + 1), None);

@@ -1,0 +1,346 @@
+//! `writ demo`: drives a simulated fleet of agents against a running `writ serve`, so a
+//! newcomer sees every behaviour of the control plane, and leaves the log full of realistic
+//! history for the console.
+//!
+//! The fleet uses the starter bundle: reads anywhere, writes inside and outside an agent's
+//! zone, payments below and above the limit and (depending on the hour) outside the
+//! business-hours window, a sub-agent chain that runs into the depth limit, a forged and a
+//! tampered credential, a replayed writ and a writ presented for another call, a rogue
+//! agent that an operator quarantines after repeated violations, execution outcomes, and a
+//! policy activation that changes outcomes, revokes the writs issued before it, and is then
+//! rolled back.
+//!
+//! Every step states the outcome it expects; the run prints each step, then a summary by
+//! outcome and reason code, and exits non-zero if any step did not go as expected. The
+//! credentials come from the data directory's development issuers and the policy key, so the
+//! demo runs beside the server on the same data directory.
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing only: a missing key reads as Null, and the objects written to are built here"
+)]
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Map, Value, json};
+use writ_core::SpiffeId;
+use writ_identity::{DevIssuer, IssueRequest};
+use writ_policy::{Bundle, sign_bundle};
+
+use crate::client::{Conn, resolve_base_url};
+use crate::datadir::DataDir;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The control plane's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    url: String,
+    /// Print each answer's detail.
+    #[arg(long)]
+    verbose: bool,
+}
+
+/// What a step expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Allow,
+    Deny(&'static str),
+}
+
+struct Demo {
+    conn: Conn,
+    issuer: DevIssuer,
+    td: String,
+    operator: String,
+    verbose: bool,
+    /// (outcome, reason) → count.
+    counts: BTreeMap<(String, String), u64>,
+    failures: Vec<String>,
+    steps: u64,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Demo {
+    fn id(&self, path: &str) -> Result<SpiffeId> {
+        Ok(SpiffeId::parse(&format!("spiffe://{}/{path}", self.td))?)
+    }
+
+    fn credential(&self, path: &str, zone: &str) -> Result<String> {
+        let subject = self.id(path)?;
+        let mut extra = Map::new();
+        extra.insert("zone".into(), json!(zone));
+        Ok(self.issuer.issue(IssueRequest {
+            subject: &subject,
+            audience: vec!["writ".into()],
+            ttl_secs: 600,
+            extra_claims: extra,
+            now: now(),
+        })?)
+    }
+
+    fn section(&self, title: &str) {
+        println!("\n== {title}");
+    }
+
+    /// One authorization; records and checks the outcome. Returns the decision.
+    async fn authorize(&mut self, label: &str, request: Value, expect: Expect) -> Result<Value> {
+        let reply = self.conn.post_json("/v1/authorize", &request, None).await?;
+        if !reply.status.is_success() {
+            bail!("{label}: the server answered {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+        }
+        let d = reply.json()?;
+        let outcome = d["outcome"].as_str().unwrap_or("?").to_owned();
+        let reason = d["reasons"].get(0).and_then(Value::as_str).unwrap_or("").to_owned();
+        *self.counts.entry((outcome.clone(), reason.clone())).or_default() += 1;
+        let ok = match expect {
+            Expect::Allow => outcome == "allow",
+            Expect::Deny(code) => outcome == "deny" && (code.is_empty() || reason == code),
+        };
+        self.check(label, ok, &format!("{outcome:<5} {reason}"), &format!("{expect:?}"), d["detail"].as_str());
+        Ok(d)
+    }
+
+    fn check(&mut self, label: &str, ok: bool, got: &str, expected: &str, detail: Option<&str>) {
+        self.steps += 1;
+        let mark = if ok { "ok " } else { "!! " };
+        println!("  {mark} {label:<58} {got}");
+        if self.verbose
+            && let Some(d) = detail
+        {
+            println!("       {d}");
+        }
+        if !ok {
+            self.failures.push(format!("{label}: got {got}, expected {expected}"));
+        }
+    }
+
+    /// A verification at an enforcement point; returns the reason (empty if it verified).
+    async fn verify(&mut self, label: &str, writ: &Value, call: &Value, expect: &str) -> Result<()> {
+        let reply = self.conn.post_json("/v1/verify", &json!({"writ": writ, "request": call}), None).await?;
+        let v = reply.json()?;
+        let got = if v["ok"] == true { "verified".to_owned() } else { v["reason"].as_str().unwrap_or("?").to_owned() };
+        self.check(label, got == expect, &got, expect, v["detail"].as_str());
+        Ok(())
+    }
+
+    async fn admin(&mut self, label: &str, path: &str, body: &Value) -> Result<Value> {
+        let reply = self.conn.post_json(path, body, Some(&self.operator.clone())).await?;
+        let v = reply.json().unwrap_or(Value::Null);
+        let ok = reply.status.is_success();
+        self.check(label, ok, &format!("HTTP {}", reply.status.as_u16()), "HTTP 200", v["message"].as_str());
+        Ok(v)
+    }
+}
+
+fn call(r: &Value) -> Value {
+    json!({"action": r["action"], "resource": r["resource"], "arguments": r["arguments"]})
+}
+
+pub fn run(dir: &DataDir, args: Args) -> Result<ExitCode> {
+    let addr = resolve_base_url(&args.url)?;
+    let issuer = dir.dev_issuer().context("the demo mints credentials with the data directory's development issuer")?;
+    let td = issuer.trust_domain().to_owned();
+    let admin = SpiffeId::parse(&format!("spiffe://{td}/operator/demo"))?;
+    let operator = dir.mint_operator(&admin, 3600)?;
+    let policy_key = dir.policy_signer()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let conn = Conn::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {} (is `writ serve` running?)", args.url))?;
+        let mut demo = Demo {
+            conn,
+            issuer,
+            td,
+            operator,
+            verbose: args.verbose,
+            counts: BTreeMap::new(),
+            failures: Vec::new(),
+            steps: 0,
+        };
+        scenario(&mut demo, &policy_key).await?;
+        println!("\n== Summary: {} steps", demo.steps);
+        for ((outcome, reason), n) in &demo.counts {
+            println!("  {n:>5}  {outcome:<5} {reason}");
+        }
+        if demo.failures.is_empty() {
+            println!("every step went as expected; open the console to see the decisions, lineage and proofs");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            println!("{} step(s) did not go as expected:", demo.failures.len());
+            for f in &demo.failures {
+                println!("  {f}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    })
+}
+
+async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()> {
+    let hour = (now() % 86_400) / 3600;
+    let business_hours = (9..17).contains(&hour);
+    let run = format!("{:04x}", fastrand::u16(..));
+    let billing = d.credential("agent/billing-1", "billing")?;
+    let support = d.credential("agent/support-1", "support")?;
+
+    d.section("Reads and writes");
+    let mut writs = Vec::new();
+    for (who, token, path) in
+        [("billing-1", &billing, "/zones/billing/ledger.csv"), ("support-1", &support, "/zones/billing/faq.md")]
+    {
+        let r = json!({"credentials": {"workload": token}, "action": "read", "resource": "fs:/zones/billing", "arguments": {"path": path}});
+        d.authorize(&format!("{who} reads {path}"), r, Expect::Allow).await?;
+    }
+    let write = json!({"credentials": {"workload": billing}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/out.csv", "bytes": 120}});
+    let w = d.authorize("billing-1 writes in its own zone", write.clone(), Expect::Allow).await?;
+    writs.push((w.clone(), call(&write)));
+    if let Some(jti) = w["id"].as_str() {
+        let reply = d
+            .conn
+            .post_json("/v1/outcomes", &json!({"jti": jti, "status": "succeeded", "exit_code": 0}), Some(&billing))
+            .await?;
+        let ok = reply.status.is_success();
+        d.check(
+            "billing-1 reports the write's outcome",
+            ok,
+            &format!("HTTP {}", reply.status.as_u16()),
+            "HTTP 200",
+            None,
+        );
+    }
+    let cross = json!({"credentials": {"workload": support}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/out.csv"}});
+    d.authorize("support-1 writes into the billing zone", cross, Expect::Deny("policy.denied")).await?;
+
+    d.section("Payments");
+    let pay = |amount: u64| json!({"credentials": {"workload": billing}, "action": "payment", "resource": "payments:stripe", "arguments": {"amount": amount, "currency": "EUR"}});
+    let small = if business_hours { Expect::Allow } else { Expect::Deny("policy.denied") };
+    let label =
+        if business_hours { "a payment of 250 in business hours" } else { "a payment of 250 outside 09:00-17:00 UTC" };
+    d.authorize(label, pay(250), small).await?;
+    d.authorize("a payment of 5000, above the limit", pay(5000), Expect::Deny("policy.denied")).await?;
+
+    d.section("Sub-agent chain (spawn depth limit: 3)");
+    let mut parent: Option<String> = None;
+    for depth in 0..4u32 {
+        let mut r = json!({"credentials": {"workload": billing}, "action": "spawn", "resource": "agents:pool", "arguments": {"agent": format!("helper-{depth}")}});
+        if let Some(p) = &parent {
+            r["parent"] = json!(p);
+        }
+        let expect = if depth < 3 { Expect::Allow } else { Expect::Deny("") };
+        let dec = d.authorize(&format!("spawn at depth {depth}"), r, expect).await?;
+        parent = dec["id"].as_str().map(str::to_owned);
+    }
+    let orphan = json!({"credentials": {"workload": billing}, "action": "spawn", "resource": "agents:pool", "arguments": {"agent": "x"}, "parent": "w-does-not-exist"});
+    d.authorize("a sub-agent naming an unknown parent", orphan, Expect::Deny("lineage.parent_unknown")).await?;
+
+    d.section("Forged and tampered credentials");
+    let rogue = DevIssuer::generate(&d.td, d.issuer.issuer())?;
+    let subject = d.id("agent/billing-1")?;
+    let forged = rogue.issue(IssueRequest {
+        subject: &subject,
+        audience: vec!["writ".into()],
+        ttl_secs: 600,
+        extra_claims: Map::new(),
+        now: now(),
+    })?;
+    let r = json!({"credentials": {"workload": forged}, "action": "read", "resource": "fs:/zones/billing", "arguments": {}});
+    d.authorize("a credential from a look-alike issuer", r, Expect::Deny("identity.untrusted_issuer")).await?;
+    // Flip one character in the middle of the signature segment.
+    let mut tampered = billing.clone().into_bytes();
+    let at = billing.rfind('.').map_or(0, |dot| dot + 10);
+    if let Some(c) = tampered.get_mut(at) {
+        *c = if *c == b'A' { b'B' } else { b'A' };
+    }
+    let tampered = String::from_utf8(tampered)?;
+    let r = json!({"credentials": {"workload": tampered}, "action": "read", "resource": "fs:/zones/billing", "arguments": {}});
+    d.authorize("a credential with a tampered signature", r, Expect::Deny("identity.bad_signature")).await?;
+    let r = json!({"action": "read", "resource": "fs:/zones/billing", "arguments": {}});
+    d.authorize("no credential at all", r, Expect::Deny("identity.missing")).await?;
+
+    d.section("Writs at an enforcement point");
+    let read = json!({"credentials": {"workload": billing}, "action": "read", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/ledger.csv"}});
+    let granted = d.authorize("billing-1 reads the ledger", read.clone(), Expect::Allow).await?;
+    let mut other = call(&read);
+    other["arguments"]["path"] = json!("/zones/billing/secrets.env");
+    d.verify("the writ presented for another file", &granted["writ"], &other, "writ.binding_mismatch").await?;
+    d.verify("the writ presented for its own call", &granted["writ"], &call(&read), "verified").await?;
+    d.verify("the same writ replayed", &granted["writ"], &call(&read), "writ.replayed").await?;
+
+    d.section("A compromised agent");
+    let rogue_path = format!("agent/rogue-{run}");
+    let rogue_token = d.credential(&rogue_path, "support")?;
+    for target in ["billing", "billing", "billing"] {
+        let r = json!({"credentials": {"workload": rogue_token}, "action": "write", "resource": format!("fs:/zones/{target}"), "arguments": {"path": format!("/zones/{target}/payload.sh")}});
+        d.authorize(&format!("rogue-{run} writes into {target}"), r, Expect::Deny("policy.denied")).await?;
+    }
+    let rogue_id = d.id(&rogue_path)?.to_string();
+    d.admin(
+        &format!("an operator isolates rogue-{run} after 3 violations"),
+        "/v1/quarantine/isolate",
+        &json!({"subject": rogue_id, "reason": "three writes outside its zone"}),
+    )
+    .await?;
+    let r = json!({"credentials": {"workload": rogue_token}, "action": "read", "resource": "fs:/zones/support", "arguments": {}});
+    d.authorize(&format!("rogue-{run} now even reads nothing"), r, Expect::Deny("quarantined")).await?;
+
+    d.section("A policy change: writes frozen, outstanding writs revoked, then rolled back");
+    let before = d.authorize("billing-1 writes (before the freeze)", write.clone(), Expect::Allow).await?;
+    writs.push((before, call(&write)));
+    let reply = d
+        .conn
+        .send(
+            hyper::Method::GET,
+            "/v1/bundles",
+            &[("authorization", &format!("Bearer {}", d.operator))],
+            Default::default(),
+        )
+        .await?;
+    let bundles = reply.json()?;
+    let previous = bundles["bundles"]
+        .as_array()
+        .and_then(|l| l.iter().find(|b| b["active"] == true))
+        .and_then(|b| b["digest"].as_str())
+        .map(str::to_owned)
+        .context("no active bundle to roll back to")?;
+    let freeze = frozen_bundle(&run)?;
+    let sig = sign_bundle(&freeze, policy_key)?;
+    let (manifest, policies, schema, entities, tests) = freeze.parts();
+    let body = json!({"bundle": {"manifest": manifest, "policies": policies, "schema": schema, "entities": entities, "tests": tests}, "signature": sig, "activate": true});
+    d.admin("an operator activates the write-freeze bundle", "/v1/bundles", &body).await?;
+    d.authorize("billing-1 writes (during the freeze)", write.clone(), Expect::Deny("policy.denied")).await?;
+    for (dec, c) in &writs {
+        if let Some(jti) = dec["id"].as_str() {
+            d.admin(
+                &format!("revoke write writ {jti}"),
+                "/v1/revocations",
+                &json!({"jti": jti, "reason": "write freeze"}),
+            )
+            .await?;
+        }
+        if let Some(w) = dec.get("writ").filter(|w| w.is_string()) {
+            d.verify("the revoked write writ at an enforcement point", w, c, "writ.revoked").await?;
+        }
+    }
+    d.admin("roll back to the previous bundle", &format!("/v1/bundles/{previous}/activate"), &json!({})).await?;
+    d.authorize("billing-1 writes (after the rollback)", write, Expect::Allow).await?;
+    Ok(())
+}
+
+/// The starter bundle with every write forbidden.
+fn frozen_bundle(run: &str) -> Result<Bundle> {
+    let (manifest, policies, schema, entities, tests) = writ_policy::starter_bundle()?.parts();
+    let mut m: Value = serde_json::from_str(&manifest)?;
+    m["version"] = json!(format!("{}-freeze-{run}", m["version"].as_str().unwrap_or("0")));
+    m["description"] = json!("The starter bundle with every write frozen (writ demo).");
+    let policies = format!(
+        "{policies}\n// Incident response: no writes anywhere until the freeze is lifted.\n@id(\"write-freeze\")\nforbid (principal, action == Writ::Action::\"write\", resource);\n"
+    );
+    let _ = tests;
+    Ok(Bundle::from_parts(&serde_json::to_string_pretty(&m)?, &policies, &schema, entities.as_deref(), None)?)
+}
