@@ -3,8 +3,7 @@
 //! every state change is the engine's, recorded in the log with the operator's SPIFFE ID.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -15,6 +14,7 @@ use writ_policy::Bundle;
 
 use crate::auth::{Operator, Reporter};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Body, Path};
 use crate::schema::{BundleSummaryDoc, ExecStatusDoc, OutcomeBody, QuarantineBody, Recorded, RevokeBody, UploadBody};
 use crate::{AppState, MAX_BODY};
 
@@ -54,7 +54,7 @@ pub(crate) async fn list_bundles(State(s): State<AppState>, _op: Operator) -> Re
 pub(crate) async fn upload_bundle(
     State(s): State<AppState>,
     Operator(op): Operator,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let up: UploadBody = parse(&body, "upload body")?;
     let b = &up.bundle;
@@ -111,7 +111,7 @@ pub(crate) async fn list_revocations(State(s): State<AppState>, _op: Operator) -
 pub(crate) async fn revoke(
     State(s): State<AppState>,
     Operator(op): Operator,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     if body.len() > MAX_BODY {
         return Err(ApiError::too_large(MAX_BODY));
@@ -157,7 +157,7 @@ async fn quarantine(s: &AppState, op: &str, body: &[u8], isolated: bool) -> Resu
 pub(crate) async fn isolate(
     State(s): State<AppState>,
     Operator(op): Operator,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     quarantine(&s, &op, &body, true).await
 }
@@ -174,7 +174,7 @@ pub(crate) async fn isolate(
 pub(crate) async fn release(
     State(s): State<AppState>,
     Operator(op): Operator,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     quarantine(&s, &op, &body, false).await
 }
@@ -212,7 +212,7 @@ pub(crate) async fn lineage(
 pub(crate) async fn report_outcome(
     State(s): State<AppState>,
     reporter: Reporter,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     if body.len() > MAX_BODY {
         return Err(ApiError::too_large(MAX_BODY));

@@ -24,6 +24,7 @@
 mod admin;
 mod auth;
 mod error;
+mod extract;
 mod metrics;
 mod routes;
 mod schema;
@@ -185,6 +186,14 @@ pub fn app(state: AppState) -> Router {
         .timeout(limits.request_timeout);
     router
         .route("/v1/openapi.json", axum::routing::get(openapi_json))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ReasonCode::RequestMalformed,
+                "method not allowed on this route",
+            )
+        })
         .layer(edge)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BODY))

@@ -5,8 +5,7 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -18,6 +17,7 @@ use writ_core::{ReasonCode, request_digest};
 use writ_log::{Hash, Receipt};
 
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Body, Path, Query};
 use crate::schema::{
     AuthorizeRequestDoc, ConsistencyAnswer, DecisionDoc, EntriesAnswer, InclusionAnswer, VerifyAnswer, VerifyBody,
 };
@@ -38,7 +38,7 @@ fn text(body: String) -> Response {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "Overloaded or timed out", body = ErrorBody),
     ))]
-pub(crate) async fn authorize(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn authorize(State(s): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
     if body.len() > MAX_BODY {
         return Err(ApiError::too_large(MAX_BODY));
     }
@@ -59,7 +59,7 @@ pub(crate) async fn authorize(State(s): State<AppState>, body: Bytes) -> Result<
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
     ))]
-pub(crate) async fn verify(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn verify(State(s): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
     if body.len() > MAX_BODY {
         return Err(ApiError::too_large(MAX_BODY));
     }
@@ -202,6 +202,7 @@ pub(crate) async fn consistency(
     params(("index" = u64, Path, description = "Entry index")),
     responses(
         (status = 200, description = "The receipt", body = String, content_type = "text/plain"),
+        (status = 400, description = "Not an index", body = ErrorBody),
         (status = 404, description = "No such entry", body = ErrorBody),
     ))]
 pub(crate) async fn receipt(State(s): State<AppState>, Path(index): Path<u64>) -> Result<Response, ApiError> {

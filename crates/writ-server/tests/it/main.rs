@@ -199,8 +199,18 @@ fn denials_are_answers_and_bad_bodies_are_refused() {
     let (_, v) =
         f.json("POST", "/v1/verify", Some(json!({"writ": "not.a.writ", "request": {"action": "a", "resource": "r"}})));
     assert_eq!(v["reason"], "writ.bad_signature");
-    assert_eq!(f.call("GET", "/v1/authorize", None).0, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(f.call("GET", "/v1/nothing", None).0, StatusCode::NOT_FOUND);
+    for (method, uri, status) in [
+        ("GET", "/v1/authorize", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/v1/nothing", StatusCode::NOT_FOUND),
+        ("GET", "/v1/log/entries?start=1", StatusCode::BAD_REQUEST),
+        ("GET", "/v1/log/receipt/-1", StatusCode::BAD_REQUEST),
+    ] {
+        let (s, body, ctype) = f.call(method, uri, None);
+        assert_eq!(s, status, "{uri}");
+        assert_eq!(ctype, "application/json", "{uri}: every error is JSON");
+        let e: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(e["error"], "request.malformed", "{uri}");
+    }
 }
 
 #[test]
