@@ -13,6 +13,7 @@
 //! - Operators only (`Authorization: Bearer <operator credential>`): bundles (list, upload,
 //!   activate), revocations, quarantine, lineage. Outcome reports take the credential of the
 //!   workload the writ was issued to, or an operator's.
+//! - The web console at `/`: one self-contained page over these routes.
 //! - At the edge ([`Limits`]): bodies above the limit are `413`; more requests in flight
 //!   than allowed are refused at once with `503` and `Retry-After` (no unbounded queue);
 //!   a request that outlives the timeout is answered `503`.
@@ -186,6 +187,7 @@ pub fn app(state: AppState) -> Router {
         .timeout(limits.request_timeout);
     router
         .route("/v1/openapi.json", axum::routing::get(openapi_json))
+        .route("/", axum::routing::get(console))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -225,6 +227,24 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let response = next.run(request).await;
     state.metrics.request(&route, response.status().as_u16(), start.elapsed());
     response
+}
+
+/// The web console: one self-contained page (no external resources, works offline) over
+/// the public and operator routes.
+const CONSOLE: &str = include_str!("../console/index.html");
+
+async fn console() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ],
+        CONSOLE,
+    )
+        .into_response()
 }
 
 async fn openapi_json(State(s): State<AppState>) -> Response {

@@ -249,9 +249,15 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     let writable =
         !log.stats().last_commit_failed || (log.checkpoint_now().await.is_ok() && !log.stats().last_commit_failed);
     match (bundle, writable) {
-        (Some((name, version, digest)), true) => Json(
-            json!({ "ready": true, "bundle": { "name": name, "version": version, "digest": digest.to_string() } }),
-        )
+        (Some((name, version, digest)), true) => Json(json!({
+            "ready": true,
+            "bundle": { "name": name, "version": version, "digest": digest.to_string() },
+            "log": {
+                "size": log.size(),
+                "checkpoint_size": log.latest_checkpoint().map_or(0, |c| c.checkpoint().size),
+                "origin": log.origin(),
+            },
+        }))
         .into_response(),
         (None, _) => (
             StatusCode::SERVICE_UNAVAILABLE,

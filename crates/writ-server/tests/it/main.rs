@@ -275,6 +275,9 @@ fn jwks_health_and_readiness() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(f.call("GET", "/healthz", None).0, StatusCode::OK);
+    let (status, page, ctype) = f.call("GET", "/", None);
+    assert_eq!((status, ctype.as_str()), (StatusCode::OK, "text/html; charset=utf-8"));
+    assert!(String::from_utf8(page).unwrap().contains("writ · governance console"));
     let (status, r) = f.json("GET", "/readyz", None);
     assert_eq!((status, r["ready"].clone()), (StatusCode::OK, json!(true)));
     let bare = fixture(false);

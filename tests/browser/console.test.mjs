@@ -1,0 +1,93 @@
+// The console in a real browser: Debian's chromium, driven by playwright-core, against a
+// live `writ serve` that `writ demo` has filled. Checks that decisions stream in, that the
+// proof viewer verifies an entry's inclusion and the checkpoint signature in the browser,
+// that the operator views load with an operator credential, and that an entry's lineage
+// shows. Usage: node console.test.mjs path/to/writ
+import { chromium } from "playwright-core";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import assert from "node:assert/strict";
+
+const writ = process.argv[2] || "target/release/writ";
+const dir = mkdtempSync(join(tmpdir(), "writ-console-"));
+const profile = mkdtempSync(join(tmpdir(), "writ-chromium-"));
+const server = spawn(writ, ["--data-dir", dir, "serve", "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "ignore"] });
+let browser;
+const deadline = setTimeout(() => { console.error("timed out"); cleanup(); process.exit(1); }, 120_000);
+
+function cleanup() {
+  server.kill("SIGKILL");
+  if (browser) browser.close().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(profile, { recursive: true, force: true });
+}
+
+try {
+  const base = await new Promise((resolve, reject) => {
+    server.stdout.on("data", (d) => { const m = String(d).match(/http:\/\/[0-9.:]+/); if (m) resolve(m[0]); });
+    server.on("exit", () => reject(new Error("the server exited")));
+  });
+  execFileSync(writ, ["--data-dir", dir, "demo", "--url", base], { stdio: "ignore" });
+  const operator = execFileSync(writ, ["--data-dir", dir, "identity", "issue", "--operator", "--spiffe-id", "spiffe://demo.example/operator/browser", "--ttl", "600"]).toString().trim();
+
+  // A fresh profile directory for this run (playwright passes it as --user-data-dir).
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+  });
+  const page = browser.pages()[0] || (await browser.newPage());
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(base + "/");
+
+  // Decisions stream in.
+  await page.waitForFunction(() => document.querySelectorAll("#entries tr").length >= 20, null, { timeout: 15_000 });
+  assert.match(await page.textContent("#bundle"), /writ-starter/);
+  assert.match(await page.textContent("#health"), /ready/);
+  const kinds = await page.$$eval("#entries tr td:nth-child(3)", (tds) => tds.map((t) => t.textContent));
+  assert.ok(kinds.includes("decision") && kinds.includes("quarantine") && kinds.includes("activation"), kinds.join(","));
+  const denies = await page.$$eval("#entries .pill.deny", (p) => p.length);
+  const allows = await page.$$eval("#entries .pill.allow", (p) => p.length);
+  assert.ok(denies > 0 && allows > 0, `allows ${allows}, denies ${denies}`);
+
+  // New decisions arrive while the page is open.
+  const before = await page.$$eval("#entries tr", (r) => r.length);
+  execFileSync(writ, ["--data-dir", dir, "demo", "--url", base], { stdio: "ignore" });
+  await page.waitForFunction((n) => document.querySelectorAll("#entries tr").length > n, before, { timeout: 15_000 });
+
+  // The proof viewer verifies inclusion and the checkpoint signature in the browser.
+  await page.click("#entries tr:nth-child(3)");
+  await page.waitForSelector("#proofOut[data-verified]", { timeout: 15_000 });
+  assert.equal(await page.getAttribute("#proofOut", "data-verified"), "true", await page.textContent("#proofOut"));
+  assert.match(await page.textContent("#proofOut"), /included in the signed log/);
+  assert.match(await page.textContent("#proofOut"), /signed by the log key/, "Ed25519 checked by WebCrypto");
+  // A made-up index fails closed.
+  await page.fill("#proofIndex", "999999");
+  await page.click("#proofBtn");
+  await page.waitForFunction(() => document.querySelector("#proofOut").dataset.verified === "false");
+
+  // Operator views, and the lineage of a sub-agent chain.
+  await page.fill("#token", operator);
+  await page.click("#saveToken");
+  await page.waitForFunction(() => /quarantined \(\d+\)/.test(document.querySelector("#admin").textContent), null, { timeout: 10_000 });
+  assert.match(await page.textContent("#admin"), /rogue-/);
+  const spawnRow = await page.$$eval("#entries tr", (rows) => rows.find((r) => r.children[5].textContent === "spawn" && r.children[3].textContent === "allow")?.dataset.index);
+  assert.ok(spawnRow, "a spawn decision is shown");
+  await page.click(`#entries tr[data-index="${spawnRow}"]`);
+  await page.click("#lineageBtn");
+  await page.waitForSelector("#lineage pre", { timeout: 10_000 });
+  assert.match(await page.textContent("#lineage"), /spawn/);
+
+  assert.deepEqual(errors, [], "no script errors");
+  console.log(`console browser test: ok (${await page.$$eval("#entries tr", (r) => r.length)} rows, proof verified in chromium)`);
+  clearTimeout(deadline);
+  cleanup();
+} catch (e) {
+  console.error("console browser test FAILED:", e);
+  clearTimeout(deadline);
+  cleanup();
+  process.exit(1);
+}
