@@ -131,6 +131,18 @@ impl Decision {
 /// One async lock per (subject, action): decisions that share a usage counter run one at a time.
 type SerialLocks = std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
 
+/// What checking a bundle established, for its log entry.
+struct CheckedBundle {
+    time: u64,
+    digest: String,
+    name: String,
+    version: String,
+    accepted: bool,
+    refusal: Option<String>,
+    signer: Option<String>,
+    parts: BundleParts,
+}
+
 /// The active bundle.
 struct Active {
     bundle: CompiledBundle,
@@ -600,25 +612,20 @@ impl Engine {
         signature: &str,
         operator: Option<&str>,
     ) -> Result<BundleDigest, EngineError> {
-        let checked = verify_bundle_signature(bundle, signature, &self.policy_keys)
-            .and_then(|signer| bundle.compile().map(|c| (signer, c)));
-        let (manifest, policies, schema, entities, tests) = bundle.parts();
-        let (accepted, refusal, signer, compiled) = match checked {
-            Ok((signer, compiled)) => (true, None, Some(signer), Some(compiled)),
-            Err(e) => (false, Some(e.to_string()), None, None),
-        };
+        let (checked, compiled) = self.check_bundle(bundle, signature);
         let entry = Entry::Activation {
-            time: self.clock.now(),
-            digest: bundle.digest().to_string(),
-            name: bundle.manifest().name.clone(),
-            version: bundle.manifest().version.clone(),
-            accepted,
-            refusal: refusal.clone(),
-            signer,
+            time: checked.time,
+            digest: checked.digest,
+            name: checked.name,
+            version: checked.version,
+            accepted: checked.accepted,
+            refusal: checked.refusal.clone(),
+            signer: checked.signer,
             signature: signature.to_owned(),
             operator: operator.map(str::to_owned),
-            parts: BundleParts { manifest, policies, schema, entities, tests },
+            parts: checked.parts,
         };
+        let refusal = checked.refusal;
         self.append(&entry).await?;
         match compiled {
             Some(c) => {
@@ -630,6 +637,29 @@ impl Engine {
         }
     }
 
+    /// Checks a bundle's signature against the trusted policy keys and compiles it against
+    /// its schema: what an activation or upload entry records, and the compiled bundle.
+    fn check_bundle(&self, bundle: &Bundle, signature: &str) -> (CheckedBundle, Option<CompiledBundle>) {
+        let checked = verify_bundle_signature(bundle, signature, &self.policy_keys)
+            .and_then(|signer| bundle.compile().map(|c| (signer, c)));
+        let (manifest, policies, schema, entities, tests) = bundle.parts();
+        let (accepted, refusal, signer, compiled) = match checked {
+            Ok((signer, compiled)) => (true, None, Some(signer), Some(compiled)),
+            Err(e) => (false, Some(e.to_string()), None, None),
+        };
+        let fields = CheckedBundle {
+            time: self.clock.now(),
+            digest: bundle.digest().to_string(),
+            name: bundle.manifest().name.clone(),
+            version: bundle.manifest().version.clone(),
+            accepted,
+            refusal,
+            signer,
+            parts: BundleParts { manifest, policies, schema, entities, tests },
+        };
+        (fields, compiled)
+    }
+
     /// Uploads a signed bundle for later activation: it is checked exactly as an
     /// activation checks it and recorded in the log (a refusal too, without its parts).
     pub async fn upload(
@@ -638,24 +668,19 @@ impl Engine {
         signature: &str,
         operator: Option<&str>,
     ) -> Result<BundleDigest, EngineError> {
-        let checked = verify_bundle_signature(bundle, signature, &self.policy_keys)
-            .and_then(|signer| bundle.compile().map(|_| signer));
-        let (manifest, policies, schema, entities, tests) = bundle.parts();
-        let (accepted, refusal, signer) = match checked {
-            Ok(signer) => (true, None, Some(signer)),
-            Err(e) => (false, Some(e.to_string()), None),
-        };
+        let (checked, _) = self.check_bundle(bundle, signature);
+        let refusal = checked.refusal.clone();
         let entry = Entry::Upload {
-            time: self.clock.now(),
-            digest: bundle.digest().to_string(),
-            name: bundle.manifest().name.clone(),
-            version: bundle.manifest().version.clone(),
-            accepted,
-            refusal: refusal.clone(),
-            signer,
+            time: checked.time,
+            digest: checked.digest,
+            name: checked.name,
+            version: checked.version,
+            accepted: checked.accepted,
+            refusal: checked.refusal,
+            signer: checked.signer,
             signature: signature.to_owned(),
             operator: operator.map(str::to_owned),
-            parts: accepted.then_some(BundleParts { manifest, policies, schema, entities, tests }),
+            parts: checked.accepted.then_some(checked.parts),
         };
         self.append(&entry).await?;
         match refusal {
