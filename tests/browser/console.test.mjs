@@ -9,6 +9,24 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { createHash, generateKeyPairSync, sign } from "node:crypto";
+
+// A C2SP signed note made by Node's own Ed25519, with a key whose base64 holds a "+", for
+// the console's verifier to check independently of writ's signer.
+function nodeSignedNote() {
+  for (;;) {
+    const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+    const raw = publicKey.export({ format: "der", type: "spki" }).subarray(-32);
+    const keyB64 = Buffer.concat([Buffer.from([1]), raw]).toString("base64");
+    if (!keyB64.includes("+")) continue;
+    const name = "example.com/node-log";
+    const id = createHash("sha256").update(Buffer.concat([Buffer.from(name + "\n"), Buffer.from([1]), raw])).digest().subarray(0, 4);
+    const text = `${name}\n7\n${Buffer.alloc(32, 7).toString("base64")}\n`;
+    const sig = sign(null, Buffer.from(text), privateKey);
+    const note = `${text}\n\u2014 ${name} ${Buffer.concat([id, sig]).toString("base64")}\n`;
+    return { note, vkey: `${name}+${id.toString("hex")}+${keyB64}`, text };
+  }
+}
 
 const writ = process.argv[2] || "target/release/writ";
 const dir = mkdtempSync(join(tmpdir(), "writ-console-"));
@@ -64,6 +82,12 @@ try {
   assert.equal(await page.getAttribute("#proofOut", "data-verified"), "true", await page.textContent("#proofOut"));
   assert.match(await page.textContent("#proofOut"), /included in the signed log/);
   assert.match(await page.textContent("#proofOut"), /signed by the log key/, "Ed25519 checked by WebCrypto");
+  // The in-browser note verifier against an independent signer (Node's crypto), with a key
+  // whose base64 contains "+"; a changed body fails.
+  const { note, vkey, text } = nodeSignedNote();
+  assert.equal(await page.evaluate(([n, k]) => verifyNote(n, k), [note, vkey]), true);
+  const forged = note.replace(text, text.replace("\n7\n", "\n8\n"));
+  assert.equal(await page.evaluate(([n, k]) => verifyNote(n, k), [forged, vkey]), false);
   // A made-up index fails closed.
   await page.fill("#proofIndex", "999999");
   await page.click("#proofBtn");

@@ -1,8 +1,9 @@
 //! A validated bundle and its fail-closed evaluation with Cedar (`cedar-policy`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::str::FromStr as _;
+use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
@@ -91,7 +92,14 @@ pub struct CompiledBundle {
     actions: HashSet<String>,
     require_attestation: HashSet<String>,
     authorizer: Authorizer,
+    // The bundle's entities plus one principal, by principal id and attributes: building
+    // them (a copy of the entity store and the principal checked against the schema) is a
+    // third of an evaluation, and an agent makes many calls with the same credential.
+    principals: Mutex<HashMap<String, Arc<Entities>>>,
 }
+
+/// Principals whose entity sets are kept per bundle; the cache is emptied when full.
+const PRINCIPAL_CACHE: usize = 4096;
 
 impl std::fmt::Debug for CompiledBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -160,6 +168,7 @@ impl CompiledBundle {
             actions,
             require_attestation,
             authorizer: Authorizer::new(),
+            principals: Mutex::new(HashMap::new()),
         })
     }
 
@@ -224,9 +233,7 @@ impl CompiledBundle {
                 );
             }
         };
-        let built = principal_of(&principal, &input.principal.attrs)
-            .and_then(|p| self.entities.clone().add_entities([p], Some(&self.schema)).map_err(|e| e.to_string()));
-        let entities = match built {
+        let entities = match self.entities_with(&principal, &input.principal) {
             Ok(e) => e,
             Err(e) => {
                 return PolicyOutcome::deny(
@@ -239,7 +246,7 @@ impl CompiledBundle {
             Ok(r) => r,
             Err(e) => return PolicyOutcome::deny(ReasonCode::RequestMalformed, format!("request: {e}")),
         };
-        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let response = self.authorizer.is_authorized(&request, &self.policies, entities.as_ref());
         let diagnostics = response.diagnostics();
         let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
         let mut policies: Vec<String> = diagnostics.reason().map(|id| id.to_string()).collect();
@@ -263,6 +270,26 @@ impl CompiledBundle {
                 PolicyOutcome::Deny { reason: ReasonCode::PolicyDenied, policies, detail }
             }
         }
+    }
+}
+
+impl CompiledBundle {
+    /// The bundle's entities plus the principal built from its verified attributes, from
+    /// the cache when this principal was seen with the same attributes.
+    fn entities_with(&self, uid: &EntityUid, principal: &EntityInput) -> Result<Arc<Entities>, String> {
+        let key = format!("{}\u{0}{}", principal.id, Value::Object(principal.attrs.clone()));
+        if let Some(hit) = self.principals.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let p = principal_of(uid, &principal.attrs)?;
+        let built = Arc::new(self.entities.clone().add_entities([p], Some(&self.schema)).map_err(|e| e.to_string())?);
+        if let Ok(mut cache) = self.principals.lock() {
+            if cache.len() >= PRINCIPAL_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, built.clone());
+        }
+        Ok(built)
     }
 }
 

@@ -227,3 +227,21 @@ fn evaluation_is_deterministic_across_threads() {
         assert_eq!(h.join().unwrap(), first);
     }
 }
+
+/// The principal's entity is cached by id and attributes: the same id with other verified
+/// attributes is a different principal, decided afresh.
+#[test]
+fn a_cached_principal_never_lends_its_attributes() {
+    let c = writ_policy::starter_bundle().unwrap().compile().unwrap();
+    let mut write = input("write", json!({"path": "/zones/billing/a"}));
+    write.resource = "fs:/zones/billing".into();
+    for _ in 0..3 {
+        assert!(c.evaluate(&write).is_allow());
+        let mut other = write.clone();
+        other.principal.attrs.insert("zone".into(), json!("support"));
+        assert_eq!(reason(&c.evaluate(&other)), Some(ReasonCode::PolicyDenied));
+        let mut bad = write.clone();
+        bad.principal.attrs.insert("zone".into(), json!(7));
+        assert_eq!(reason(&c.evaluate(&bad)), Some(ReasonCode::PolicyEvaluationError));
+    }
+}
