@@ -6,7 +6,7 @@
 //! as a JWKS; rotation adds a new current key and keeps the old ones in the JWKS so that
 //! outstanding writs keep verifying.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use base64::Engine as _;
@@ -206,6 +206,15 @@ pub struct VerifiedWrit {
     pub claims: WritClaims,
 }
 
+/// The writ ids used at this enforcement point.
+struct Seen {
+    used: HashMap<String, u64>,
+    prune_at: usize,
+}
+
+/// Size of the used-writ set at which expired entries are first dropped.
+const SEEN_PRUNE_AT: usize = 65_536;
+
 /// Verifies writs at an enforcement point: signature by a key in the JWKS, time window,
 /// audience, binding to the call about to run, revocation, single use.
 pub struct WritVerifier {
@@ -213,7 +222,10 @@ pub struct WritVerifier {
     keys: Vec<(String, DecodingKey)>,
     audience: String,
     skew: u64,
-    seen: Mutex<HashSet<String>>,
+    // Writ ids used here, with the time after which the writ can no longer verify anyway
+    // (its expiry plus the skew): those are dropped once the set grows, so the set holds
+    // only writs still inside their window.
+    seen: Mutex<Seen>,
 }
 
 impl std::fmt::Debug for WritVerifier {
@@ -262,7 +274,7 @@ impl WritVerifier {
             keys,
             audience: audience.to_owned(),
             skew,
-            seen: Mutex::new(HashSet::new()),
+            seen: Mutex::new(Seen { used: HashMap::new(), prune_at: SEEN_PRUNE_AT }),
         })
     }
 
@@ -318,16 +330,23 @@ impl WritVerifier {
             return Err(reject(ReasonCode::WritRevoked, "the writ was revoked"));
         }
         let mut seen = self.seen.lock().map_err(|_| reject(ReasonCode::Internal, "replay set poisoned"))?;
-        if !seen.insert(c.jti.clone()) {
+        if seen.used.contains_key(&c.jti) {
             return Err(reject(ReasonCode::WritReplayed, "this writ was already used here"));
         }
+        if seen.used.len() >= seen.prune_at {
+            seen.used.retain(|_, until| *until > now);
+            // Amortised: the next pass waits until the set has doubled from what is left.
+            seen.prune_at = (seen.used.len() * 2).max(SEEN_PRUNE_AT);
+        }
+        seen.used.insert(c.jti.clone(), c.exp.saturating_add(self.skew));
         Ok(VerifiedWrit { claims: c })
     }
 
     /// Marks writ ids as already used (from a persisted replay set).
     pub fn remember_used(&self, jtis: impl IntoIterator<Item = String>) {
         if let Ok(mut seen) = self.seen.lock() {
-            seen.extend(jtis);
+            // Their expiry is not known here: kept for good.
+            seen.used.extend(jtis.into_iter().map(|j| (j, u64::MAX)));
         }
     }
 }

@@ -314,9 +314,26 @@ fn cedar_value(v: &Value) -> Result<RestrictedExpression, String> {
     })
 }
 
+/// `datetime("<now>")` as a Cedar value. Building one parses the extension function's name
+/// every time; the evaluation time changes once a second, so the last one is kept.
+fn now_value(now: &str) -> RestrictedExpression {
+    static LAST: Mutex<Option<(String, RestrictedExpression)>> = Mutex::new(None);
+    if let Ok(last) = LAST.lock()
+        && let Some((at, value)) = last.as_ref()
+        && at == now
+    {
+        return value.clone();
+    }
+    let value = RestrictedExpression::new_datetime(now);
+    if let Ok(mut last) = LAST.lock() {
+        *last = Some((now.to_owned(), value.clone()));
+    }
+    value
+}
+
 fn context_of(input: &PolicyInput) -> Result<Context, String> {
     let mut pairs = Vec::with_capacity(input.context.len() + 1);
-    pairs.push(("now".to_owned(), RestrictedExpression::new_datetime(&input.now)));
+    pairs.push(("now".to_owned(), now_value(&input.now)));
     for (k, v) in &input.context {
         if k == "now" {
             return Err("`now` is the evaluation time, not an input".into());

@@ -4,6 +4,11 @@
 //! results; the work is done by the library crates. Errors become a message on stderr and
 //! a non-zero exit status.
 
+/// mimalloc: allocation and freeing were ≈ 17% of the server's CPU under load with the
+/// system allocator (BENCHMARKS.md, Phase 3).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod client;
 mod config;
