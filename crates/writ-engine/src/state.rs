@@ -3,7 +3,7 @@
 //! bundles the log holds and execution outcomes. Rebuilt by reading the log from the start
 //! when the engine opens; updated as each entry is appended.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -123,7 +123,7 @@ pub(crate) struct State {
     bundles: BTreeMap<String, KnownBundle>,
     active: Option<String>,
     outcomes: HashMap<String, ExecStatus>,
-    interned: HashMap<Arc<str>, ()>,
+    interned: HashSet<Arc<str>>,
 }
 
 /// Allowed calls of one (subject, action) over the last hour, in per-second buckets with
@@ -172,12 +172,12 @@ impl UsageWindow {
 
 impl State {
     fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some((k, ())) = self.interned.get_key_value(s) {
+        if let Some(k) = self.interned.get(s) {
             return k.clone();
         }
         let k: Arc<str> = Arc::from(s);
         if self.interned.len() < 1_000_000 {
-            self.interned.insert(k.clone(), ());
+            self.interned.insert(k.clone());
         }
         k
     }

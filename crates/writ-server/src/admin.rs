@@ -12,11 +12,23 @@ use writ_core::SpiffeId;
 use writ_engine::ExecStatus;
 use writ_policy::Bundle;
 
+use crate::AppState;
 use crate::auth::{Operator, Reporter};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Body, Path};
+use crate::extract::{Body, BundleBody, Limited, Path};
 use crate::schema::{BundleSummaryDoc, ExecStatusDoc, OutcomeBody, QuarantineBody, Recorded, RevokeBody, UploadBody};
-use crate::{AppState, MAX_BODY};
+
+/// The answers of every operator route to a caller that is not an operator.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "documentation only: the answers are built by `ApiError`")]
+enum OperatorRefusals {
+    /// No or invalid credential.
+    #[response(status = 401, description = "No or invalid credential")]
+    Unauthenticated(#[to_schema] ErrorBody),
+    /// Valid, but not an operator's.
+    #[response(status = 403, description = "Not an operator")]
+    Forbidden(#[to_schema] ErrorBody),
+}
 
 fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
@@ -34,8 +46,7 @@ fn subject(s: &str) -> Result<SpiffeId, ApiError> {
 #[utoipa::path(get, path = "/v1/bundles", tag = "admin", security(("bearer" = [])),
     responses(
         (status = 200, description = "The bundles", body = Vec<BundleSummaryDoc>),
-        (status = 401, description = "No or invalid credential", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        OperatorRefusals,
     ))]
 pub(crate) async fn list_bundles(State(s): State<AppState>, _op: Operator) -> Response {
     Json(json!({ "bundles": s.engine.bundles() })).into_response()
@@ -48,13 +59,12 @@ pub(crate) async fn list_bundles(State(s): State<AppState>, _op: Operator) -> Re
     responses(
         (status = 200, description = "Accepted", body = Object),
         (status = 400, description = "Malformed, unsigned, untrusted or invalid bundle", body = ErrorBody),
-        (status = 401, description = "No or invalid credential", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        OperatorRefusals,
     ))]
 pub(crate) async fn upload_bundle(
     State(s): State<AppState>,
     Operator(op): Operator,
-    Body(body): Body,
+    Limited(body): BundleBody,
 ) -> Result<Response, ApiError> {
     let up: UploadBody = parse(&body, "upload body")?;
     let b = &up.bundle;
@@ -75,8 +85,7 @@ pub(crate) async fn upload_bundle(
         (status = 200, description = "Active", body = Object),
         (status = 404, description = "No such bundle", body = ErrorBody),
         (status = 400, description = "Its signature is no longer trusted", body = ErrorBody),
-        (status = 401, description = "No or invalid credential", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        OperatorRefusals,
     ))]
 pub(crate) async fn activate_bundle(
     State(s): State<AppState>,
@@ -91,8 +100,7 @@ pub(crate) async fn activate_bundle(
 #[utoipa::path(get, path = "/v1/revocations", tag = "admin", security(("bearer" = [])),
     responses(
         (status = 200, description = "Revocations", body = Object),
-        (status = 401, description = "No or invalid credential", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        OperatorRefusals,
     ))]
 pub(crate) async fn list_revocations(State(s): State<AppState>, _op: Operator) -> Response {
     let list: Vec<_> = s.engine.revoked().into_iter().map(|(jti, a)| json!({ "jti": jti, "revoked": a })).collect();
@@ -105,17 +113,13 @@ pub(crate) async fn list_revocations(State(s): State<AppState>, _op: Operator) -
     responses(
         (status = 200, description = "Recorded", body = Recorded),
         (status = 400, description = "Malformed body", body = ErrorBody),
-        (status = 401, description = "No or invalid credential", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        OperatorRefusals,
     ))]
 pub(crate) async fn revoke(
     State(s): State<AppState>,
     Operator(op): Operator,
-    Body(body): Body,
+    Limited(body): Body,
 ) -> Result<Response, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::too_large(MAX_BODY));
-    }
     let r: RevokeBody = parse(&body, "revocation")?;
     if r.jti.is_empty() || r.jti.len() > 256 {
         return Err(ApiError::bad_request("jti must be 1 to 256 bytes"));
@@ -127,8 +131,7 @@ pub(crate) async fn revoke(
 #[utoipa::path(get, path = "/v1/quarantine", tag = "admin", security(("bearer" = [])),
     responses(
         (status = 200, description = "Isolated identities", body = Object),
-        (status = 401, description = "No or invalid credential", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        OperatorRefusals,
     ))]
 pub(crate) async fn list_quarantine(State(s): State<AppState>, _op: Operator) -> Response {
     let list: Vec<_> =
@@ -137,9 +140,6 @@ pub(crate) async fn list_quarantine(State(s): State<AppState>, _op: Operator) ->
 }
 
 async fn quarantine(s: &AppState, op: &str, body: &[u8], isolated: bool) -> Result<Response, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::too_large(MAX_BODY));
-    }
     let q: QuarantineBody = parse(body, "quarantine")?;
     let sub = subject(&q.subject)?;
     Ok(recorded(s.engine.quarantine(&sub, isolated, Some(op), &q.reason).await?))
@@ -151,13 +151,12 @@ async fn quarantine(s: &AppState, op: &str, body: &[u8], isolated: bool) -> Resu
     responses(
         (status = 200, description = "Recorded", body = Recorded),
         (status = 400, description = "Malformed body or subject", body = ErrorBody),
-        (status = 401, description = "No or invalid credential", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        OperatorRefusals,
     ))]
 pub(crate) async fn isolate(
     State(s): State<AppState>,
     Operator(op): Operator,
-    Body(body): Body,
+    Limited(body): Body,
 ) -> Result<Response, ApiError> {
     quarantine(&s, &op, &body, true).await
 }
@@ -168,13 +167,12 @@ pub(crate) async fn isolate(
     responses(
         (status = 200, description = "Recorded", body = Recorded),
         (status = 400, description = "Malformed body or subject", body = ErrorBody),
-        (status = 401, description = "No or invalid credential", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        OperatorRefusals,
     ))]
 pub(crate) async fn release(
     State(s): State<AppState>,
     Operator(op): Operator,
-    Body(body): Body,
+    Limited(body): Body,
 ) -> Result<Response, ApiError> {
     quarantine(&s, &op, &body, false).await
 }
@@ -185,8 +183,7 @@ pub(crate) async fn release(
     responses(
         (status = 200, description = "The lineage", body = Object),
         (status = 404, description = "No such decision", body = ErrorBody),
-        (status = 401, description = "No or invalid credential", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        OperatorRefusals,
     ))]
 pub(crate) async fn lineage(
     State(s): State<AppState>,
@@ -212,11 +209,8 @@ pub(crate) async fn lineage(
 pub(crate) async fn report_outcome(
     State(s): State<AppState>,
     reporter: Reporter,
-    Body(body): Body,
+    Limited(body): Body,
 ) -> Result<Response, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::too_large(MAX_BODY));
-    }
     let o: OutcomeBody = parse(&body, "outcome")?;
     let status = match o.status {
         ExecStatusDoc::Succeeded => ExecStatus::Succeeded,

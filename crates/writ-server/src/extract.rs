@@ -1,5 +1,7 @@
 //! Extractors whose rejections are the API's JSON errors (axum's own answer in plain text):
-//! a malformed query or path is `400 request.malformed`, an oversized body `413`.
+//! a malformed query or path is `400 request.malformed`, an oversized body `413`. Body
+//! limits live here, one per extractor: [`Body`] for decisions and operator actions,
+//! [`BundleBody`] for bundle uploads (the router's own limit is the larger one).
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -16,8 +18,15 @@ pub(crate) struct Query<T>(pub T);
 /// `Path<T>` answering a malformed path parameter with a JSON error.
 pub(crate) struct Path<T>(pub T);
 
-/// The raw body, answering an oversized or unreadable one with a JSON error.
-pub(crate) struct Body(pub Bytes);
+/// The raw body, at most `N` bytes, answering an oversized or unreadable one with a JSON
+/// error.
+pub(crate) struct Limited<const N: usize>(pub Bytes);
+
+/// A decision, verification or operator-action body (64 KiB).
+pub(crate) type Body = Limited<{ crate::MAX_BODY }>;
+
+/// A bundle upload (1 MiB).
+pub(crate) type BundleBody = Limited<{ crate::MAX_BUNDLE_BODY }>;
 
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
@@ -57,10 +66,14 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for Body {
+impl<const N: usize, S: Send + Sync> FromRequest<S> for Limited<N> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Ok(Body(Bytes::from_request(req, state).await?))
+        let bytes = Bytes::from_request(req, state).await?;
+        if bytes.len() > N {
+            return Err(ApiError::too_large(N));
+        }
+        Ok(Limited(bytes))
     }
 }

@@ -17,11 +17,11 @@ use writ_core::{ReasonCode, request_digest};
 use writ_log::{Hash, Receipt};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Body, Path, Query};
+use crate::extract::{Body, Limited, Path, Query};
 use crate::schema::{
     AuthorizeRequestDoc, ConsistencyAnswer, DecisionDoc, EntriesAnswer, InclusionAnswer, VerifyAnswer, VerifyBody,
 };
-use crate::{AppState, MAX_BODY, MAX_ENTRIES};
+use crate::{AppState, MAX_ENTRIES};
 
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
@@ -38,10 +38,7 @@ fn text(body: String) -> Response {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "Overloaded or timed out", body = ErrorBody),
     ))]
-pub(crate) async fn authorize(State(s): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::too_large(MAX_BODY));
-    }
+pub(crate) async fn authorize(State(s): State<AppState>, Limited(body): Body) -> Result<Response, ApiError> {
     let start = Instant::now();
     let decision = s.engine.authorize(&body).await;
     s.metrics.decision(&decision, start.elapsed());
@@ -59,10 +56,7 @@ pub(crate) async fn authorize(State(s): State<AppState>, Body(body): Body) -> Re
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
     ))]
-pub(crate) async fn verify(State(s): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::too_large(MAX_BODY));
-    }
+pub(crate) async fn verify(State(s): State<AppState>, Limited(body): Body) -> Result<Response, ApiError> {
     let v: VerifyBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("verify body: {e}")))?;
     if !v.request.arguments.is_object() {
