@@ -36,7 +36,6 @@ fn call() -> Value {
 
 #[test]
 fn every_allow_received_survives_a_sigkill_under_load() {
-    let test_started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut server = start_server(dir);
@@ -180,5 +179,4 @@ fn every_allow_received_survives_a_sigkill_under_load() {
     assert!(audited > allowed.iter().map(|a| a.index).max().unwrap(), "the audit saw {audited} entries");
     drop(server);
     assert!(audit() >= audited);
-    assert!(test_started.elapsed() < Duration::from_secs(30), "took {:?}", test_started.elapsed());
 }
