@@ -526,7 +526,7 @@ impl Engine {
             Entry::Decision { decision, bundle, .. } => (decision.clone(), bundle.clone()),
             _ => return Decision::unrecorded(id, request_id, ReasonCode::Internal, "not a decision".into()),
         };
-        let bytes = match serde_jcs::to_vec(&entry).map_err(|e| e.to_string()) {
+        let bytes = match entry.canonical().map_err(|e| e.to_string()) {
             Ok(b) => b,
             Err(e) => {
                 return Decision::unrecorded(id, request_id, ReasonCode::Internal, format!("encoding the record: {e}"));
@@ -776,7 +776,7 @@ impl Engine {
     }
 
     async fn append(&self, entry: &Entry) -> Result<u64, EngineError> {
-        let bytes = serde_jcs::to_vec(entry).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let bytes = entry.canonical().map_err(|e| EngineError::Internal(e.to_string()))?;
         let a = self.log.append(bytes).await?;
         self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?.apply(entry, a.index);
         Ok(a.index)
