@@ -209,13 +209,30 @@ pub fn canonical_json(value: &Value) -> Result<Vec<u8>, Error> {
 
 /// The digest binding a writ to one call: SHA-256 of the RFC 8785 canonical JSON of
 /// `{"action": action, "resource": resource, "arguments": arguments}`.
+///
+/// The three keys are written in their RFC 8785 order around the canonical arguments,
+/// the strings escaped as RFC 8785 §3.2.2.2 says (which is what `serde_json` writes), so
+/// the object is never built nor copied; a test checks the bytes against `serde_jcs` over
+/// the whole object.
 pub fn request_digest(action: &str, resource: &str, arguments: &Value) -> Result<RequestDigest, Error> {
-    let mut obj = Map::new();
-    obj.insert("action".into(), Value::String(action.to_owned()));
-    obj.insert("arguments".into(), arguments.clone());
-    obj.insert("resource".into(), Value::String(resource.to_owned()));
-    let bytes = canonical_json(&Value::Object(obj))?;
-    Ok(RequestDigest(Sha256::digest(&bytes).into()))
+    let mut hash = Sha256::new();
+    for part in canonical_request_parts(action, resource, arguments)? {
+        hash.update(part);
+    }
+    Ok(RequestDigest(hash.finalize().into()))
+}
+
+fn canonical_request_parts(action: &str, resource: &str, arguments: &Value) -> Result<[Vec<u8>; 7], Error> {
+    let string = |s: &str| serde_json::to_vec(s).map_err(|e| malformed(format!("cannot encode: {e}")));
+    Ok([
+        br#"{"action":"#.to_vec(),
+        string(action)?,
+        br#","arguments":"#.to_vec(),
+        canonical_json(arguments)?,
+        br#","resource":"#.to_vec(),
+        string(resource)?,
+        b"}".to_vec(),
+    ])
 }
 
 /// Parses the `sha256:<64 lowercase hex>` form that writ writes digests in (SPEC.md §4);

@@ -1,6 +1,7 @@
 //! A validated bundle and its fail-closed evaluation with Cedar (`cedar-policy`).
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::str::FromStr as _;
 use std::sync::{Arc, Mutex};
@@ -96,10 +97,15 @@ pub struct CompiledBundle {
     // them (a copy of the entity store and the principal checked against the schema) is a
     // third of an evaluation, and an agent makes many calls with the same credential.
     principals: Mutex<HashMap<String, Arc<Entities>>>,
+    // Requests already checked against the schema, by their shape (see `shape_of`).
+    validated: Mutex<HashSet<String>>,
 }
 
 /// Principals whose entity sets are kept per bundle; the cache is emptied when full.
 const PRINCIPAL_CACHE: usize = 4096;
+
+/// Request shapes kept per bundle as checked against the schema; emptied when full.
+const SHAPE_CACHE: usize = 16_384;
 
 impl std::fmt::Debug for CompiledBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,6 +175,7 @@ impl CompiledBundle {
             require_attestation,
             authorizer: Authorizer::new(),
             principals: Mutex::new(HashMap::new()),
+            validated: Mutex::new(HashSet::new()),
         })
     }
 
@@ -242,10 +249,24 @@ impl CompiledBundle {
                 );
             }
         };
-        let request = match Request::new(principal, action, resource, context, Some(&self.schema)) {
+        // Cedar's request check (the principal's and resource's types for the action, the
+        // context against the action's context type) depends on the entity ids and on the
+        // context's types only, never on its values: the context holds no entity
+        // references and no extension values but `now`. A request of a shape that passed
+        // once passes again, so only new shapes are checked.
+        let shape = shape_of(input);
+        let known = self.validated.lock().is_ok_and(|v| v.contains(&shape));
+        let schema = if known { None } else { Some(&self.schema) };
+        let request = match Request::new(principal, action, resource, context, schema) {
             Ok(r) => r,
             Err(e) => return PolicyOutcome::deny(ReasonCode::RequestMalformed, format!("request: {e}")),
         };
+        if !known && let Ok(mut validated) = self.validated.lock() {
+            if validated.len() >= SHAPE_CACHE {
+                validated.clear();
+            }
+            validated.insert(shape);
+        }
         let response = self.authorizer.is_authorized(&request, &self.policies, entities.as_ref());
         let diagnostics = response.diagnostics();
         let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
@@ -341,6 +362,44 @@ fn context_of(input: &PolicyInput) -> Result<Context, String> {
         pairs.push((k.clone(), cedar_value(v)?));
     }
     Context::from_pairs(pairs).map_err(|e| e.to_string())
+}
+
+/// What Cedar's request check depends on: the action, principal and resource ids, and the
+/// context's type (record keys, value kinds, the kinds of every set element), without its
+/// values. Strings are written with their length first, so no two shapes collide.
+fn shape_of(input: &PolicyInput) -> String {
+    fn text(s: &str, out: &mut String) {
+        let _ = write!(out, "{}:{s}", s.len());
+    }
+    fn record(map: &Map<String, Value>, out: &mut String) {
+        out.push('{');
+        for (k, v) in map {
+            text(k, out);
+            kind(v, out);
+        }
+        out.push('}');
+    }
+    fn kind(v: &Value, out: &mut String) {
+        match v {
+            Value::Null => out.push('n'),
+            Value::Bool(_) => out.push('b'),
+            Value::Number(n) if n.is_i64() => out.push('l'),
+            Value::Number(_) => out.push('f'),
+            Value::String(_) => out.push('s'),
+            Value::Array(items) => {
+                out.push('[');
+                items.iter().for_each(|i| kind(i, out));
+                out.push(']');
+            }
+            Value::Object(map) => record(map, out),
+        }
+    }
+    let mut out = String::with_capacity(256);
+    for id in [&input.action, &input.principal.id, &input.resource] {
+        text(id, &mut out);
+    }
+    record(&input.context, &mut out);
+    out
 }
 
 fn principal_of(uid: &EntityUid, attrs: &Map<String, Value>) -> Result<Entity, String> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,7 +16,35 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use writ_engine::{Decision, Engine};
 
-type Labels = Vec<(String, String)>;
+/// Labels of decisions (`outcome`, `reason`) and of verifications (`result`, `reason`):
+/// static strings, so that counting allocates nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    outcome: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerificationLabels {
+    result: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    why: &'static str,
+}
 
 /// Latency buckets, in seconds: 50 µs to 5 s.
 const LATENCY_BUCKETS: [f64; 16] =
@@ -25,12 +53,12 @@ const LATENCY_BUCKETS: [f64; 16] =
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
-    decisions: Family<Labels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
     decision_seconds: Histogram,
-    verifications: Family<Labels, Counter>,
-    requests: Family<Labels, Counter>,
-    request_seconds: Family<Labels, Histogram>,
-    refused: Family<Labels, Counter>,
+    verifications: Family<VerificationLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RouteLabels, Histogram>,
+    refused: Family<RefusedLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -47,7 +75,7 @@ impl Metrics {
     /// Metrics of a server over `engine`.
     pub fn new(engine: Arc<Engine>) -> Metrics {
         let mut registry = Registry::default();
-        let decisions = Family::<Labels, Counter>::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "writ_decisions",
             "Authorization decisions by outcome and primary reason code",
@@ -59,17 +87,18 @@ impl Metrics {
             "Time to decide, record durably and sign, per authorization",
             decision_seconds.clone(),
         );
-        let verifications = Family::<Labels, Counter>::default();
+        let verifications = Family::<VerificationLabels, Counter>::default();
         registry.register("writ_verifications", "Writ verifications by result and reason code", verifications.clone());
-        let requests = Family::<Labels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         registry.register("writ_http_requests", "HTTP requests by route and status", requests.clone());
-        let request_seconds = Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let request_seconds =
+            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "writ_http_request_duration_seconds",
             "HTTP request latency by route",
             request_seconds.clone(),
         );
-        let refused = Family::<Labels, Counter>::default();
+        let refused = Family::<RefusedLabels, Counter>::default();
         registry.register("writ_http_refused", "Requests refused at the edge (overload, timeout)", refused.clone());
         registry.register_collector(Box::new(EngineCollector { engine }));
         Metrics { registry, decisions, decision_seconds, verifications, requests, request_seconds, refused }
@@ -79,27 +108,25 @@ impl Metrics {
     pub fn decision(&self, d: &Decision, took: Duration) {
         let outcome = if d.writ.is_some() { "allow" } else { "deny" };
         let reason = d.reason().map_or("", |r| r.as_str());
-        self.decisions.get_or_create(&vec![("outcome".into(), outcome.into()), ("reason".into(), reason.into())]).inc();
+        self.decisions.get_or_create(&DecisionLabels { outcome, reason }).inc();
         self.decision_seconds.observe(took.as_secs_f64());
     }
 
     /// Counts one verification.
-    pub fn verification(&self, ok: bool, reason: &str) {
+    pub fn verification(&self, ok: bool, reason: &'static str) {
         let result = if ok { "ok" } else { "rejected" };
-        self.verifications
-            .get_or_create(&vec![("result".into(), result.into()), ("reason".into(), reason.into())])
-            .inc();
+        self.verifications.get_or_create(&VerificationLabels { result, reason }).inc();
     }
 
     /// Counts one HTTP request.
     pub fn request(&self, route: &str, status: u16, took: Duration) {
-        self.requests.get_or_create(&vec![("route".into(), route.into()), ("status".into(), status.to_string())]).inc();
-        self.request_seconds.get_or_create(&vec![("route".into(), route.into())]).observe(took.as_secs_f64());
+        self.requests.get_or_create(&RequestLabels { route: route.to_owned(), status }).inc();
+        self.request_seconds.get_or_create(&RouteLabels { route: route.to_owned() }).observe(took.as_secs_f64());
     }
 
     /// Counts one request refused at the edge (`overload` or `timeout`).
-    pub fn refused(&self, why: &str) {
-        self.refused.get_or_create(&vec![("why".into(), why.into())]).inc();
+    pub fn refused(&self, why: &'static str) {
+        self.refused.get_or_create(&RefusedLabels { why }).inc();
     }
 
     /// The exposition text.
@@ -161,8 +188,8 @@ impl Collector for EngineCollector {
             MetricType::Gauge,
         )?;
         if let Some((name, version, digest)) = self.engine.active_bundle() {
-            let labels: Labels =
-                vec![("name".into(), name), ("version".into(), version), ("digest".into(), digest.to_string())];
+            let labels: Vec<(&str, String)> =
+                vec![("name", name), ("version", version), ("digest", digest.to_string())];
             ConstGauge::new(1i64).encode(info.encode_family(&labels)?)?;
         }
         Ok(())

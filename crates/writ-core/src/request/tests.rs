@@ -84,6 +84,29 @@ fn digest_is_over_the_canonical_form_only() {
 }
 
 proptest! {
+    /// The digest's input is exactly `serde_jcs` over the whole object, for any strings
+    /// (control characters, quotes, characters beyond the BMP) and any arguments.
+    #[test]
+    fn digest_input_is_serde_jcs_of_the_object(
+        action in any::<String>(),
+        resource in "(\\PC|[\u{0}-\u{1f}\"\\\\])*",
+        args in proptest::collection::btree_map(any::<String>(), prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+        ], 0..6),
+    ) {
+        let arguments = Value::Object(args.into_iter().collect());
+        let ours: Vec<u8> = canonical_request_parts(&action, &resource, &arguments).unwrap().concat();
+        let mut obj = Map::new();
+        obj.insert("resource".into(), Value::String(resource.clone()));
+        obj.insert("arguments".into(), arguments.clone());
+        obj.insert("action".into(), Value::String(action.clone()));
+        prop_assert_eq!(&ours, &serde_jcs::to_vec(&Value::Object(obj)).unwrap());
+        prop_assert_eq!(request_digest(&action, &resource, &arguments).unwrap(), RequestDigest(Sha256::digest(&ours).into()));
+    }
+
     #[test]
     fn digest_ignores_key_order_and_whitespace(keys in proptest::collection::btree_map("[a-z]{1,8}", any::<i32>(), 0..10)) {
         let forward: Map<String, Value> = keys.iter().map(|(k, v)| (k.clone(), json!(v))).collect();

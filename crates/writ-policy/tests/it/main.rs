@@ -245,3 +245,39 @@ fn a_cached_principal_never_lends_its_attributes() {
         assert_eq!(reason(&c.evaluate(&bad)), Some(ReasonCode::PolicyEvaluationError));
     }
 }
+
+/// Requests are checked against the schema once per shape (action, ids, context types):
+/// a request whose values have other types than a shape already seen is still refused,
+/// however often the good shape was seen before and in whatever order they come.
+#[test]
+fn a_checked_request_shape_never_lends_its_check() {
+    let c = writ_policy::starter_bundle().unwrap().compile().unwrap();
+    let good = input("payment", json!({"amount": 10, "currency": "EUR"}));
+    let mistyped = [
+        json!({"amount": "10", "currency": "EUR"}),
+        json!({"amount": 10, "currency": 7}),
+        json!({"amount": 10, "currency": ["EUR"]}),
+        json!({"amount": 10, "currency": {"code": "EUR"}}),
+        json!({"amount": true, "currency": "EUR"}),
+        json!({"amount": 10}),
+        json!({"amount": 10, "currency": "EUR", "to": "x"}),
+        json!({"currency": "EUR", "amount": 10, "amount2": 1}),
+    ];
+    for round in 0..3 {
+        assert!(c.evaluate(&good).is_allow(), "round {round}");
+        for args in &mistyped {
+            let outcome = c.evaluate(&input("payment", args.clone()));
+            assert_eq!(reason(&outcome), Some(ReasonCode::RequestMalformed), "round {round}: {args} gave {outcome:?}");
+        }
+        // The good shape with other values is decided on those values.
+        let over = c.evaluate(&input("payment", json!({"amount": 1_000_000, "currency": "EUR"})));
+        assert_eq!(reason(&over), Some(ReasonCode::PolicyDenied), "round {round}");
+        // Another action with the same context shape is checked for that action.
+        let read = c.evaluate(&input("read", json!({"amount": 10, "currency": "EUR"})));
+        assert_eq!(reason(&read), Some(ReasonCode::RequestMalformed), "round {round}");
+    }
+    // Lineage facts of the wrong type, after the good shape was seen.
+    let mut bad_lineage = good.clone();
+    bad_lineage.context.insert("lineage".into(), json!({"depth": "0", "root": "w-root"}));
+    assert_eq!(reason(&c.evaluate(&bad_lineage)), Some(ReasonCode::RequestMalformed));
+}
