@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use writ_core::{ExecutionRequest, Limits, ReasonCode, RequestDigest, SpiffeId};
 use writ_identity::{IdentityError, IdentityVerifier, Role, TrustBundle, VerifierConfig};
@@ -153,7 +153,8 @@ pub struct Engine {
     config: EngineConfig,
     identity: IdentityVerifier,
     policy_keys: Vec<NoteVerifier>,
-    signer: WritSigner,
+    // Swapped whole when the writ key rotates.
+    signer: RwLock<Arc<WritSigner>>,
     verifier: WritVerifier,
     log: Arc<Log>,
     clock: Arc<dyn Clock>,
@@ -198,7 +199,7 @@ impl Engine {
             config,
             identity,
             policy_keys,
-            signer: writ_signer,
+            signer: RwLock::new(Arc::new(writ_signer)),
             verifier,
             log,
             clock,
@@ -235,7 +236,12 @@ impl Engine {
 
     /// The writ signing keys as a JWKS document.
     pub fn jwks(&self) -> Value {
-        self.signer.jwks()
+        self.writ_signer().map(|s| s.jwks()).unwrap_or_else(|| json!({"keys": []}))
+    }
+
+    /// The current writ signer; `None` if its lock is poisoned.
+    fn writ_signer(&self) -> Option<Arc<WritSigner>> {
+        self.signer.read().ok().map(|s| s.clone())
     }
 
     /// The active bundle's name, version and digest.
@@ -557,8 +563,11 @@ impl Engine {
             writ: None,
         };
         if let (Outcome::Allow, Some((w, act, res, req))) = (decision.outcome, claims) {
+            let Some(signer) = self.writ_signer() else {
+                return Decision::unrecorded(id, request_id, ReasonCode::Internal, "writ key lock poisoned".into());
+            };
             let claims = WritClaims {
-                iss: self.signer.issuer().to_owned(),
+                iss: signer.issuer().to_owned(),
                 sub: w.sub,
                 aud: w.aud,
                 jti: w.jti,
@@ -578,7 +587,7 @@ impl Engine {
                 scp: w.scp,
                 log: LogRef { index: appended.index, leaf: appended.leaf_hash.to_prefixed() },
             };
-            match self.signer.sign(&claims) {
+            match signer.sign(&claims) {
                 Ok(token) => out.writ = Some(token),
                 Err(e) => {
                     return Decision::unrecorded(
@@ -773,6 +782,37 @@ impl Engine {
             reason: reason.to_owned(),
         };
         self.append(&entry).await
+    }
+
+    /// Rotates the writ signing key: `seeds` are the keys to use from now on, oldest first,
+    /// and must be the present keys with new ones after them (every published key stays
+    /// published, so outstanding writs keep verifying). The rotation is recorded (key ids
+    /// only) before the new key signs anything. Returns the new current `kid` and the
+    /// entry's index.
+    pub async fn rotate_writ_key(
+        &self,
+        seeds: &[[u8; 32]],
+        operator: Option<&str>,
+    ) -> Result<(String, u64), EngineError> {
+        let current = self.writ_signer().ok_or_else(|| EngineError::Internal("writ key lock poisoned".into()))?;
+        let next = WritSigner::from_seeds(current.issuer(), seeds)?;
+        let (before, after) = (current.kids(), next.kids());
+        if after.len() <= before.len() || after.get(..before.len()) != Some(&before[..]) {
+            return Err(EngineError::Invalid(
+                "a rotation keeps every present key, in order, and adds at least one".into(),
+            ));
+        }
+        let kid = after.last().cloned().unwrap_or_default();
+        let entry = Entry::KeyRotation {
+            time: self.clock.now(),
+            kid: kid.clone(),
+            kids: after,
+            operator: operator.map(str::to_owned),
+        };
+        let index = self.append(&entry).await?;
+        self.verifier.trust(&next.jwks())?;
+        *self.signer.write().map_err(|_| EngineError::Internal("writ key lock poisoned".into()))? = Arc::new(next);
+        Ok((kid, index))
     }
 
     async fn append(&self, entry: &Entry) -> Result<u64, EngineError> {

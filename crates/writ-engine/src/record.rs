@@ -296,6 +296,17 @@ pub enum Entry {
         /// Detail (bounded).
         detail: String,
     },
+    /// The writ signing key was rotated (key ids only; no secret enters the log).
+    KeyRotation {
+        /// Time.
+        time: u64,
+        /// The new current key.
+        kid: String,
+        /// Every published key after the rotation, oldest first.
+        kids: Vec<String>,
+        /// Who.
+        operator: Option<String>,
+    },
     /// An identity was isolated or released.
     Quarantine {
         /// Time.

@@ -229,6 +229,8 @@ impl State {
                 };
                 self.revoked.entry(jti.clone()).or_insert(action);
             }
+            // The keys themselves live with the signer; the log keeps the history.
+            Entry::KeyRotation { .. } => {}
             Entry::Quarantine { time, subject, isolated, operator, reason } => {
                 if *isolated {
                     let action = OperatorAction {

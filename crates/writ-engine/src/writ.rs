@@ -12,7 +12,7 @@
 //! `ed25519-dalek`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use base64::Engine as _;
@@ -209,6 +209,24 @@ impl WritSigner {
     }
 }
 
+/// The Ed25519 keys of a JWKS document, by `kid`.
+fn decoding_keys(jwks: &Value) -> Result<Vec<(String, DecodingKey)>, EngineError> {
+    let mut keys = Vec::new();
+    for k in jwks.get("keys").and_then(Value::as_array).ok_or_else(|| EngineError::Key("JWKS without keys".into()))? {
+        let (Some("OKP"), Some("Ed25519"), Some(kid), Some(x)) = (
+            k.get("kty").and_then(Value::as_str),
+            k.get("crv").and_then(Value::as_str),
+            k.get("kid").and_then(Value::as_str),
+            k.get("x").and_then(Value::as_str),
+        ) else {
+            return Err(EngineError::Key("JWKS key is not an Ed25519 OKP key with a kid".into()));
+        };
+        let decoding = DecodingKey::from_ed_components(x).map_err(|e| EngineError::Key(e.to_string()))?;
+        keys.push((kid.to_owned(), decoding));
+    }
+    Ok(keys)
+}
+
 /// A writ that verified, with its claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedWrit {
@@ -229,7 +247,8 @@ const SEEN_PRUNE_AT: usize = 65_536;
 /// audience, binding to the call about to run, revocation, single use.
 pub struct WritVerifier {
     issuer: String,
-    keys: Vec<(String, DecodingKey)>,
+    // Replaced whole when keys rotate (a superset: old writs keep verifying).
+    keys: RwLock<Vec<(String, DecodingKey)>>,
     audience: String,
     skew: u64,
     // Writ ids used here, with the time after which the writ can no longer verify anyway
@@ -264,28 +283,21 @@ impl WritVerifier {
     /// A verifier for writs of `issuer` addressed to `audience`, trusting the keys of a
     /// JWKS document.
     pub fn new(issuer: &str, jwks: &Value, audience: &str, skew: u64) -> Result<Self, EngineError> {
-        let mut keys = Vec::new();
-        for k in
-            jwks.get("keys").and_then(Value::as_array).ok_or_else(|| EngineError::Key("JWKS without keys".into()))?
-        {
-            let (Some("OKP"), Some("Ed25519"), Some(kid), Some(x)) = (
-                k.get("kty").and_then(Value::as_str),
-                k.get("crv").and_then(Value::as_str),
-                k.get("kid").and_then(Value::as_str),
-                k.get("x").and_then(Value::as_str),
-            ) else {
-                return Err(EngineError::Key("JWKS key is not an Ed25519 OKP key with a kid".into()));
-            };
-            let decoding = DecodingKey::from_ed_components(x).map_err(|e| EngineError::Key(e.to_string()))?;
-            keys.push((kid.to_owned(), decoding));
-        }
         Ok(WritVerifier {
             issuer: issuer.to_owned(),
-            keys,
+            keys: RwLock::new(decoding_keys(jwks)?),
             audience: audience.to_owned(),
             skew,
             seen: Mutex::new(Seen { used: HashMap::new(), prune_at: SEEN_PRUNE_AT }),
         })
+    }
+
+    /// Trusts the keys of `jwks` from now on, in place of the present ones; the used-writ
+    /// set is kept. A rotation passes the old keys and the new one.
+    pub fn trust(&self, jwks: &Value) -> Result<(), EngineError> {
+        let keys = decoding_keys(jwks)?;
+        *self.keys.write().map_err(|_| EngineError::Internal("writ key lock poisoned".into()))? = keys;
+        Ok(())
     }
 
     /// Verifies `token` for the call `(digest)` about to run, at `now`. `revoked` says
@@ -306,9 +318,11 @@ impl WritVerifier {
         let kid = header.kid.ok_or_else(|| reject(ReasonCode::WritBadSignature, "no kid"))?;
         let key = self
             .keys
+            .read()
+            .map_err(|_| reject(ReasonCode::Internal, "writ key lock poisoned"))?
             .iter()
             .find(|(k, _)| *k == kid)
-            .map(|(_, d)| d)
+            .map(|(_, d)| d.clone())
             .ok_or_else(|| reject(ReasonCode::WritBadSignature, "kid is not a trusted writ key"))?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         // Time and audience are checked below against the injected clock, with our codes.
@@ -316,7 +330,7 @@ impl WritVerifier {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims = HashSet::new();
-        let data = jsonwebtoken::decode::<WritClaims>(token, key, &validation).map_err(|e| {
+        let data = jsonwebtoken::decode::<WritClaims>(token, &key, &validation).map_err(|e| {
             let reason = match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => ReasonCode::WritBadSignature,
                 _ => ReasonCode::WritBadSignature,

@@ -1,5 +1,5 @@
 //! The operator routes: bundles (list, upload, activate), revocations, quarantine, lineage,
-//! and execution outcomes. Every one authenticates its caller first (see [`crate::auth`]);
+//! execution outcomes, and writ key rotation. Every one authenticates its caller first (see [`crate::auth`]);
 //! every state change is the engine's, recorded in the log with the operator's SPIFFE ID.
 
 use axum::Json;
@@ -16,7 +16,9 @@ use crate::AppState;
 use crate::auth::{Operator, Reporter};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Body, BundleBody, Limited, Path};
-use crate::schema::{BundleSummaryDoc, ExecStatusDoc, OutcomeBody, QuarantineBody, Recorded, RevokeBody, UploadBody};
+use crate::schema::{
+    BundleSummaryDoc, ExecStatusDoc, OutcomeBody, QuarantineBody, Recorded, RevokeBody, RotationAnswer, UploadBody,
+};
 
 /// The answers of every operator route to a caller that is not an operator.
 #[derive(utoipa::IntoResponses)]
@@ -220,4 +222,41 @@ pub(crate) async fn report_outcome(
     let index =
         s.engine.report_outcome(&o.jti, &reporter.subject, reporter.operator, status, o.exit_code, &o.detail).await?;
     Ok((StatusCode::OK, Json(json!({ "log_index": index }))).into_response())
+}
+
+/// Rotate the writ signing key: a new key signs writs from now on; every older key stays
+/// published, so writs already issued keep verifying. The new key is stored before the
+/// rotation is recorded (key ids only), and the rotation is recorded before the key signs.
+#[utoipa::path(post, path = "/v1/keys/rotate", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The rotation is in force", body = RotationAnswer),
+        OperatorRefusals,
+        (status = 503, description = "No writable key store, or the log is unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn rotate_key(State(s): State<AppState>, Operator(op): Operator) -> Result<Response, ApiError> {
+    let unavailable =
+        |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, writ_core::ReasonCode::Internal, why);
+    let keys = s.keys.clone().ok_or_else(|| unavailable("this control plane has no writable key store".into()))?;
+    let _one = s.rotation.lock().await;
+    let seeds = keys.add().map_err(|e| unavailable(format!("storing the new key: {e}")))?;
+    let (kid, log_index) = match s.engine.rotate_writ_key(&seeds, Some(&op)).await {
+        Ok(done) => done,
+        Err(e) => {
+            // Not in force: the stored key goes again, so a restart does not sign with a
+            // key whose rotation the log does not hold.
+            let mut err = ApiError::from(e);
+            if let Err(undo) = keys.remove_newest() {
+                err.message =
+                    format!("{}; and the new key could not be removed from the key store: {undo}", err.message);
+            }
+            return Err(err);
+        }
+    };
+    let jwks = s.engine.jwks();
+    let warning = keys.published(&jwks).err().map(|e| format!("the JWKS file was not updated: {e}"));
+    let kids = jwks
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .map_or_else(Vec::new, |k| k.iter().filter_map(|k| k.get("kid")?.as_str().map(str::to_owned)).collect());
+    Ok(Json(RotationAnswer { kid, kids, log_index, warning }).into_response())
 }

@@ -14,7 +14,7 @@ use writ_engine::{AuthFailure, EngineError};
 pub struct ApiError {
     status: StatusCode,
     reason: ReasonCode,
-    message: String,
+    pub(crate) message: String,
 }
 
 /// The JSON body of every error answer.

@@ -79,6 +79,21 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     limits: Limits,
     openapi: Arc<String>,
+    keys: Option<Arc<dyn WritKeyStore>>,
+    // One rotation at a time: the key store and the engine change together.
+    rotation: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Where the writ signing keys are kept. A rotation (`POST /v1/keys/rotate`) adds a key
+/// here, durably, before the engine records the rotation and signs with it; if the
+/// rotation cannot be recorded, the key is removed again.
+pub trait WritKeyStore: Send + Sync {
+    /// Adds a fresh key; returns every key, oldest first.
+    fn add(&self) -> Result<Vec<[u8; 32]>, String>;
+    /// Removes the newest key (its rotation was not recorded).
+    fn remove_newest(&self) -> Result<(), String>;
+    /// The rotation is in force and these are the published keys (a JWKS document).
+    fn published(&self, jwks: &serde_json::Value) -> Result<(), String>;
 }
 
 impl AppState {
@@ -91,7 +106,15 @@ impl AppState {
     pub fn with_limits(engine: Arc<Engine>, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::new(engine.clone()));
         let openapi = Arc::new(openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
-        AppState { engine, metrics, limits, openapi }
+        AppState { engine, metrics, limits, openapi, keys: None, rotation: Arc::default() }
+    }
+
+    /// The same state with a writ key store, which makes `POST /v1/keys/rotate` work;
+    /// without one that route answers 503.
+    #[must_use]
+    pub fn with_key_store(mut self, keys: Arc<dyn WritKeyStore>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// The metrics.
@@ -147,6 +170,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::release))
         .routes(routes!(admin::lineage))
         .routes(routes!(admin::report_outcome))
+        .routes(routes!(admin::rotate_key))
         .routes(routes!(routes::jwks))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))

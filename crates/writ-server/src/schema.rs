@@ -194,6 +194,20 @@ pub struct Recorded {
     pub log_index: u64,
 }
 
+/// A writ key rotation in force.
+#[derive(Serialize, ToSchema)]
+pub struct RotationAnswer {
+    /// The key that signs writs from now on (RFC 7638 thumbprint).
+    pub kid: String,
+    /// Every published key, oldest first (also at `/.well-known/jwks.json`).
+    pub kids: Vec<String>,
+    /// Index of the log entry recording the rotation.
+    pub log_index: u64,
+    /// Set when the rotation is in force but a side effect (the JWKS file) failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
 /// A bundle the log holds.
 #[derive(Serialize, ToSchema)]
 pub struct BundleSummaryDoc {

@@ -215,6 +215,22 @@ impl DataDir {
         Ok(seeds.len())
     }
 
+    /// Removes the newest writ signing key (a rotation that could not be recorded); the
+    /// first key is never removed.
+    pub fn remove_newest_writ_key(&self) -> Result<usize> {
+        let mut seeds = self.writ_seeds()?;
+        if seeds.len() < 2 {
+            anyhow::bail!("keys/writ.keys holds one key: it is not removed");
+        }
+        seeds.pop();
+        let text: Vec<String> = seeds.iter().map(hex::encode).collect();
+        let tmp = self.path("keys/writ.keys.new");
+        let _ = fs::remove_file(&tmp);
+        write_secret(&tmp, text.join("\n").as_bytes())?;
+        fs::rename(&tmp, self.path("keys/writ.keys"))?;
+        Ok(seeds.len())
+    }
+
     pub fn policy_signer(&self) -> Result<NoteSigner> {
         Ok(NoteSigner::from_private_key(self.read_secret("keys/policy.key")?.trim())?)
     }

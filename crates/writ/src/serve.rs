@@ -70,9 +70,30 @@ pub fn run(config: &Config) -> Result<()> {
                 let _ = ctrl_c.await;
             }
         };
-        writ_server::serve(listener, writ_server::AppState::with_limits(engine.clone(), config.limits), shutdown).await?;
+        let state = writ_server::AppState::with_limits(engine.clone(), config.limits)
+            .with_key_store(Arc::new(DataDirKeys(dir.clone())));
+        writ_server::serve(listener, state, shutdown).await?;
         engine.log().checkpoint_now().await.ok();
         eprintln!("writ: stopped; log size {}", engine.log().size());
         anyhow::Ok(())
     })
+}
+
+/// The writ signing keys in the data directory (`keys/writ.keys`, `trust/jwks.json`), for
+/// `POST /v1/keys/rotate`.
+struct DataDirKeys(DataDir);
+
+impl writ_server::WritKeyStore for DataDirKeys {
+    fn add(&self) -> Result<Vec<[u8; 32]>, String> {
+        self.0.rotate_writ_key().and_then(|_| self.0.writ_seeds()).map_err(|e| format!("{e:#}"))
+    }
+
+    fn remove_newest(&self) -> Result<(), String> {
+        self.0.remove_newest_writ_key().map(|_| ()).map_err(|e| format!("{e:#}"))
+    }
+
+    fn published(&self, jwks: &serde_json::Value) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(jwks).map_err(|e| e.to_string())?;
+        std::fs::write(self.0.path("trust/jwks.json"), text).map_err(|e| e.to_string())
+    }
 }

@@ -12,6 +12,7 @@
 
 mod determinism;
 mod harness;
+mod keys;
 mod matrix;
 mod replay;
 mod rules;

@@ -27,6 +27,7 @@ fn admin_routes() -> Vec<(&'static str, String, Option<Value>)> {
         ("POST", "/v1/quarantine/isolate".into(), Some(json!({"subject": "spiffe://demo.example/a", "reason": "r"}))),
         ("POST", "/v1/quarantine/release".into(), Some(json!({"subject": "spiffe://demo.example/a", "reason": "r"}))),
         ("GET", "/v1/lineage/x".into(), None),
+        ("POST", "/v1/keys/rotate".into(), None),
     ]
 }
 
@@ -424,4 +425,56 @@ fn overload_is_refused_at_once_and_slow_requests_time_out() {
     let (_, _, _) = slow.call("GET", "/metrics", None);
     let (_, m, _) = slow.call("GET", "/metrics", None);
     assert!(String::from_utf8(m).unwrap().contains("writ_http_refused_total{why=\"timeout\"} 1"));
+}
+
+/// `POST /v1/keys/rotate`: the new key is stored, the rotation recorded with the operator,
+/// new writs carry the new kid, and writs issued before keep verifying; a store that cannot
+/// take the key changes nothing.
+#[test]
+fn an_operator_rotates_the_writ_key_without_downtime() {
+    let f = fixture(true);
+    let op = f.operator();
+    let request = f.request();
+    let (_, first) = f.json("POST", "/v1/authorize", Some(request.clone()));
+    let old = first["writ"].as_str().unwrap().to_owned();
+    let (_, jwks) = f.json("GET", "/.well-known/jwks.json", None);
+    let before: Vec<Value> = jwks["keys"].as_array().unwrap().clone();
+
+    // A store that cannot take the key: 503, nothing recorded, nothing changed.
+    f.keys.fail_add.store(true, std::sync::atomic::Ordering::SeqCst);
+    let size = f.engine.log().size();
+    let (s, e) = f.json_as("POST", "/v1/keys/rotate", None, Some(&op));
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    assert_eq!(f.engine.log().size(), size);
+    f.keys.fail_add.store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let (s, r) = f.json_as("POST", "/v1/keys/rotate", None, Some(&op));
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let kid = r["kid"].as_str().unwrap();
+    assert_eq!(r["kids"].as_array().unwrap().len(), 2);
+    assert_eq!(r["kids"][0], before[0]["kid"]);
+    assert_eq!(f.keys.seeds.lock().unwrap().len(), 2);
+    let (_, jwks) = f.json("GET", "/.well-known/jwks.json", None);
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(f.keys.published.lock().unwrap().as_ref(), Some(&jwks));
+
+    let index = r["log_index"].as_u64().unwrap();
+    let (_, entries) = f.json("GET", &format!("/v1/log/entries?start={index}&end={}", index + 1), None);
+    let entry = entries["entries"][0].to_string();
+    assert!(entry.contains("key_rotation") && entry.contains("operator/alice"), "{entries}");
+
+    let (_, second) = f.json("POST", "/v1/authorize", Some(request.clone()));
+    let new = second["writ"].as_str().unwrap().to_owned();
+    let header = |w: &str| -> Value {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(w.split('.').next().unwrap()).unwrap();
+        serde_json::from_slice(&b).unwrap()
+    };
+    assert_eq!(header(&new)["kid"], kid);
+    assert_eq!(header(&old)["kid"], before[0]["kid"]);
+    let call = json!({"action": request["action"], "resource": request["resource"], "arguments": request["arguments"]});
+    for writ in [&old, &new] {
+        let (s, v) = f.json("POST", "/v1/verify", Some(json!({"writ": writ, "request": call})));
+        assert_eq!((s, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+    }
 }

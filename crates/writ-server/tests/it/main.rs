@@ -35,6 +35,35 @@ pub(crate) struct Fixture {
     pub(crate) engine: Arc<Engine>,
     pub(crate) now: u64,
     pub(crate) dir: tempfile::TempDir,
+    pub(crate) keys: Arc<MemoryKeys>,
+}
+
+/// A writ key store in memory, whose additions can be made to fail.
+#[derive(Default)]
+pub(crate) struct MemoryKeys {
+    pub(crate) seeds: std::sync::Mutex<Vec<[u8; 32]>>,
+    pub(crate) fail_add: std::sync::atomic::AtomicBool,
+    pub(crate) published: std::sync::Mutex<Option<Value>>,
+}
+
+impl writ_server::WritKeyStore for MemoryKeys {
+    fn add(&self) -> Result<Vec<[u8; 32]>, String> {
+        if self.fail_add.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("disk full".into());
+        }
+        let mut seeds = self.seeds.lock().unwrap();
+        let next = [4 + seeds.len() as u8; 32];
+        seeds.push(next);
+        Ok(seeds.clone())
+    }
+    fn remove_newest(&self) -> Result<(), String> {
+        self.seeds.lock().unwrap().pop();
+        Ok(())
+    }
+    fn published(&self, jwks: &Value) -> Result<(), String> {
+        *self.published.lock().unwrap() = Some(jwks.clone());
+        Ok(())
+    }
 }
 
 pub(crate) fn fixture(with_bundle: bool) -> Fixture {
@@ -72,8 +101,10 @@ pub(crate) fn fixture_with(with_bundle: bool, limits: Limits) -> Fixture {
         rt().block_on(engine.activate(&b, &sig, None)).unwrap();
     }
     let engine = Arc::new(engine);
+    let keys = Arc::new(MemoryKeys { seeds: std::sync::Mutex::new(vec![[3; 32]]), ..MemoryKeys::default() });
     Fixture {
-        router: app(AppState::with_limits(engine.clone(), limits)),
+        router: app(AppState::with_limits(engine.clone(), limits).with_key_store(keys.clone())),
+        keys,
         issuer,
         operators,
         policy_key,

@@ -15,9 +15,14 @@ use crate::support::start_server;
 
 /// A minimal HTTP/1.1 exchange over loopback (no client library needed).
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+    http_as(addr, method, path, body, None)
+}
+
+fn http_as(addr: &str, method: &str, path: &str, body: Option<&str>, bearer: Option<&str>) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     let body = body.unwrap_or("");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -98,4 +103,59 @@ fn serve_decides_proves_and_survives_a_restart() {
     let (_, e) = http(&server.addr, "GET", &format!("/v1/log/entries?start={index}&end={}", index + 1), None);
     let e: Value = serde_json::from_slice(&e).unwrap();
     assert_eq!(Hash::leaf(&B64.decode(e["entries"][0]["entry_base64"].as_str().unwrap()).unwrap()), leaf);
+}
+
+fn writ_cli(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_writ")).arg("--data-dir").arg(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `POST /v1/keys/rotate` on the real binary: the new key is in the data directory (and
+/// its published JWKS file), so after a restart writs of both keys still verify.
+#[test]
+fn a_key_rotated_over_http_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = start_server(dir);
+    let agent = writ_cli(
+        dir,
+        &["identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-1", "--zone", "billing"],
+    );
+    let operator =
+        writ_cli(dir, &["identity", "issue", "--operator", "--spiffe-id", "spiffe://demo.example/operator/alice"]);
+    let request =
+        json!({"credentials": {"workload": agent}, "action": "read", "resource": "fs:/zones/billing", "arguments": {}});
+    let call = json!({"action": "read", "resource": "fs:/zones/billing", "arguments": {}});
+    let authorize = |addr: &str| -> String {
+        let (status, body) = http(addr, "POST", "/v1/authorize", Some(&request.to_string()));
+        assert_eq!(status, 200);
+        let d: Value = serde_json::from_slice(&body).unwrap();
+        d["writ"].as_str().unwrap_or_else(|| panic!("{d}")).to_owned()
+    };
+    let old = authorize(&server.addr);
+
+    let (status, body) = http_as(&server.addr, "POST", "/v1/keys/rotate", None, Some(&operator));
+    let rotated: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{rotated}");
+    assert!(rotated.get("warning").is_none(), "{rotated}");
+    let published: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("trust/jwks.json")).unwrap()).unwrap();
+    assert_eq!(published["keys"].as_array().unwrap().len(), 2);
+    let new = authorize(&server.addr);
+    drop(server);
+
+    let server = start_server(dir);
+    let (_, jwks) = http(&server.addr, "GET", "/.well-known/jwks.json", None);
+    let jwks: Value = serde_json::from_slice(&jwks).unwrap();
+    assert_eq!(jwks, published);
+    for writ in [&old, &new] {
+        let (status, body) =
+            http(&server.addr, "POST", "/v1/verify", Some(&json!({"writ": writ, "request": call}).to_string()));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    }
+    // Writs after the restart come from the rotated key.
+    let after = authorize(&server.addr);
+    assert_eq!(after.split('.').next(), new.split('.').next());
 }
