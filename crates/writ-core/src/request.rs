@@ -215,24 +215,20 @@ pub fn canonical_json(value: &Value) -> Result<Vec<u8>, Error> {
 /// the object is never built nor copied; a test checks the bytes against `serde_jcs` over
 /// the whole object.
 pub fn request_digest(action: &str, resource: &str, arguments: &Value) -> Result<RequestDigest, Error> {
-    let mut hash = Sha256::new();
-    for part in canonical_request_parts(action, resource, arguments)? {
-        hash.update(part);
-    }
-    Ok(RequestDigest(hash.finalize().into()))
+    Ok(RequestDigest(Sha256::digest(canonical_request(action, resource, arguments)?).into()))
 }
 
-fn canonical_request_parts(action: &str, resource: &str, arguments: &Value) -> Result<[Vec<u8>; 7], Error> {
-    let string = |s: &str| serde_json::to_vec(s).map_err(|e| malformed(format!("cannot encode: {e}")));
-    Ok([
-        br#"{"action":"#.to_vec(),
-        string(action)?,
-        br#","arguments":"#.to_vec(),
-        canonical_json(arguments)?,
-        br#","resource":"#.to_vec(),
-        string(resource)?,
-        b"}".to_vec(),
-    ])
+fn canonical_request(action: &str, resource: &str, arguments: &Value) -> Result<Vec<u8>, Error> {
+    let arguments = canonical_json(arguments)?;
+    let mut out = Vec::with_capacity(arguments.len() + action.len() + resource.len() + 48);
+    out.extend_from_slice(br#"{"action":"#);
+    serde_json::to_writer(&mut out, action).map_err(|e| malformed(format!("cannot encode: {e}")))?;
+    out.extend_from_slice(br#","arguments":"#);
+    out.extend_from_slice(&arguments);
+    out.extend_from_slice(br#","resource":"#);
+    serde_json::to_writer(&mut out, resource).map_err(|e| malformed(format!("cannot encode: {e}")))?;
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Parses the `sha256:<64 lowercase hex>` form that writ writes digests in (SPEC.md §4);

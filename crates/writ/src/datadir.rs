@@ -204,31 +204,33 @@ impl DataDir {
     }
 
     /// Adds a new writ signing key; the old ones stay published so outstanding writs verify.
-    pub fn rotate_writ_key(&self) -> Result<usize> {
+    /// Returns every key, oldest first.
+    pub fn rotate_writ_key(&self) -> Result<Vec<[u8; 32]>> {
         let mut seeds = self.writ_seeds()?;
         seeds.push(writ_engine::WritSigner::generate_seed()?);
-        let text: Vec<String> = seeds.iter().map(hex::encode).collect();
-        let tmp = self.path("keys/writ.keys.new");
-        let _ = fs::remove_file(&tmp);
-        write_secret(&tmp, text.join("\n").as_bytes())?;
-        fs::rename(&tmp, self.path("keys/writ.keys"))?;
-        Ok(seeds.len())
+        self.write_writ_seeds(&seeds)?;
+        Ok(seeds)
     }
 
     /// Removes the newest writ signing key (a rotation that could not be recorded); the
     /// first key is never removed.
-    pub fn remove_newest_writ_key(&self) -> Result<usize> {
+    pub fn remove_newest_writ_key(&self) -> Result<()> {
         let mut seeds = self.writ_seeds()?;
         if seeds.len() < 2 {
             anyhow::bail!("keys/writ.keys holds one key: it is not removed");
         }
         seeds.pop();
+        self.write_writ_seeds(&seeds)
+    }
+
+    /// Replaces `keys/writ.keys` atomically (a new file, then a rename).
+    fn write_writ_seeds(&self, seeds: &[[u8; 32]]) -> Result<()> {
         let text: Vec<String> = seeds.iter().map(hex::encode).collect();
         let tmp = self.path("keys/writ.keys.new");
         let _ = fs::remove_file(&tmp);
         write_secret(&tmp, text.join("\n").as_bytes())?;
         fs::rename(&tmp, self.path("keys/writ.keys"))?;
-        Ok(seeds.len())
+        Ok(())
     }
 
     pub fn policy_signer(&self) -> Result<NoteSigner> {

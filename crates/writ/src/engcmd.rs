@@ -169,7 +169,7 @@ pub fn keys(dir: &DataDir, cmd: KeysCommand) -> Result<ExitCode> {
             print(&writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?.jwks())?;
         }
         KeysCommand::Rotate => {
-            let n = dir.rotate_writ_key()?;
+            let n = dir.rotate_writ_key()?.len();
             let signer = writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?;
             publish_jwks(dir, &signer)?;
             print(&json!({"keys": n, "current_kid": signer.kids().last(), "jwks": signer.jwks()}))?;

@@ -85,11 +85,11 @@ struct DataDirKeys(DataDir);
 
 impl writ_server::WritKeyStore for DataDirKeys {
     fn add(&self) -> Result<Vec<[u8; 32]>, String> {
-        self.0.rotate_writ_key().and_then(|_| self.0.writ_seeds()).map_err(|e| format!("{e:#}"))
+        self.0.rotate_writ_key().map_err(|e| format!("{e:#}"))
     }
 
     fn remove_newest(&self) -> Result<(), String> {
-        self.0.remove_newest_writ_key().map(|_| ()).map_err(|e| format!("{e:#}"))
+        self.0.remove_newest_writ_key().map_err(|e| format!("{e:#}"))
     }
 
     fn published(&self, jwks: &serde_json::Value) -> Result<(), String> {
