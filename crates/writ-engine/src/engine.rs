@@ -331,7 +331,7 @@ impl Engine {
                     },
                     writ: None,
                 };
-                return self.record(id, None, entry, None).await;
+                return self.record(id, None, entry).await;
             }
         };
         self.authorize_request(id, now, request).await
@@ -361,16 +361,6 @@ impl Engine {
                 credentials.insert(role.to_owned(), sha256_hex(t.as_bytes()));
             }
         }
-        let recorded = RecordedRequest {
-            request_id: request_id.clone(),
-            action: request.action.clone(),
-            resource: request.resource.clone(),
-            arguments: request.arguments.clone(),
-            parent: request.parent.clone(),
-            audience: request.audience.clone().unwrap_or_else(|| self.config.writ_audience.clone()),
-            digest: digest.to_string(),
-            credentials,
-        };
         let active = self.active.read().ok().and_then(|a| a.clone());
         let bundle = active.as_ref().map(|a| &a.bundle);
         let limits = self.limits();
@@ -388,6 +378,17 @@ impl Engine {
         else {
             return panicked();
         };
+        let ExecutionRequest { action, resource, arguments, parent, audience, .. } = request;
+        let recorded = RecordedRequest {
+            request_id: request_id.clone(),
+            action,
+            resource,
+            arguments,
+            parent,
+            audience: audience.unwrap_or_else(|| self.config.writ_audience.clone()),
+            digest: digest.to_string(),
+            credentials,
+        };
         // Decisions of one principal for one action are serialised from reading the usage
         // counters to recording the decision, so that concurrent calls cannot both pass a
         // rate rule.
@@ -395,10 +396,10 @@ impl Engine {
             Checked::Ok(i) => i.subject.clone(),
             Checked::Failed { .. } => String::new(),
         };
-        let serial = self.serial_lock(&subject, &request.action);
+        let serial = self.serial_lock(&subject, &recorded.action);
         let _serial = serial.lock().await;
         let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.add_state_facts(&mut facts, &request, now);
+            self.add_state_facts(&mut facts, &recorded, now);
             decide(&recorded, &facts, &limits, now, bundle)
         }));
         let Ok(Decided { outcome, placement }) = staged else {
@@ -426,9 +427,6 @@ impl Engine {
             }
             _ => None,
         };
-        let claims = writ
-            .as_ref()
-            .map(|w| (w.clone(), recorded.action.clone(), recorded.resource.clone(), recorded.digest.clone()));
         let entry = Entry::Decision {
             id: id.clone(),
             time: now,
@@ -440,7 +438,7 @@ impl Engine {
             decision: outcome,
             writ,
         };
-        self.record(id, request_id, entry, claims).await
+        self.record(id, request_id, entry).await
     }
 
     /// The lock that serialises decisions of `subject` for `action`.
@@ -480,58 +478,54 @@ impl Engine {
                 delegation.insert(name.to_owned(), checked);
             }
         }
-        let subject = match &identity {
-            Checked::Ok(i) => SpiffeId::parse(&i.subject).ok(),
-            Checked::Failed { .. } => None,
-        };
-        let attestation = match (&request.attestation, &subject) {
-            (None, _) => None,
-            (Some(_), None) => Some(Checked::Failed {
-                reason: ReasonCode::AttestationInvalid,
-                detail: "no verified workload to bind the attestation to".into(),
-            }),
-            (Some(token), Some(sub)) => Some(match self.identity.verify_attestation(token, sub, now) {
+        let attestation = request.attestation.as_ref().map(|token| {
+            let subject = match &identity {
+                Checked::Ok(i) => SpiffeId::parse(&i.subject).ok(),
+                Checked::Failed { .. } => None,
+            };
+            let Some(sub) = subject else {
+                return Checked::Failed {
+                    reason: ReasonCode::AttestationInvalid,
+                    detail: "no verified workload to bind the attestation to".into(),
+                };
+            };
+            match self.identity.verify_attestation(token, &sub, now) {
                 Ok(a) => Checked::Ok(AttestationFact {
                     measurement: a.measurement().to_owned(),
                     environment: a.environment().to_owned(),
                     region: a.region().to_owned(),
                 }),
                 Err(e) => Checked::Failed { reason: ReasonCode::AttestationInvalid, detail: e.to_string() },
-            }),
-        };
+            }
+        });
         Facts { identity, delegation, attestation, quarantined: false, parent: None, usage: Default::default() }
     }
 
     /// Looks up quarantine, the parent writ and the usage counters.
-    fn add_state_facts(&self, facts: &mut Facts, request: &ExecutionRequest, now: u64) {
+    fn add_state_facts(&self, facts: &mut Facts, request: &RecordedRequest, now: u64) {
         let subject = match &facts.identity {
-            Checked::Ok(i) => Some(i.subject.clone()),
+            Checked::Ok(i) => Some(i.subject.as_str()),
             Checked::Failed { .. } => None,
         };
-        match self.state.lock() {
-            Ok(state) => {
-                let sub = subject.clone().unwrap_or_default();
-                facts.quarantined = subject.is_some() && state.is_quarantined(&sub);
-                facts.parent = request.parent.as_ref().map(|p| state.parent(p));
-                facts.usage = state.usage(&sub, &request.action, now);
-            }
+        let (quarantined, parent, usage) = match self.state.lock() {
+            Ok(state) => (
+                subject.is_some_and(|s| state.is_quarantined(s)),
+                request.parent.as_ref().map(|p| state.parent(p)),
+                state.usage(subject.unwrap_or_default(), &request.action, now),
+            ),
             // A poisoned state lock cannot be trusted: treat the principal as isolated.
-            Err(_) => facts.quarantined = true,
-        }
+            Err(_) => (true, None, Default::default()),
+        };
+        facts.quarantined = quarantined;
+        facts.parent = parent;
+        facts.usage = usage;
     }
 
     /// Appends the entry; only once it is durable is an allow answered, with its writ.
-    async fn record(
-        &self,
-        id: String,
-        request_id: Option<String>,
-        entry: Entry,
-        claims: Option<(WritRecord, String, String, String)>,
-    ) -> Decision {
-        let (decision, bundle) = match &entry {
-            Entry::Decision { decision, bundle, .. } => (decision.clone(), bundle.clone()),
-            _ => return Decision::unrecorded(id, request_id, ReasonCode::Internal, "not a decision".into()),
-        };
+    async fn record(&self, id: String, request_id: Option<String>, entry: Entry) -> Decision {
+        if !matches!(entry, Entry::Decision { .. }) {
+            return Decision::unrecorded(id, request_id, ReasonCode::Internal, "not a decision".into());
+        }
         let bytes = match entry.canonical().map_err(|e| e.to_string()) {
             Ok(b) => b,
             Err(e) => {
@@ -552,19 +546,27 @@ impl Engine {
         if let Ok(mut state) = self.state.lock() {
             state.apply(&entry, appended.index);
         }
+        let Entry::Decision { decision, bundle, request, writ, .. } = entry else {
+            return Decision::unrecorded(id, request_id, ReasonCode::Internal, "not a decision".into());
+        };
         let mut out = Decision {
-            id: id.clone(),
-            request_id: request_id.clone(),
+            id,
+            request_id,
             outcome: decision.outcome,
-            reasons: decision.reasons.clone(),
-            policies: decision.policies.clone(),
-            detail: decision.detail.clone(),
+            reasons: decision.reasons,
+            policies: decision.policies,
+            detail: decision.detail,
             log_index: Some(appended.index),
             writ: None,
         };
-        if let (Outcome::Allow, Some((w, act, res, req))) = (decision.outcome, claims) {
+        if let (Outcome::Allow, Some(w), Some(request)) = (decision.outcome, writ, request) {
             let Some(signer) = self.writ_signer() else {
-                return Decision::unrecorded(id, request_id, ReasonCode::Internal, "writ key lock poisoned".into());
+                return Decision::unrecorded(
+                    out.id,
+                    out.request_id,
+                    ReasonCode::Internal,
+                    "writ key lock poisoned".into(),
+                );
             };
             let claims = WritClaims {
                 iss: signer.issuer().to_owned(),
@@ -574,14 +576,11 @@ impl Engine {
                 iat: w.iat,
                 nbf: w.nbf,
                 exp: w.exp,
-                act,
-                res,
-                req,
+                act: request.action,
+                res: request.resource,
+                req: request.digest,
                 pol: bundle.unwrap_or_default(),
-                par: match &entry {
-                    Entry::Decision { request: Some(r), .. } => r.parent.clone(),
-                    _ => None,
-                },
+                par: request.parent,
                 root: w.root,
                 dep: w.dep,
                 scp: w.scp,
@@ -591,8 +590,8 @@ impl Engine {
                 Ok(token) => out.writ = Some(token),
                 Err(e) => {
                     return Decision::unrecorded(
-                        id,
-                        request_id,
+                        out.id,
+                        out.request_id,
                         ReasonCode::Internal,
                         format!("signing the writ: {e}"),
                     );

@@ -16,9 +16,11 @@ use crate::writ::Scope;
 struct DecisionFact {
     allowed: bool,
     exp: u64,
-    root: String,
+    // `None`: the decision is its own root.
+    root: Option<String>,
     depth: u32,
-    scope: Option<Scope>,
+    // Interned: most writs hand down one of a few scopes.
+    scope: Option<Arc<Scope>>,
     action: Arc<str>,
     subject: Arc<str>,
     parent: Option<String>,
@@ -119,11 +121,13 @@ pub(crate) struct State {
     children: HashMap<String, Vec<String>>,
     revoked: BTreeMap<String, OperatorAction>,
     quarantined: BTreeMap<String, OperatorAction>,
-    usage: HashMap<(String, String), UsageWindow>,
+    // By subject, then action.
+    usage: HashMap<Arc<str>, HashMap<Arc<str>, UsageWindow>>,
     bundles: BTreeMap<String, KnownBundle>,
     active: Option<String>,
     outcomes: HashMap<String, ExecStatus>,
     interned: HashSet<Arc<str>>,
+    scopes: HashSet<Arc<Scope>>,
 }
 
 /// Allowed calls of one (subject, action) over the last hour, in per-second buckets with
@@ -182,6 +186,17 @@ impl State {
         k
     }
 
+    fn intern_scope(&mut self, scope: &Scope) -> Arc<Scope> {
+        if let Some(k) = self.scopes.get(scope) {
+            return k.clone();
+        }
+        let k = Arc::new(scope.clone());
+        if self.scopes.len() < 100_000 {
+            self.scopes.insert(k.clone());
+        }
+        k
+    }
+
     /// Applies the entry stored at log index `index`.
     pub(crate) fn apply(&mut self, entry: &Entry, index: u64) {
         match entry {
@@ -190,15 +205,20 @@ impl State {
                 let allowed = decision.outcome == Outcome::Allow;
                 let parent_depth = request.parent.as_ref().and_then(|p| self.decisions.get(p)).map(|p| p.depth + 1);
                 let (exp, root, depth, scope) = match writ {
-                    Some(w) => (w.exp, w.root.clone(), w.dep, Some(w.scp.clone())),
-                    None => (0, id.clone(), parent_depth.unwrap_or(0), None),
+                    Some(w) => {
+                        let root = (w.root != *id).then(|| w.root.clone());
+                        (w.exp, root, w.dep, Some(self.intern_scope(&w.scp)))
+                    }
+                    None => (0, None, parent_depth.unwrap_or(0), None),
                 };
                 let subject = match facts.as_ref().map(|f| &f.identity) {
-                    Some(crate::record::Checked::Ok(identity)) => identity.subject.clone(),
-                    _ => String::new(),
+                    Some(crate::record::Checked::Ok(identity)) => identity.subject.as_str(),
+                    _ => "",
                 };
+                let subject = self.intern(subject);
+                let action = self.intern(&request.action);
                 if allowed && !subject.is_empty() {
-                    self.usage.entry((subject.clone(), request.action.clone())).or_default().record(*time);
+                    self.usage.entry(subject.clone()).or_default().entry(action.clone()).or_default().record(*time);
                 }
                 if let Some(p) = &request.parent
                     && self.decisions.contains_key(p)
@@ -211,8 +231,8 @@ impl State {
                     root,
                     depth,
                     scope,
-                    action: self.intern(&request.action),
-                    subject: self.intern(&subject),
+                    action,
+                    subject,
                     parent: request.parent.clone(),
                     time: *time,
                     index,
@@ -308,9 +328,9 @@ impl State {
                 allowed: d.allowed,
                 exp: d.exp,
                 revoked: self.revoked.contains_key(id),
-                root: d.root.clone(),
+                root: d.root.clone().unwrap_or_else(|| id.to_owned()),
                 depth: d.depth,
-                scope: d.scope.clone(),
+                scope: d.scope.as_deref().cloned(),
                 action: d.action.to_string(),
             },
         }
@@ -391,7 +411,7 @@ impl State {
 
     /// Allowed calls by `subject` for `action` in the minute and hour before `now`.
     pub(crate) fn usage(&self, subject: &str, action: &str, now: u64) -> Usage {
-        let Some(window) = self.usage.get(&(subject.to_owned(), action.to_owned())) else {
+        let Some(window) = self.usage.get(subject).and_then(|by_action| by_action.get(action)) else {
             return Usage::default();
         };
         Usage { last_minute: window.within(now, 60), last_hour: window.within(now, HOUR) }

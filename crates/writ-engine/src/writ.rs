@@ -37,7 +37,7 @@ pub struct LogRef {
 
 /// What a writ lets its children do (lineage scope): the trust zone they must stay in
 /// and the actions they may take (`*`: any).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
     /// Actions descendants may take, sorted; `["*"]` for any.
