@@ -115,6 +115,8 @@ impl Decision {
     }
 
     fn unrecorded(id: String, request_id: Option<String>, reason: ReasonCode, detail: String) -> Self {
+        // Not in the log, so said here: these are the control plane's own failures.
+        tracing::warn!(decision = %id, reason = %reason, detail = %detail, "denied without a log record");
         Decision {
             id,
             request_id,
@@ -818,6 +820,8 @@ impl Engine {
         let bytes = entry.canonical().map_err(|e| EngineError::Internal(e.to_string()))?;
         let a = self.log.append(bytes).await?;
         self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?.apply(entry, a.index);
+        let (kind, operator) = entry.kind_and_operator();
+        tracing::info!(kind, operator = operator.unwrap_or("local"), log_index = a.index, "recorded");
         Ok(a.index)
     }
 }

@@ -351,6 +351,20 @@ pub struct BundleParts {
 }
 
 impl Entry {
+    /// The entry's `kind` and who caused it (the operator, or an outcome's reporter), for
+    /// the control plane's own log.
+    pub fn kind_and_operator(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Entry::Decision { .. } => ("decision", None),
+            Entry::Activation { operator, .. } => ("activation", operator.as_deref()),
+            Entry::Revocation { operator, .. } => ("revocation", operator.as_deref()),
+            Entry::Upload { operator, .. } => ("upload", operator.as_deref()),
+            Entry::Outcome { reporter, .. } => ("outcome", Some(reporter)),
+            Entry::KeyRotation { operator, .. } => ("key_rotation", operator.as_deref()),
+            Entry::Quarantine { operator, .. } => ("quarantine", operator.as_deref()),
+        }
+    }
+
     /// The entry's RFC 8785 canonical JSON: the bytes the log stores.
     pub fn canonical(&self) -> Result<Vec<u8>, serde_json::Error> {
         let Entry::Decision { id, time, request, body_digest, facts, limits, bundle, decision, writ } = self else {

@@ -592,6 +592,7 @@ impl Sequencer {
                 }
             }
             Err(e) => {
+                tracing::error!(error = %e, appends = waiters.len(), "log commit failed; its appends are refused");
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 counters.last_failed.store(true, Ordering::Relaxed);
                 self.healthy = false;

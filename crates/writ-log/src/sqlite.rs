@@ -109,10 +109,14 @@ impl Checkpointer {
                     // Restart the WAL once it is large: little is left to copy after the
                     // passive step, so the blocking step is short. (Truncating the file
                     // instead made every later commit's sync slower: the file grows again.)
-                    if let Ok((wal_pages, _)) = passive
-                        && wal_pages >= WAL_RESTART_PAGES
-                    {
-                        let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                    match passive {
+                        Ok((wal_pages, _)) if wal_pages >= WAL_RESTART_PAGES => {
+                            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                                tracing::warn!(error = %e, wal_pages, "WAL restart checkpoint failed; retried");
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retried"),
                     }
                 }
             })

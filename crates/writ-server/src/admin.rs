@@ -254,6 +254,9 @@ pub(crate) async fn rotate_key(State(s): State<AppState>, Operator(op): Operator
     };
     let jwks = s.engine.jwks();
     let warning = keys.published(&jwks).err().map(|e| format!("the JWKS file was not updated: {e}"));
+    if let Some(w) = &warning {
+        tracing::error!(kid = %kid, "writ key rotated, but {w}");
+    }
     let kids = jwks
         .get("keys")
         .and_then(serde_json::Value::as_array)

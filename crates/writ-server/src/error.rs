@@ -60,6 +60,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        match self.status {
+            // Overload and timeouts are answered by design; they are counted in the metrics.
+            StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::debug!(reason = %self.reason, message = %self.message, "answered 503");
+            }
+            s if s.is_server_error() => {
+                tracing::error!(status = s.as_u16(), reason = %self.reason, message = %self.message, "server error");
+            }
+            _ => {}
+        }
         let mut resp =
             (self.status, axum::Json(json!({ "error": self.reason, "message": self.message }))).into_response();
         match self.status {

@@ -18,6 +18,7 @@ use crate::datadir::DataDir;
 const FIRST_OPERATOR_TTL: u64 = 12 * 3600;
 
 pub fn run(config: &Config) -> Result<()> {
+    init_tracing();
     let dir = DataDir::new(&config.data_dir);
     let trust_domain = config.trust_domain.as_str();
     let created = dir.init_all(trust_domain)?;
@@ -72,11 +73,24 @@ pub fn run(config: &Config) -> Result<()> {
         };
         let state = writ_server::AppState::with_limits(engine.clone(), config.limits)
             .with_key_store(Arc::new(DataDirKeys(dir.clone())));
+        tracing::info!(%addr, data_dir = %dir.root().display(), "serving");
         writ_server::serve(listener, state, shutdown).await?;
         engine.log().checkpoint_now().await.ok();
         eprintln!("writ: stopped; log size {}", engine.log().size());
         anyhow::Ok(())
     })
+}
+
+/// The control plane's own log, on standard error: operator actions, failed commits and
+/// checkpoints, server errors, decisions that could not be recorded. `WRIT_LOG` sets the
+/// filter (`tracing-subscriber`'s `EnvFilter` syntax, such as `debug` or
+/// `writ_server=debug`); `info` by default. A bad filter falls back to the default.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A subscriber already set (a second `run` in one process) is kept.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 /// The writ signing keys in the data directory (`keys/writ.keys`, `trust/jwks.json`), for
