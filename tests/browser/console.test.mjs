@@ -1,8 +1,9 @@
 // The console in a real browser: Debian's chromium, driven by playwright-core, against a
 // live `writ serve` that `writ demo` has filled. Checks that decisions stream in, that the
 // proof viewer verifies an entry's inclusion and the checkpoint signature in the browser,
-// that the operator views load with an operator credential, and that an entry's lineage
-// shows. Usage: node console.test.mjs path/to/writ
+// that the operator views load with an operator credential, that an entry's lineage
+// shows, and (inside the starter bundle's payment window) that an operator approves a
+// pending payment from the console. Usage: node console.test.mjs path/to/writ
 import { chromium } from "playwright-core";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -104,6 +105,28 @@ try {
   await page.click("#lineageBtn");
   await page.waitForSelector("#lineage pre", { timeout: 10_000 });
   assert.match(await page.textContent("#lineage"), /spawn/);
+
+  // Human approval from the console: a payment the starter bundle sends to an operator
+  // (1,000 to 9,999, in its 09:00-17:00 UTC window) is listed; the operator approves it
+  // with a click; the agent then collects its writ.
+  const hour = new Date().getUTCHours();
+  if (hour >= 9 && hour < 16) {
+    const agent = execFileSync(writ, ["--data-dir", dir, "identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-7", "--zone", "billing", "--ttl", "600"]).toString().trim();
+    const asked = await (await fetch(base + "/v1/authorize", { method: "POST", body: JSON.stringify({ credentials: { workload: agent }, action: "payment", resource: "payments:stripe", arguments: { amount: 4321, currency: "EUR" } }) })).json();
+    assert.equal(asked.outcome, "pending", JSON.stringify(asked));
+    await page.click("#saveToken");
+    const button = `#approvals button[data-approve="${asked.id}"]`;
+    await page.waitForSelector(button, { timeout: 10_000 });
+    assert.match(await page.textContent("#approvals"), /4321/);
+    await page.click(button);
+    await page.waitForFunction((id) => !document.querySelector(`#approvals button[data-approve="${id}"]`), asked.id, { timeout: 10_000 });
+    const collected = await (await fetch(`${base}/v1/approvals/${asked.id}`, { headers: { Authorization: "Bearer " + agent } })).json();
+    assert.equal(collected.status, "approved", JSON.stringify(collected));
+    assert.equal(collected.resolution.reason, "approved from the console");
+    assert.ok(typeof collected.writ === "string" && collected.writ.split(".").length === 3);
+  } else {
+    console.log(`console browser test: approval step skipped (${hour}:00 UTC is outside the starter bundle's payment window)`);
+  }
 
   assert.deepEqual(errors, [], "no script errors");
   console.log(`console browser test: ok (${await page.$$eval("#entries tr", (r) => r.length)} rows, proof verified in chromium)`);

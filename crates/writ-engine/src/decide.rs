@@ -28,12 +28,12 @@ pub struct Placement {
     pub scope: Scope,
 }
 
-/// A decision and, for an allow, the writ's place in the lineage.
+/// A decision and, for an allow or a pending decision, the writ's place in the lineage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decided {
     /// The decision.
     pub outcome: DecisionOutcome,
-    /// Lineage placement (allow only).
+    /// Lineage placement (allow and pending only).
     pub placement: Option<Placement>,
 }
 
@@ -191,6 +191,10 @@ pub fn decide(
                 detail: format!("permitted by {}", policies.join(", ")),
                 policies,
             },
+            placement: Some(placement),
+        },
+        PolicyOutcome::Approval { policies, detail } => Decided {
+            outcome: DecisionOutcome { outcome: Outcome::Pending, reasons: Vec::new(), detail, policies },
             placement: Some(placement),
         },
         PolicyOutcome::Deny { reason, policies, detail } => Decided {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use writ_core::{ExecutionRequest, Limits, ReasonCode, RequestDigest, SpiffeId};
 use writ_identity::{IdentityError, IdentityVerifier, Role, TrustBundle, VerifierConfig};
-use writ_log::{Log, NoteVerifier};
+use writ_log::{Appended, Log, NoteVerifier};
 use writ_policy::{Bundle, BundleDigest, CompiledBundle, verify_bundle_signature};
 
 use crate::EngineError;
@@ -18,9 +18,9 @@ use crate::clock::Clock;
 use crate::decide::{Decided, decide};
 use crate::record::{
     AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact, Outcome,
-    RecordedLimits, RecordedRequest, WritRecord,
+    ParentFact, RecordedLimits, RecordedRequest, WritRecord,
 };
-use crate::state::{BundleSummary, Lineage, OperatorAction, State};
+use crate::state::{Approval, ApprovalStatus, BundleSummary, Lineage, OperatorAction, State};
 use crate::writ::{LogRef, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id};
 
 /// Engine settings.
@@ -36,6 +36,8 @@ pub struct EngineConfig {
     pub writ_ttl: u64,
     /// Deepest lineage allowed (a root writ is depth 0).
     pub max_depth: u32,
+    /// How long a decision that needs a human approval waits for one, in seconds.
+    pub approval_ttl: u64,
     /// Clock skew allowed on credentials and writs, in seconds.
     pub skew: u64,
     /// Request bounds.
@@ -50,6 +52,7 @@ impl Default for EngineConfig {
             writ_audience: "writ-enforcement".into(),
             writ_ttl: 300,
             max_depth: 3,
+            approval_ttl: 900,
             skew: 30,
             limits: Limits::default(),
         }
@@ -143,6 +146,15 @@ struct CheckedBundle {
     refusal: Option<String>,
     signer: Option<String>,
     parts: BundleParts,
+}
+
+/// What a writ is bound to besides its record: the request and the bundle that decided.
+struct Bound {
+    action: String,
+    resource: String,
+    digest: String,
+    bundle: String,
+    parent: Option<String>,
 }
 
 /// The active bundle.
@@ -408,18 +420,22 @@ impl Engine {
             return panicked();
         };
         let writ = match (&outcome.outcome, placement, &facts.identity) {
-            (Outcome::Allow, Some(p), Checked::Ok(identity)) => Some(WritRecord {
+            (outcome @ (Outcome::Allow | Outcome::Pending), Some(p), Checked::Ok(identity)) => Some(WritRecord {
                 jti: id.clone(),
                 sub: identity.subject.clone(),
                 iat: now,
                 nbf: now,
-                exp: now.saturating_add(self.config.writ_ttl),
+                // A pending decision's record holds the approval deadline instead.
+                exp: now.saturating_add(match outcome {
+                    Outcome::Pending => self.config.approval_ttl,
+                    _ => self.config.writ_ttl,
+                }),
                 aud: recorded.audience.clone(),
                 root: p.root.unwrap_or_else(|| id.clone()),
                 dep: p.depth,
                 scp: p.scope,
             }),
-            (Outcome::Allow, _, _) => {
+            (Outcome::Allow | Outcome::Pending, _, _) => {
                 return Decision::unrecorded(
                     id,
                     request_id,
@@ -562,45 +578,44 @@ impl Engine {
             writ: None,
         };
         if let (Outcome::Allow, Some(w), Some(request)) = (decision.outcome, writ, request) {
-            let Some(signer) = self.writ_signer() else {
-                return Decision::unrecorded(
-                    out.id,
-                    out.request_id,
-                    ReasonCode::Internal,
-                    "writ key lock poisoned".into(),
-                );
+            let bound = Bound {
+                action: request.action,
+                resource: request.resource,
+                digest: request.digest,
+                bundle: bundle.unwrap_or_default(),
+                parent: request.parent,
             };
-            let claims = WritClaims {
-                iss: signer.issuer().to_owned(),
-                sub: w.sub,
-                aud: w.aud,
-                jti: w.jti,
-                iat: w.iat,
-                nbf: w.nbf,
-                exp: w.exp,
-                act: request.action,
-                res: request.resource,
-                req: request.digest,
-                pol: bundle.unwrap_or_default(),
-                par: request.parent,
-                root: w.root,
-                dep: w.dep,
-                scp: w.scp,
-                log: LogRef { index: appended.index, leaf: appended.leaf_hash.to_prefixed() },
-            };
-            match signer.sign(&claims) {
+            match self.sign_writ(w, bound, &appended) {
                 Ok(token) => out.writ = Some(token),
-                Err(e) => {
-                    return Decision::unrecorded(
-                        out.id,
-                        out.request_id,
-                        ReasonCode::Internal,
-                        format!("signing the writ: {e}"),
-                    );
-                }
+                Err(e) => return Decision::unrecorded(out.id, out.request_id, ReasonCode::Internal, e),
             }
         }
         out
+    }
+
+    /// Signs the writ of a durable entry: `w` as recorded, bound to the request, its `log`
+    /// claim pointing at the entry.
+    fn sign_writ(&self, w: WritRecord, bound: Bound, entry: &Appended) -> Result<String, String> {
+        let signer = self.writ_signer().ok_or_else(|| "writ key lock poisoned".to_owned())?;
+        let claims = WritClaims {
+            iss: signer.issuer().to_owned(),
+            sub: w.sub,
+            aud: w.aud,
+            jti: w.jti,
+            iat: w.iat,
+            nbf: w.nbf,
+            exp: w.exp,
+            act: bound.action,
+            res: bound.resource,
+            req: bound.digest,
+            pol: bound.bundle,
+            par: bound.parent,
+            root: w.root,
+            dep: w.dep,
+            scp: w.scp,
+            log: LogRef { index: entry.index, leaf: entry.leaf_hash.to_prefixed() },
+        };
+        signer.sign(&claims).map_err(|e| format!("signing the writ: {e}"))
     }
 
     /// Verifies a writ for the call about to run (signature, time, audience, binding,
@@ -817,12 +832,127 @@ impl Engine {
     }
 
     async fn append(&self, entry: &Entry) -> Result<u64, EngineError> {
+        Ok(self.append_entry(entry).await?.index)
+    }
+
+    async fn append_entry(&self, entry: &Entry) -> Result<Appended, EngineError> {
         let bytes = entry.canonical().map_err(|e| EngineError::Internal(e.to_string()))?;
         let a = self.log.append(bytes).await?;
         self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?.apply(entry, a.index);
         let (kind, operator) = entry.kind_and_operator();
         tracing::info!(kind, operator = operator.unwrap_or("local"), log_index = a.index, "recorded");
-        Ok(a.index)
+        Ok(a)
+    }
+
+    /// The decision `id` that needed a human approval, as it stands now.
+    pub fn approval(&self, id: &str) -> Option<Approval> {
+        self.state.lock().ok()?.approval(id, self.clock.now())
+    }
+
+    /// Decisions that needed a human approval, newest first: those still pending, or all;
+    /// at most `limit`.
+    pub fn approvals(&self, pending_only: bool, limit: usize) -> Vec<Approval> {
+        self.state.lock().map(|s| s.approvals(self.clock.now(), pending_only, limit)).unwrap_or_default()
+    }
+
+    /// Approves (`approve`) or rejects a pending decision, once, before its deadline. An
+    /// approval is refused while the principal is quarantined, once the decision or its
+    /// parent writ was revoked, or once the parent expired: what would deny a new request
+    /// also stops an old one from being approved. The answer is recorded in the log; an
+    /// approval carries the writ, issued from the approval's time for the writ lifetime.
+    pub async fn resolve_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        operator: Option<&str>,
+        reason: &str,
+    ) -> Result<Approval, EngineError> {
+        if reason.len() > MAX_OUTCOME_DETAIL {
+            return Err(EngineError::Invalid(format!("reason is longer than {MAX_OUTCOME_DETAIL} bytes")));
+        }
+        // Under the decision's serial lock, so that two operators cannot both answer it.
+        let serial = self.serial_lock("approval", id);
+        let _serial = serial.lock().await;
+        let now = self.clock.now();
+        let writ = {
+            let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
+            let pending = state
+                .approval(id, now)
+                .ok_or_else(|| EngineError::NotFound(format!("no decision {id} awaits approval")))?;
+            match pending.status {
+                ApprovalStatus::Pending => {}
+                ApprovalStatus::Expired => {
+                    return Err(EngineError::Conflict(format!(
+                        "the approval window of {id} closed at {}",
+                        pending.deadline
+                    )));
+                }
+                ApprovalStatus::Approved | ApprovalStatus::Rejected => {
+                    return Err(EngineError::Conflict(format!("{id} was already answered")));
+                }
+            }
+            if approve {
+                if state.is_quarantined(&pending.subject) {
+                    return Err(EngineError::Conflict(format!("{} is quarantined", pending.subject)));
+                }
+                if state.is_revoked(id) {
+                    return Err(EngineError::Conflict(format!("{id} was revoked")));
+                }
+                if let Some(parent) = &pending.parent {
+                    match state.parent(parent) {
+                        ParentFact::Known { revoked: true, .. } => {
+                            return Err(EngineError::Conflict(format!("its parent writ {parent} was revoked")));
+                        }
+                        ParentFact::Known { exp, .. } if now >= exp => {
+                            return Err(EngineError::Conflict(format!("its parent writ {parent} expired at {exp}")));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            approve.then(|| WritRecord {
+                iat: now,
+                nbf: now,
+                exp: now.saturating_add(self.config.writ_ttl),
+                ..pending.writ
+            })
+        };
+        let entry = Entry::Approval {
+            time: now,
+            id: id.to_owned(),
+            approved: approve,
+            operator: operator.map(str::to_owned),
+            reason: reason.to_owned(),
+            writ,
+        };
+        self.append_entry(&entry).await?;
+        self.approval(id).ok_or_else(|| EngineError::Internal("the answered approval vanished".into()))
+    }
+
+    /// The writ of an approved decision, for its own principal: signed anew from the
+    /// approval's record (Ed25519 signatures are deterministic, so with the same key it is
+    /// the same token), its `log` claim pointing at the approval entry.
+    pub fn approved_writ(&self, id: &str) -> Result<Option<String>, EngineError> {
+        let Some(a) = self.approval(id) else {
+            return Err(EngineError::NotFound(format!("no decision {id} awaited approval")));
+        };
+        let Some(resolution) = a.resolution.filter(|r| r.approved) else { return Ok(None) };
+        let index = resolution.log_index;
+        let bytes = self
+            .log
+            .entries(index, index.saturating_add(1))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::Internal(format!("approval entry {index} is missing")))?;
+        let appended = Appended { index, leaf_hash: writ_log::Hash::leaf(&bytes) };
+        let bound = Bound {
+            action: a.action,
+            resource: a.resource,
+            digest: a.digest,
+            bundle: a.bundle.unwrap_or_default(),
+            parent: a.parent,
+        };
+        self.sign_writ(a.writ, bound, &appended).map(Some).map_err(EngineError::Internal)
     }
 }
 

@@ -27,7 +27,9 @@ pub use record::{
     ParentFact, RecordedLimits, RecordedRequest, Usage, WritRecord,
 };
 pub use replay::{Mismatch, ReplayReport, replay};
-pub use state::{BundleSummary, Lineage, LineageNode, MAX_LINEAGE_NODES, OperatorAction};
+pub use state::{
+    Approval, ApprovalStatus, BundleSummary, Lineage, LineageNode, MAX_LINEAGE_NODES, OperatorAction, Resolution,
+};
 pub use writ::{LogRef, Scope, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id};
 
 use writ_core::ReasonCode;

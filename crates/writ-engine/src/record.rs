@@ -146,7 +146,7 @@ pub struct RecordedLimits {
     pub max_depth: u32,
 }
 
-/// Allow or deny.
+/// Allow, deny, or wait for a human.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -154,6 +154,9 @@ pub enum Outcome {
     Allow,
     /// Denied.
     Deny,
+    /// Policy permits only with an operator's approval: no writ until an
+    /// [`Entry::Approval`] approves it.
+    Pending,
 }
 
 /// A decision.
@@ -218,7 +221,23 @@ pub enum Entry {
         bundle: Option<String>,
         /// The decision.
         decision: DecisionOutcome,
-        /// The writ issued.
+        /// The writ issued. For a pending decision, the writ an approval would issue:
+        /// its lineage fields, and as `exp` the deadline by which an operator must approve.
+        writ: Option<WritRecord>,
+    },
+    /// An operator approved or rejected a pending decision.
+    Approval {
+        /// Time.
+        time: u64,
+        /// The pending decision's id (the writ's `jti` once approved).
+        id: String,
+        /// True: approved; false: rejected.
+        approved: bool,
+        /// Who.
+        operator: Option<String>,
+        /// Why.
+        reason: String,
+        /// The writ issued by an approval (its `log` claim points at this entry).
         writ: Option<WritRecord>,
     },
     /// A policy bundle became active (or was refused).
@@ -362,6 +381,7 @@ impl Entry {
             Entry::Outcome { reporter, .. } => ("outcome", Some(reporter)),
             Entry::KeyRotation { operator, .. } => ("key_rotation", operator.as_deref()),
             Entry::Quarantine { operator, .. } => ("quarantine", operator.as_deref()),
+            Entry::Approval { operator, .. } => ("approval", operator.as_deref()),
         }
     }
 

@@ -1,6 +1,8 @@
 //! `writ log replay`: re-evaluates every recorded decision from its recorded inputs, with
 //! the bundle that was active (rebuilt from its activation entry in the same log), and
 //! reports every decision that does not reproduce. On an untampered log it finds none.
+//! Approval entries are checked against the pending decisions they answer: once each,
+//! before the deadline, issuing exactly the writ the decision placed.
 
 use std::collections::HashMap;
 
@@ -11,7 +13,7 @@ use writ_policy::CompiledBundle;
 use crate::EngineError;
 use crate::decide::decide;
 use crate::engine::bundle_from_parts;
-use crate::record::{Entry, Outcome};
+use crate::record::{Entry, Outcome, WritRecord};
 
 /// A decision that did not reproduce.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -31,6 +33,8 @@ pub struct ReplayReport {
     pub decisions: u64,
     /// Decisions that reproduced.
     pub reproduced: u64,
+    /// Approval entries checked against the pending decisions they answer.
+    pub approvals: u64,
     /// Those that did not.
     pub mismatches: Vec<Mismatch>,
 }
@@ -42,6 +46,8 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
     let size = store.size()?;
     let mut report = ReplayReport::default();
     let mut bundles: HashMap<String, CompiledBundle> = HashMap::new();
+    // Pending decisions not yet answered, by id: the writ an approval may issue.
+    let mut pending: HashMap<String, WritRecord> = HashMap::new();
     let mut start = 0;
     while start < size {
         let end = (start + 1024).min(size);
@@ -103,13 +109,16 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                     }
                     let writ_ok = match (&writ, decision.outcome, &again.placement) {
                         (None, Outcome::Deny, None) => true,
-                        (Some(w), Outcome::Allow, Some(p)) => {
+                        (Some(w), Outcome::Allow | Outcome::Pending, Some(p)) => {
                             w.dep == p.depth && w.scp == p.scope && p.root.as_ref().is_none_or(|r| *r == w.root)
                         }
                         _ => false,
                     };
                     if writ_ok {
                         report.reproduced += 1;
+                        if let (Outcome::Pending, Some(w)) = (decision.outcome, writ) {
+                            pending.insert(w.jti.clone(), w);
+                        }
                     } else {
                         report
                             .mismatches
@@ -129,10 +138,50 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                             .push(Mismatch { index, detail: "an unparsed request was not denied as malformed".into() });
                     }
                 }
+                Entry::Approval { time, id, approved, writ, .. } => {
+                    report.approvals += 1;
+                    if let Some(problem) = check_approval(&mut pending, time, &id, approved, writ.as_ref()) {
+                        report.mismatches.push(Mismatch { index, detail: problem });
+                    }
+                }
                 _ => {}
             }
         }
         start = end;
     }
     Ok(report)
+}
+
+/// What is wrong with an approval entry, given the decisions still pending before it: it
+/// must answer a pending decision once, before its deadline, and an approval must issue
+/// exactly the writ the decision placed (same id, principal, audience, lineage and scope),
+/// from the approval's time; a rejection issues none.
+fn check_approval(
+    pending: &mut HashMap<String, WritRecord>,
+    time: u64,
+    id: &str,
+    approved: bool,
+    writ: Option<&WritRecord>,
+) -> Option<String> {
+    let Some(asked) = pending.remove(id) else {
+        return Some(format!("answers {id}, which is not a pending decision (unknown or already answered)"));
+    };
+    if time >= asked.exp {
+        return Some(format!("answers {id} at {time}, after its deadline {}", asked.exp));
+    }
+    match (approved, writ) {
+        (false, None) => None,
+        (true, Some(w)) => {
+            let same = w.jti == asked.jti
+                && w.sub == asked.sub
+                && w.aud == asked.aud
+                && w.root == asked.root
+                && w.dep == asked.dep
+                && w.scp == asked.scp;
+            let timed = w.iat == time && w.nbf == time && w.exp > time;
+            (!(same && timed)).then(|| format!("the writ approved for {id} is not the one its decision placed"))
+        }
+        (true, None) => Some(format!("approves {id} without a writ")),
+        (false, Some(_)) => Some(format!("rejects {id} but carries a writ")),
+    }
 }

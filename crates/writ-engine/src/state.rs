@@ -9,12 +9,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use writ_core::ReasonCode;
 
-use crate::record::{BundleParts, Entry, ExecStatus, Outcome, ParentFact, Usage};
+use crate::record::{BundleParts, Checked, Entry, ExecStatus, Outcome, ParentFact, Usage, WritRecord};
 use crate::writ::Scope;
 
 #[derive(Clone, Debug)]
 struct DecisionFact {
-    allowed: bool,
+    // Allow, deny or pending; a pending decision becomes an allow when approved.
+    outcome: Outcome,
     exp: u64,
     // `None`: the decision is its own root.
     root: Option<String>,
@@ -66,6 +67,86 @@ pub(crate) struct KnownBundle {
     pub(crate) summary: BundleSummary,
     pub(crate) signature: String,
     pub(crate) parts: BundleParts,
+}
+
+/// Where a decision that needed a human approval stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for an operator.
+    Pending,
+    /// Approved: the writ was issued.
+    Approved,
+    /// Rejected by an operator.
+    Rejected,
+    /// Nobody approved it before its deadline.
+    Expired,
+}
+
+/// An operator's answer to a pending decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Resolution {
+    /// Approved (true) or rejected.
+    pub approved: bool,
+    /// When (Unix seconds).
+    pub time: u64,
+    /// Who (operator SPIFFE ID, or absent for the local CLI).
+    pub operator: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// The log entry that recorded it.
+    pub log_index: u64,
+}
+
+/// A decision that needed a human approval: what was asked, and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// The decision id (the writ's `jti` once approved).
+    pub id: String,
+    /// Where it stands at the time of the view.
+    pub status: ApprovalStatus,
+    /// The principal that asked.
+    pub subject: String,
+    /// The action.
+    pub action: String,
+    /// The resource.
+    pub resource: String,
+    /// The arguments, so that the operator sees exactly what is approved.
+    pub arguments: serde_json::Value,
+    /// The request digest the writ will be bound to.
+    pub digest: String,
+    /// The parent writ named, if any.
+    pub parent: Option<String>,
+    /// The bundle that asked for approval.
+    pub bundle: Option<String>,
+    /// The policies that permit it, and why approval is needed.
+    pub policies: Vec<String>,
+    /// Why approval is needed.
+    pub detail: String,
+    /// When it was asked (Unix seconds).
+    pub requested: u64,
+    /// The last second an operator may approve it (exclusive).
+    pub deadline: u64,
+    /// The log entry of the pending decision.
+    pub log_index: u64,
+    /// The operator's answer, once given.
+    pub resolution: Option<Resolution>,
+    /// The writ an approval issues (the approved one once approved).
+    #[serde(skip)]
+    pub(crate) writ: WritRecord,
+    #[serde(skip)]
+    pub(crate) audience: String,
+}
+
+impl Approval {
+    fn status_at(&self, now: u64) -> ApprovalStatus {
+        match &self.resolution {
+            Some(r) if r.approved => ApprovalStatus::Approved,
+            Some(_) => ApprovalStatus::Rejected,
+            None if now >= self.deadline => ApprovalStatus::Expired,
+            None => ApprovalStatus::Pending,
+        }
+    }
 }
 
 /// One node of a lineage view.
@@ -126,6 +207,8 @@ pub(crate) struct State {
     bundles: BTreeMap<String, KnownBundle>,
     active: Option<String>,
     outcomes: HashMap<String, ExecStatus>,
+    // Decisions that needed a human approval, by id (resolved ones stay, for the views).
+    approvals: BTreeMap<String, Approval>,
     interned: HashSet<Arc<str>>,
     scopes: HashSet<Arc<Scope>>,
 }
@@ -200,7 +283,7 @@ impl State {
     /// Applies the entry stored at log index `index`.
     pub(crate) fn apply(&mut self, entry: &Entry, index: u64) {
         match entry {
-            Entry::Decision { id, time, request, decision, writ, facts, .. } => {
+            Entry::Decision { id, time, request, decision, writ, facts, bundle, .. } => {
                 let Some(request) = request else { return };
                 let allowed = decision.outcome == Outcome::Allow;
                 let parent_depth = request.parent.as_ref().and_then(|p| self.decisions.get(p)).map(|p| p.depth + 1);
@@ -212,9 +295,31 @@ impl State {
                     None => (0, None, parent_depth.unwrap_or(0), None),
                 };
                 let subject = match facts.as_ref().map(|f| &f.identity) {
-                    Some(crate::record::Checked::Ok(identity)) => identity.subject.as_str(),
+                    Some(Checked::Ok(identity)) => identity.subject.as_str(),
                     _ => "",
                 };
+                if let (Outcome::Pending, Some(w)) = (decision.outcome, writ) {
+                    let pending = Approval {
+                        id: id.clone(),
+                        status: ApprovalStatus::Pending,
+                        subject: subject.to_owned(),
+                        action: request.action.clone(),
+                        resource: request.resource.clone(),
+                        arguments: request.arguments.clone(),
+                        digest: request.digest.clone(),
+                        parent: request.parent.clone(),
+                        bundle: bundle.clone(),
+                        policies: decision.policies.clone(),
+                        detail: decision.detail.clone(),
+                        requested: *time,
+                        deadline: w.exp,
+                        log_index: index,
+                        resolution: None,
+                        writ: w.clone(),
+                        audience: request.audience.clone(),
+                    };
+                    self.approvals.insert(id.clone(), pending);
+                }
                 let subject = self.intern(subject);
                 let action = self.intern(&request.action);
                 if allowed && !subject.is_empty() {
@@ -226,8 +331,10 @@ impl State {
                     self.children.entry(p.clone()).or_default().push(id.clone());
                 }
                 let fact = DecisionFact {
-                    allowed,
-                    exp,
+                    outcome: decision.outcome,
+                    // A pending decision's writ record holds the approval deadline, not a
+                    // writ's expiry: it is not a writ until approved.
+                    exp: if allowed { exp } else { 0 },
                     root,
                     depth,
                     scope,
@@ -239,6 +346,30 @@ impl State {
                     reason: decision.reasons.first().copied(),
                 };
                 self.decisions.insert(id.clone(), fact);
+            }
+            Entry::Approval { time, id, approved, operator, reason, writ } => {
+                let Some(pending) = self.approvals.get_mut(id).filter(|a| a.resolution.is_none()) else {
+                    return;
+                };
+                pending.resolution = Some(Resolution {
+                    approved: *approved,
+                    time: *time,
+                    operator: operator.clone(),
+                    reason: reason.clone(),
+                    log_index: index,
+                });
+                let (Some(w), true) = (writ, *approved) else { return };
+                pending.writ = w.clone();
+                let (subject, action) = (pending.subject.clone(), pending.action.clone());
+                if let Some(fact) = self.decisions.get_mut(id) {
+                    fact.outcome = Outcome::Allow;
+                    fact.exp = w.exp;
+                }
+                // An approved call counts as an allowed call from the time it was approved.
+                let (subject, action) = (self.intern(&subject), self.intern(&action));
+                if !subject.is_empty() {
+                    self.usage.entry(subject).or_default().entry(action).or_default().record(*time);
+                }
             }
             Entry::Revocation { time, jti, operator, reason } => {
                 let action = OperatorAction {
@@ -325,7 +456,7 @@ impl State {
         match self.decisions.get(id) {
             None => ParentFact::Unknown,
             Some(d) => ParentFact::Known {
-                allowed: d.allowed,
+                allowed: d.outcome == Outcome::Allow,
                 exp: d.exp,
                 revoked: self.revoked.contains_key(id),
                 root: d.root.clone().unwrap_or_else(|| id.to_owned()),
@@ -362,7 +493,10 @@ impl State {
 
     /// The subject of an allowed decision, and whether an outcome was already reported.
     pub(crate) fn allowed_writ(&self, jti: &str) -> Option<(&str, bool)> {
-        self.decisions.get(jti).filter(|d| d.allowed).map(|d| (&*d.subject, self.outcomes.contains_key(jti)))
+        self.decisions
+            .get(jti)
+            .filter(|d| d.outcome == Outcome::Allow)
+            .map(|d| (&*d.subject, self.outcomes.contains_key(jti)))
     }
 
     /// Every decision under the root of `id`, breadth first from the root.
@@ -394,7 +528,7 @@ impl State {
                 parent: d.parent.clone(),
                 subject: d.subject.to_string(),
                 action: d.action.to_string(),
-                outcome: if d.allowed { Outcome::Allow } else { Outcome::Deny },
+                outcome: d.outcome,
                 reason: d.reason,
                 depth: d.depth,
                 time: d.time,
@@ -407,6 +541,20 @@ impl State {
             }
         }
         Some(Lineage { root: top, focus: id.to_owned(), nodes, truncated })
+    }
+
+    /// The decision `id` that needed an approval, as it stands at `now`.
+    pub(crate) fn approval(&self, id: &str, now: u64) -> Option<Approval> {
+        self.approvals.get(id).map(|a| Approval { status: a.status_at(now), ..a.clone() })
+    }
+
+    /// Decisions that needed an approval, newest first: those still pending at `now` only,
+    /// or all of them; at most `limit`.
+    pub(crate) fn approvals(&self, now: u64, pending_only: bool, limit: usize) -> Vec<Approval> {
+        let mut all: Vec<&Approval> =
+            self.approvals.values().filter(|a| !pending_only || a.status_at(now) == ApprovalStatus::Pending).collect();
+        all.sort_by_key(|a| std::cmp::Reverse(a.log_index));
+        all.into_iter().take(limit).map(|a| Approval { status: a.status_at(now), ..a.clone() }).collect()
     }
 
     /// Allowed calls by `subject` for `action` in the minute and hour before `now`.

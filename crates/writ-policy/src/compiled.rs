@@ -1,4 +1,11 @@
 //! A validated bundle and its fail-closed evaluation with Cedar (`cedar-policy`).
+//!
+//! Human approval (SPEC.md §1) is written in the policy itself: a `permit` policy carrying
+//! an `@approval("why")` annotation permits only with an operator's approval. When Cedar
+//! allows and any determining permit carries the annotation, the outcome is
+//! [`PolicyOutcome::Approval`], not an allow: requiring approval is the stricter reading,
+//! so a broad permit matching beside it does not waive it. The annotation on a `forbid` is
+//! refused when the bundle compiles (a forbid cannot be approved away).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -61,6 +68,14 @@ pub enum PolicyOutcome {
         /// Ids of the determining permit policies.
         policies: Vec<String>,
     },
+    /// Permitted by these policies, of which at least one requires a human approval: the
+    /// decision waits for an operator.
+    Approval {
+        /// Ids of the determining permit policies.
+        policies: Vec<String>,
+        /// Why approval is needed (the `@approval` texts).
+        detail: String,
+    },
     /// Denied.
     Deny {
         /// Why.
@@ -93,6 +108,8 @@ pub struct CompiledBundle {
     entities: Entities,
     actions: HashSet<String>,
     require_attestation: HashSet<String>,
+    // Permit policies that need a human approval, by id, with the annotation's text.
+    approval: BTreeMap<String, String>,
     authorizer: Authorizer,
     // `Writ::Agent`, `Writ::Action`, `Writ::Resource`, parsed once (parsing a name runs
     // Cedar's parser).
@@ -140,9 +157,16 @@ impl CompiledBundle {
         let parsed = PolicySet::from_str(policies_src).map_err(|e| invalid(format!("policies: {e}")))?;
         // Name each policy by its @id annotation, so decisions and logs say which rule.
         let mut policies = PolicySet::new();
+        let mut approval = BTreeMap::new();
         for p in parsed.policies() {
             let id =
                 p.annotation("id").ok_or_else(|| invalid(format!("policy {} has no @id(\"…\") annotation", p.id())))?;
+            if let Some(why) = p.annotation("approval") {
+                if p.effect() != cedar_policy::Effect::Permit {
+                    return Err(invalid(format!("policy @id({id:?}): @approval applies to permit policies only")));
+                }
+                approval.insert(id.to_owned(), why.to_owned());
+            }
             policies.add(p.new_id(PolicyId::new(id))).map_err(|e| invalid(format!("policy @id({id:?}): {e}")))?;
         }
         if parsed.templates().next().is_some() {
@@ -178,6 +202,7 @@ impl CompiledBundle {
             entities,
             actions,
             require_attestation,
+            approval,
             authorizer: Authorizer::new(),
             types: [type_name(AGENT)?, type_name(ACTION)?, type_name(RESOURCE)?],
             principals: Mutex::new(HashMap::new()),
@@ -203,6 +228,11 @@ impl CompiledBundle {
     /// True if the manifest requires a runtime attestation for this action.
     pub fn requires_attestation(&self, action: &str) -> bool {
         self.require_attestation.contains(action)
+    }
+
+    /// Ids of the policies that permit only with a human approval.
+    pub fn approval_policies(&self) -> impl Iterator<Item = &str> {
+        self.approval.keys().map(String::as_str)
     }
 
     /// True if the schema declares this action.
@@ -282,7 +312,21 @@ impl CompiledBundle {
             };
         }
         match response.decision() {
-            Decision::Allow => PolicyOutcome::Allow { policies },
+            Decision::Allow => {
+                let needs: Vec<String> = policies
+                    .iter()
+                    .filter_map(|id| {
+                        self.approval
+                            .get(id)
+                            .map(|why| if why.is_empty() { id.clone() } else { format!("{id}: {why}") })
+                    })
+                    .collect();
+                if needs.is_empty() {
+                    PolicyOutcome::Allow { policies }
+                } else {
+                    PolicyOutcome::Approval { policies, detail: format!("approval required by {}", needs.join("; ")) }
+                }
+            }
             Decision::Deny => {
                 let detail = if policies.is_empty() {
                     "no policy permits this".to_owned()

@@ -23,7 +23,7 @@ pub struct TestCase {
     /// The rest of the context.
     #[serde(default)]
     pub context: serde_json::Map<String, serde_json::Value>,
-    /// `allow` or `deny`.
+    /// `allow`, `approval` or `deny`.
     pub expect: Expect,
     /// For a deny, the reason code expected (any, if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,6 +36,8 @@ pub struct TestCase {
 pub enum Expect {
     /// Allowed.
     Allow,
+    /// Permitted once an operator approves.
+    Approval,
     /// Denied.
     Deny,
 }
@@ -77,6 +79,7 @@ impl CompiledBundle {
                 });
                 let passed = match (&c.expect, &outcome) {
                     (Expect::Allow, PolicyOutcome::Allow { .. }) => true,
+                    (Expect::Approval, PolicyOutcome::Approval { .. }) => true,
                     (Expect::Deny, PolicyOutcome::Deny { reason, .. }) => c.reason.is_none_or(|r| r == *reason),
                     _ => false,
                 };

@@ -23,7 +23,7 @@ use crate::schema::{
 /// The answers of every operator route to a caller that is not an operator.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code, reason = "documentation only: the answers are built by `ApiError`")]
-enum OperatorRefusals {
+pub(crate) enum OperatorRefusals {
     /// No or invalid credential.
     #[response(status = 401, description = "No or invalid credential")]
     Unauthenticated(#[to_schema] ErrorBody),
@@ -32,7 +32,7 @@ enum OperatorRefusals {
     Forbidden(#[to_schema] ErrorBody),
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
 }
 

@@ -23,6 +23,7 @@
 //! call, so a route cannot exist without its documentation.
 
 mod admin;
+mod approvals;
 mod auth;
 mod error;
 mod extract;
@@ -171,6 +172,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::lineage))
         .routes(routes!(admin::report_outcome))
         .routes(routes!(admin::rotate_key))
+        .routes(routes!(approvals::list_approvals))
+        .routes(routes!(approvals::approval))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::reject))
         .routes(routes!(routes::jwks))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))

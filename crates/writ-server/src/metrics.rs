@@ -106,7 +106,11 @@ impl Metrics {
 
     /// Counts one decision and its latency.
     pub fn decision(&self, d: &Decision, took: Duration) {
-        let outcome = if d.writ.is_some() { "allow" } else { "deny" };
+        let outcome = match (d.outcome, &d.writ) {
+            (writ_engine::Outcome::Allow, Some(_)) => "allow",
+            (writ_engine::Outcome::Pending, None) => "pending",
+            _ => "deny",
+        };
         let reason = d.reason().map_or("", |r| r.as_str());
         self.decisions.get_or_create(&DecisionLabels { outcome, reason }).inc();
         self.decision_seconds.observe(took.as_secs_f64());

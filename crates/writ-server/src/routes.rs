@@ -30,7 +30,9 @@ fn text(body: String) -> Response {
 /// Decide one execution request.
 ///
 /// A deny is an answer (`200`, `outcome: deny`, reason codes), not an error. On allow the
-/// writ is returned only after the decision is durable in the log.
+/// writ is returned only after the decision is durable in the log. `outcome: pending`: the
+/// policy needs an operator's approval; the writ is collected from `GET /v1/approvals/{id}`
+/// once an operator approved.
 #[utoipa::path(post, path = "/v1/authorize", tag = "decisions",
     request_body(content = AuthorizeRequestDoc, content_type = "application/json"),
     responses(

@@ -54,7 +54,8 @@ pub struct DecisionDoc {
     pub id: String,
     /// The caller's request id.
     pub request_id: Option<String>,
-    /// `allow` or `deny`.
+    /// `allow`, `deny`, or `pending`: policy needs an operator's approval, and the writ is
+    /// collected from `GET /v1/approvals/{id}` once approved.
     #[schema(example = "deny")]
     pub outcome: String,
     /// Reason codes, primary first (empty on allow).
@@ -147,6 +148,14 @@ pub struct RevokeBody {
     /// The writ id.
     pub jti: String,
     /// Why.
+    pub reason: String,
+}
+
+/// `POST /v1/approvals/{id}/approve` and `/v1/approvals/{id}/reject`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalBody {
+    /// Why (recorded in the log with the operator's identity).
     pub reason: String,
 }
 

@@ -12,6 +12,7 @@
 //! | `engine.writ_ttl_secs`      | `--writ-ttl-secs`      | `WRIT_WRIT_TTL_SECS`      | 300              |
 //! | `engine.max_depth`          | `--max-depth`          | `WRIT_MAX_DEPTH`          | 3                |
 //! | `engine.clock_skew_secs`    | `--clock-skew-secs`    | `WRIT_CLOCK_SKEW_SECS`    | 30               |
+//! | `engine.approval_ttl_secs`  | `--approval-ttl-secs`  | `WRIT_APPROVAL_TTL_SECS`  | 900              |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ pub struct EngineFile {
     pub writ_ttl_secs: Option<u64>,
     pub max_depth: Option<u32>,
     pub clock_skew_secs: Option<u64>,
+    pub approval_ttl_secs: Option<u64>,
 }
 
 /// What flags and environment variables gave (clap resolves those two).
@@ -75,6 +77,9 @@ pub struct ServeArgs {
     /// Clock skew allowed on credentials and writs, in seconds [default: 30].
     #[arg(long, env = "WRIT_CLOCK_SKEW_SECS")]
     pub clock_skew_secs: Option<u64>,
+    /// How long a decision that needs a human approval waits for one, in seconds [default: 900].
+    #[arg(long, env = "WRIT_APPROVAL_TTL_SECS")]
+    pub approval_ttl_secs: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -104,6 +109,7 @@ pub fn resolve(args: &ServeArgs, data_dir: Option<PathBuf>) -> Result<Config> {
     engine.writ_ttl = args.writ_ttl_secs.or(file.engine.writ_ttl_secs).unwrap_or(engine.writ_ttl);
     engine.max_depth = args.max_depth.or(file.engine.max_depth).unwrap_or(engine.max_depth);
     engine.skew = args.clock_skew_secs.or(file.engine.clock_skew_secs).unwrap_or(engine.skew);
+    engine.approval_ttl = args.approval_ttl_secs.or(file.engine.approval_ttl_secs).unwrap_or(engine.approval_ttl);
     let limits = writ_server::Limits {
         max_in_flight: args.max_in_flight.or(file.limits.max_in_flight).unwrap_or(defaults.max_in_flight),
         request_timeout: args
@@ -119,6 +125,9 @@ pub fn resolve(args: &ServeArgs, data_dir: Option<PathBuf>) -> Result<Config> {
     }
     if engine.writ_ttl == 0 || engine.writ_ttl > 86_400 {
         bail!("writ_ttl_secs must be between 1 and 86400");
+    }
+    if engine.approval_ttl == 0 || engine.approval_ttl > 7 * 86_400 {
+        bail!("approval_ttl_secs must be between 1 and 604800");
     }
     Ok(Config {
         data_dir: data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("writ-data")),

@@ -4,7 +4,8 @@
 //!
 //! The fleet uses the starter bundle: reads anywhere, writes inside and outside an agent's
 //! zone, payments below and above the limit and (depending on the hour) outside the
-//! business-hours window, a sub-agent chain that runs into the depth limit, a forged and a
+//! business-hours window, payments that wait for an operator's approval (one approved and
+//! collected by the agent, one rejected), a sub-agent chain that runs into the depth limit, a forged and a
 //! tampered credential, a replayed writ and a writ presented for another call, a rogue
 //! agent that an operator quarantines after repeated violations, execution outcomes, and a
 //! policy activation that changes outcomes, revokes the writs issued before it, and is then
@@ -47,6 +48,7 @@ pub struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
     Allow,
+    Pending,
     Deny(&'static str),
 }
 
@@ -100,6 +102,7 @@ impl Demo {
         *self.counts.entry((outcome.clone(), reason.clone())).or_default() += 1;
         let ok = match expect {
             Expect::Allow => outcome == "allow",
+            Expect::Pending => outcome == "pending",
             Expect::Deny(code) => outcome == "deny" && (code.is_empty() || reason == code),
         };
         self.check(label, ok, &format!("{outcome:<5} {reason}"), &format!("{expect:?}"), d["detail"].as_str());
@@ -223,7 +226,42 @@ async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()>
     let label =
         if business_hours { "a payment of 250 in business hours" } else { "a payment of 250 outside 09:00-17:00 UTC" };
     d.authorize(label, pay(250), small).await?;
-    d.authorize("a payment of 5000, above the limit", pay(5000), Expect::Deny("policy.denied")).await?;
+    d.authorize("a payment of 50000, above every limit", pay(50_000), Expect::Deny("policy.denied")).await?;
+
+    d.section("Human approval (payments of 1,000 to 9,999)");
+    if business_hours {
+        let asked = d.authorize("a payment of 2500 waits for an operator", pay(2500), Expect::Pending).await?;
+        let id = asked["id"].as_str().unwrap_or_default().to_owned();
+        let status = format!("/v1/approvals/{id}");
+        let bearer = format!("Bearer {billing}");
+        let before =
+            d.conn.send(hyper::Method::GET, &status, &[("authorization", &bearer)], Default::default()).await?;
+        let before = before.json()?;
+        let waiting = before["status"] == "pending" && before.get("writ").is_none();
+        d.check(
+            "billing-1 asks: still pending, no writ",
+            waiting,
+            before["status"].as_str().unwrap_or("?"),
+            "pending",
+            None,
+        );
+        d.admin("an operator approves it", &format!("{status}/approve"), &json!({"reason": "invoice checked"})).await?;
+        let after = d.conn.send(hyper::Method::GET, &status, &[("authorization", &bearer)], Default::default()).await?;
+        let after = after.json()?;
+        let approved = after["status"] == "approved" && after["writ"].is_string();
+        d.check("billing-1 collects its writ", approved, after["status"].as_str().unwrap_or("?"), "approved", None);
+        d.verify("the approved writ verifies for that payment", &after["writ"], &call(&pay(2500)), "verified").await?;
+        let second = d.authorize("a payment of 4000 waits for an operator", pay(4000), Expect::Pending).await?;
+        let second = second["id"].as_str().unwrap_or_default().to_owned();
+        d.admin(
+            "an operator rejects it",
+            &format!("/v1/approvals/{second}/reject"),
+            &json!({"reason": "unknown payee"}),
+        )
+        .await?;
+    } else {
+        d.authorize("a payment of 2500 outside 09:00-17:00 UTC", pay(2500), Expect::Deny("policy.denied")).await?;
+    }
 
     d.section("Sub-agent chain (spawn depth limit: 3)");
     let mut parent: Option<String> = None;

@@ -10,6 +10,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod approvals;
 mod determinism;
 mod harness;
 mod keys;

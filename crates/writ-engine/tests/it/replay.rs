@@ -16,7 +16,13 @@ fn history(h: &Harness, n: usize) {
             0 => json!({"action": "read", "resource": "fs:/zones/billing", "arguments": {"path": "/x"}}),
             1 => json!({"action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/y", "bytes": i}}),
             2 => {
-                json!({"action": "payment", "resource": "payments:stripe", "arguments": {"amount": (i * 37) % 1500, "currency": "EUR"}})
+                // Allowed, waiting for an approval, and over every limit, in turn.
+                let amount = match (i / 6) % 3 {
+                    0 => (i * 37) % 1000,
+                    1 => 2500 + i,
+                    _ => 10_000 + i,
+                };
+                json!({"action": "payment", "resource": "payments:stripe", "arguments": {"amount": amount, "currency": "EUR"}})
             }
             3 => json!({"action": "spawn", "resource": "agents:pool", "arguments": {"agent": "w"}}),
             4 => json!({"action": "payment", "resource": "payments:stripe", "arguments": {"currency": "EUR"}}),
@@ -31,6 +37,11 @@ fn history(h: &Harness, n: usize) {
             req["parent"] = json!(p);
         }
         let d = h.authorize(&req);
+        // Answer most decisions that wait for an approval; leave some waiting.
+        if d.outcome == writ_engine::Outcome::Pending && i % 5 != 0 {
+            let answered = rt().block_on(h.engine.resolve_approval(&d.id, i % 3 != 0, None, "drill"));
+            assert!(answered.is_ok(), "{answered:?}");
+        }
         if d.writ.is_some() && i % 10 == 0 {
             parent = Some(d.id.clone());
         }
@@ -50,6 +61,7 @@ fn replay_reproduces_thousands_of_mixed_decisions() {
     assert!(report.decisions >= 2000, "{report:?}");
     assert!(report.mismatches.is_empty(), "{:?}", &report.mismatches[..report.mismatches.len().min(5)]);
     assert_eq!(report.reproduced, report.decisions);
+    assert!(report.approvals > 0, "the history holds approvals: {report:?}");
 }
 
 #[test]

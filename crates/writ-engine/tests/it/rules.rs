@@ -31,7 +31,9 @@ fn payments_only_in_business_hours_and_below_the_limit() {
     }
     h.clock.set(parse_rfc3339("2026-11-26T12:00:00Z").unwrap());
     assert_allowed(&pay(&h, 999));
-    assert_denied(&pay(&h, 1000), ReasonCode::PolicyDenied);
+    assert_eq!(pay(&h, 1000).outcome, writ_engine::Outcome::Pending, "1,000 to 9,999 waits for an operator");
+    assert_eq!(pay(&h, 9999).outcome, writ_engine::Outcome::Pending);
+    assert_denied(&pay(&h, 10_000), ReasonCode::PolicyDenied);
     assert_denied(&pay(&h, -5), ReasonCode::PolicyDenied);
 }
 

@@ -44,7 +44,7 @@ fn input(action: &str, arguments: Value) -> PolicyInput {
 fn reason(o: &PolicyOutcome) -> Option<ReasonCode> {
     match o {
         PolicyOutcome::Deny { reason, .. } => Some(*reason),
-        PolicyOutcome::Allow { .. } => None,
+        PolicyOutcome::Allow { .. } | PolicyOutcome::Approval { .. } => None,
     }
 }
 
@@ -147,6 +147,36 @@ fn bundles_that_fail_strict_validation_do_not_compile() {
         Bundle::from_parts(MANIFEST, "", SCHEMA, Some("[{\"uid\": 1}]"), None).unwrap().compile().is_err(),
         "bad entities"
     );
+}
+
+/// `@approval` turns a permit into "wait for an operator"; any determining permit that
+/// carries it does (a broad permit beside it does not waive it); a forbid still wins; and
+/// the annotation on a forbid does not compile.
+#[test]
+fn approval_policies_wait_for_an_operator() {
+    let b = bundle(
+        "@id(\"small\") permit (principal, action == Writ::Action::\"payment\", resource) when { context.arguments.amount < 100 };\n\
+         @id(\"any\") permit (principal, action == Writ::Action::\"payment\", resource) when { context.arguments.amount < 500 };\n\
+         @id(\"big\") @approval(\"big payments\") permit (principal, action == Writ::Action::\"payment\", resource) when { context.arguments.amount >= 50 };\n\
+         @id(\"huge\") forbid (principal, action == Writ::Action::\"payment\", resource) when { context.arguments.amount >= 1000 };",
+    );
+    let c = b.compile().unwrap();
+    assert_eq!(c.approval_policies().collect::<Vec<_>>(), ["big"]);
+    let pay = |amount: i64| c.evaluate(&input("payment", json!({"amount": amount, "currency": "EUR"})));
+    assert_eq!(pay(10), PolicyOutcome::Allow { policies: vec!["any".into(), "small".into()] });
+    match pay(60) {
+        PolicyOutcome::Approval { policies, detail } => {
+            assert_eq!(policies, ["any", "big", "small"]);
+            assert!(detail.contains("big: big payments"), "{detail}");
+        }
+        other => panic!("expected an approval, got {other:?}"),
+    }
+    assert!(matches!(pay(700), PolicyOutcome::Approval { .. }));
+    assert_eq!(reason(&pay(2000)), Some(ReasonCode::PolicyDenied), "a forbid is never approved away");
+    let forbid =
+        bundle("@id(\"no\") @approval(\"x\") forbid (principal, action == Writ::Action::\"payment\", resource);");
+    let err = forbid.compile().unwrap_err().to_string();
+    assert!(err.contains("permit policies only"), "{err}");
 }
 
 /// Cedar skips a policy whose evaluation errors; an erroring forbid would vanish and the

@@ -28,6 +28,9 @@ fn admin_routes() -> Vec<(&'static str, String, Option<Value>)> {
         ("POST", "/v1/quarantine/release".into(), Some(json!({"subject": "spiffe://demo.example/a", "reason": "r"}))),
         ("GET", "/v1/lineage/x".into(), None),
         ("POST", "/v1/keys/rotate".into(), None),
+        ("GET", "/v1/approvals".into(), None),
+        ("POST", "/v1/approvals/x/approve".into(), Some(json!({"reason": "r"}))),
+        ("POST", "/v1/approvals/x/reject".into(), Some(json!({"reason": "r"}))),
     ]
 }
 
@@ -337,6 +340,10 @@ fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
         "/v1/quarantine/isolate",
         "/v1/quarantine/release",
         "/v1/lineage/{id}",
+        "/v1/approvals",
+        "/v1/approvals/{id}",
+        "/v1/approvals/{id}/approve",
+        "/v1/approvals/{id}/reject",
         "/v1/openapi.json",
         "/.well-known/jwks.json",
         "/healthz",
@@ -350,6 +357,8 @@ fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
             "/v1/bundles/{digest}/activate".to_owned()
         } else if uri.starts_with("/v1/lineage/") {
             "/v1/lineage/{id}".to_owned()
+        } else if let Some(answer) = uri.strip_prefix("/v1/approvals/x/") {
+            format!("/v1/approvals/{{id}}/{answer}")
         } else {
             uri.clone()
         };
@@ -477,4 +486,81 @@ fn an_operator_rotates_the_writ_key_without_downtime() {
         let (s, v) = f.json("POST", "/v1/verify", Some(json!({"writ": writ, "request": call})));
         assert_eq!((s, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
     }
+}
+
+/// A payment the starter bundle sends to an operator: pending, listed, approved by the
+/// operator, collected by the agent that asked (and only by it), verified, recorded.
+#[test]
+fn an_approval_through_the_api() {
+    let f = fixture(true);
+    let op = f.operator();
+    let agent = f.workload("spiffe://demo.example/agent/billing-1", "billing");
+    let other = f.workload("spiffe://demo.example/agent/billing-2", "billing");
+    let call =
+        json!({"action": "payment", "resource": "payments:stripe", "arguments": {"amount": 2500, "currency": "EUR"}});
+    let mut req = call.clone();
+    req["credentials"] = json!({"workload": agent});
+    let (s, d) = f.json("POST", "/v1/authorize", Some(req));
+    assert_eq!((s, d["outcome"].as_str()), (StatusCode::OK, Some("pending")), "{d}");
+    assert!(d.get("writ").is_none(), "{d}");
+    let id = d["id"].as_str().unwrap().to_owned();
+    let status_uri = format!("/v1/approvals/{id}");
+
+    let (s, list) = f.json_as("GET", "/v1/approvals", None, Some(&op));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["approvals"][0]["id"], id.as_str());
+    assert_eq!(list["approvals"][0]["status"], "pending");
+    assert_eq!(list["approvals"][0]["arguments"]["amount"], 2500);
+    let (s, e) = f.json_as("GET", "/v1/approvals?status=everything", None, Some(&op));
+    assert_eq!((s, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("request.malformed")));
+
+    // Status: the agent that asked and operators; nobody else, nobody anonymous.
+    let (s, mine) = f.json_as("GET", &status_uri, None, Some(&agent));
+    assert_eq!((s, mine["status"].as_str()), (StatusCode::OK, Some("pending")), "{mine}");
+    assert!(mine.get("writ").is_none());
+    let (s, e) = f.json_as("GET", &status_uri, None, Some(&other));
+    assert_eq!((s, e["error"].as_str()), (StatusCode::FORBIDDEN, Some("identity.untrusted_issuer")), "{e}");
+    let (s, _) = f.json("GET", &status_uri, None);
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = f.json_as("GET", "/v1/approvals/w-nothing", None, Some(&op));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Bad answers change nothing.
+    let before = f.engine.log().size();
+    for bad in [json!({}), json!({"reason": 7}), json!({"reason": "r", "approve": true})] {
+        let (s, e) = f.json_as("POST", &format!("{status_uri}/approve"), Some(bad.clone()), Some(&op));
+        assert_eq!((s, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("request.malformed")), "{bad}");
+    }
+    let (s, _, _) = f.call_as(
+        "POST",
+        &format!("{status_uri}/approve"),
+        Some(vec![b' '; 64 * 1024 + 1]),
+        Some(&format!("Bearer {op}")),
+    );
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _) = f.json_as("POST", "/v1/approvals/w-nothing/approve", Some(json!({"reason": "r"})), Some(&op));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(f.engine.log().size(), before);
+
+    let (s, a) =
+        f.json_as("POST", &format!("{status_uri}/approve"), Some(json!({"reason": "invoice checked"})), Some(&op));
+    assert_eq!((s, a["status"].as_str()), (StatusCode::OK, Some("approved")), "{a}");
+    assert_eq!(a["resolution"]["operator"], "spiffe://demo.example/operator/alice");
+    let index = a["resolution"]["log_index"].as_u64().unwrap();
+    let (_, e) = f.json("GET", &format!("/v1/log/entries?start={index}&end={}", index + 1), None);
+    assert_eq!(e["entries"][0]["entry"]["kind"], "approval");
+    assert_eq!(e["entries"][0]["entry"]["operator"], "spiffe://demo.example/operator/alice");
+    let (s, again) = f.json_as("POST", &format!("{status_uri}/reject"), Some(json!({"reason": "late"})), Some(&op));
+    assert_eq!(s, StatusCode::CONFLICT, "{again}");
+
+    // The operator's view has no writ; the agent collects it and it verifies once.
+    let (_, seen) = f.json_as("GET", &status_uri, None, Some(&op));
+    assert!(seen.get("writ").is_none());
+    let (_, mine) = f.json_as("GET", &status_uri, None, Some(&agent));
+    assert_eq!(mine["status"], "approved");
+    let verify = json!({"writ": mine["writ"], "request": call});
+    let (_, v) = f.json("POST", "/v1/verify", Some(verify.clone()));
+    assert_eq!(v["ok"], true, "{v}");
+    let (_, v) = f.json("POST", "/v1/verify", Some(verify));
+    assert_eq!(v["reason"], "writ.replayed");
 }
