@@ -175,6 +175,10 @@ pub struct Engine {
     state: Mutex<State>,
     active: RwLock<Option<Arc<Active>>>,
     serial: Mutex<SerialLocks>,
+    // Held by the operator actions that check the state and then append (approvals) and
+    // by those that change what they check (revocations, quarantine), so that an approval
+    // cannot slip between a check and a revocation or quarantine recorded beside it.
+    operator_actions: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -220,6 +224,7 @@ impl Engine {
             state: Mutex::new(State::default()),
             active: RwLock::new(None),
             serial: Mutex::new(std::collections::HashMap::new()),
+            operator_actions: tokio::sync::Mutex::new(()),
         };
         engine.rebuild()?;
         Ok(engine)
@@ -773,6 +778,7 @@ impl Engine {
 
     /// Revokes a writ: it can no longer verify or serve as a parent.
     pub async fn revoke(&self, jti: &str, operator: Option<&str>, reason: &str) -> Result<u64, EngineError> {
+        let _one = self.operator_actions.lock().await;
         let entry = Entry::Revocation {
             time: self.clock.now(),
             jti: jti.to_owned(),
@@ -790,6 +796,7 @@ impl Engine {
         operator: Option<&str>,
         reason: &str,
     ) -> Result<u64, EngineError> {
+        let _one = self.operator_actions.lock().await;
         let entry = Entry::Quarantine {
             time: self.clock.now(),
             subject: subject.to_string(),
@@ -870,9 +877,9 @@ impl Engine {
         if reason.len() > MAX_OUTCOME_DETAIL {
             return Err(EngineError::Invalid(format!("reason is longer than {MAX_OUTCOME_DETAIL} bytes")));
         }
-        // Under the decision's serial lock, so that two operators cannot both answer it.
-        let serial = self.serial_lock("approval", id);
-        let _serial = serial.lock().await;
+        // One operator action at a time: two answers to one decision, or an approval and a
+        // revocation or quarantine, are checked and recorded in order.
+        let _one = self.operator_actions.lock().await;
         let now = self.clock.now();
         let writ = {
             let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
@@ -929,7 +936,8 @@ impl Engine {
         self.approval(id).ok_or_else(|| EngineError::Internal("the answered approval vanished".into()))
     }
 
-    /// The writ of an approved decision, for its own principal: signed anew from the
+    /// The writ of an approved decision, for its own principal (refused once the writ is
+    /// revoked or the principal quarantined): signed anew from the
     /// approval's record (Ed25519 signatures are deterministic, so with the same key it is
     /// the same token), its `log` claim pointing at the approval entry.
     pub fn approved_writ(&self, id: &str) -> Result<Option<String>, EngineError> {
@@ -937,6 +945,15 @@ impl Engine {
             return Err(EngineError::NotFound(format!("no decision {id} awaited approval")));
         };
         let Some(resolution) = a.resolution.filter(|r| r.approved) else { return Ok(None) };
+        {
+            let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
+            if state.is_revoked(id) {
+                return Err(EngineError::Conflict(format!("{id} was revoked")));
+            }
+            if state.is_quarantined(&a.subject) {
+                return Err(EngineError::Conflict(format!("{} is quarantined", a.subject)));
+            }
+        }
         let index = resolution.log_index;
         let bytes = self
             .log

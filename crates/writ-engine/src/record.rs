@@ -690,14 +690,14 @@ mod tests {
         (
             (text(), num(), prop::option::of(request()), prop::option::of("[0-9a-f]{64}")),
             (prop::option::of(facts()), any::<u32>(), prop::option::of(text())),
-            (text(), any::<bool>(), prop::collection::vec(text(), 0..3), prop::collection::vec(reason(), 0..3)),
+            (text(), 0..3u8, prop::collection::vec(text(), 0..3), prop::collection::vec(reason(), 0..3)),
             prop::option::of(writ()),
         )
             .prop_map(
                 |(
                     (id, time, request, body_digest),
                     (facts, max_depth, bundle),
-                    (detail, allow, policies, reasons),
+                    (detail, outcome, policies, reasons),
                     writ,
                 )| {
                     Entry::Decision {
@@ -710,7 +710,7 @@ mod tests {
                         bundle,
                         decision: DecisionOutcome {
                             detail,
-                            outcome: if allow { Outcome::Allow } else { Outcome::Deny },
+                            outcome: [Outcome::Allow, Outcome::Deny, Outcome::Pending][usize::from(outcome)],
                             policies,
                             reasons,
                         },

@@ -13,7 +13,7 @@ use writ_policy::CompiledBundle;
 use crate::EngineError;
 use crate::decide::decide;
 use crate::engine::bundle_from_parts;
-use crate::record::{Entry, Outcome, WritRecord};
+use crate::record::{Checked, Entry, Outcome, WritRecord};
 
 /// A decision that did not reproduce.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -77,6 +77,7 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                     }
                 }
                 Entry::Decision {
+                    id,
                     time,
                     request: Some(request),
                     facts: Some(facts),
@@ -110,14 +111,26 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                     let writ_ok = match (&writ, decision.outcome, &again.placement) {
                         (None, Outcome::Deny, None) => true,
                         (Some(w), Outcome::Allow | Outcome::Pending, Some(p)) => {
-                            w.dep == p.depth && w.scp == p.scope && p.root.as_ref().is_none_or(|r| *r == w.root)
+                            let subject = match &facts.identity {
+                                Checked::Ok(i) => i.subject.as_str(),
+                                Checked::Failed { .. } => "",
+                            };
+                            w.dep == p.depth
+                                && w.scp == p.scope
+                                && p.root.as_ref().is_none_or(|r| *r == w.root)
+                                && w.jti == id
+                                && w.sub == subject
+                                && w.aud == request.audience
+                                && w.iat == time
+                                && w.nbf == time
+                                && w.exp > time
                         }
                         _ => false,
                     };
                     if writ_ok {
                         report.reproduced += 1;
                         if let (Outcome::Pending, Some(w)) = (decision.outcome, writ) {
-                            pending.insert(w.jti.clone(), w);
+                            pending.insert(id, w);
                         }
                     } else {
                         report
@@ -166,6 +179,9 @@ fn check_approval(
     let Some(asked) = pending.remove(id) else {
         return Some(format!("answers {id}, which is not a pending decision (unknown or already answered)"));
     };
+    if time < asked.iat {
+        return Some(format!("answers {id} at {time}, before it was asked at {}", asked.iat));
+    }
     if time >= asked.exp {
         return Some(format!("answers {id} at {time}, after its deadline {}", asked.exp));
     }

@@ -322,7 +322,9 @@ impl State {
                 }
                 let subject = self.intern(subject);
                 let action = self.intern(&request.action);
-                if allowed && !subject.is_empty() {
+                // A decision waiting for an approval counts as a call from the moment it is
+                // asked, so that rate rules bound how many can wait (and be approved).
+                if (allowed || decision.outcome == Outcome::Pending) && !subject.is_empty() {
                     self.usage.entry(subject.clone()).or_default().entry(action.clone()).or_default().record(*time);
                 }
                 if let Some(p) = &request.parent
@@ -360,15 +362,9 @@ impl State {
                 });
                 let (Some(w), true) = (writ, *approved) else { return };
                 pending.writ = w.clone();
-                let (subject, action) = (pending.subject.clone(), pending.action.clone());
                 if let Some(fact) = self.decisions.get_mut(id) {
                     fact.outcome = Outcome::Allow;
                     fact.exp = w.exp;
-                }
-                // An approved call counts as an allowed call from the time it was approved.
-                let (subject, action) = (self.intern(&subject), self.intern(&action));
-                if !subject.is_empty() {
-                    self.usage.entry(subject).or_default().entry(action).or_default().record(*time);
                 }
             }
             Entry::Revocation { time, jti, operator, reason } => {

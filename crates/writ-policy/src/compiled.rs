@@ -161,6 +161,14 @@ impl CompiledBundle {
         for p in parsed.policies() {
             let id =
                 p.annotation("id").ok_or_else(|| invalid(format!("policy {} has no @id(\"…\") annotation", p.id())))?;
+            // A misspelt approval annotation would silently make the permit unconditional.
+            if let Some((key, _)) =
+                p.annotations().find(|(k, _)| *k != "approval" && k.to_ascii_lowercase().starts_with("approv"))
+            {
+                return Err(invalid(format!(
+                    "policy @id({id:?}): unknown annotation @{key} (did you mean @approval?)"
+                )));
+            }
             if let Some(why) = p.annotation("approval") {
                 if p.effect() != cedar_policy::Effect::Permit {
                     return Err(invalid(format!("policy @id({id:?}): @approval applies to permit policies only")));

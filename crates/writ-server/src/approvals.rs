@@ -59,6 +59,7 @@ pub(crate) async fn list_approvals(
         (status = 401, description = "No or invalid credential", body = ErrorBody),
         (status = 403, description = "Neither the workload that asked nor an operator", body = ErrorBody),
         (status = 404, description = "No decision with that id awaited approval", body = ErrorBody),
+        (status = 409, description = "Approved, but the writ was revoked or the principal quarantined since", body = ErrorBody),
     ))]
 pub(crate) async fn approval(
     State(s): State<AppState>,
@@ -66,7 +67,7 @@ pub(crate) async fn approval(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let a = s.engine.approval(&id).ok_or_else(|| ApiError::not_found(format!("no decision {id} awaited approval")))?;
-    let own = a.subject == caller.subject;
+    let own = !caller.operator && a.subject == caller.subject;
     if !own && !caller.operator {
         return Err(EngineError::Forbidden(format!("{} did not ask for {id}", caller.subject)).into());
     }

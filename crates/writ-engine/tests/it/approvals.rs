@@ -173,4 +173,60 @@ fn replay_flags_an_approval_of_nothing_and_a_swapped_writ() {
     assert_eq!(report.mismatches.len(), 1, "{report:?}");
     // The untampered entry replays clean.
     assert!(tamper(text).mismatches.is_empty());
+    // A pending decision whose recorded writ names another principal (which an approval
+    // would then carry) is flagged at the decision.
+    let pending = d_index(&h, &a.id);
+    let text = String::from_utf8(h.engine.log().entries(pending, pending + 1).unwrap().remove(0)).unwrap();
+    let forged = text.replacen(
+        r#""sub":"spiffe://demo.example/agent/billing-1""#,
+        r#""sub":"spiffe://demo.example/agent/billing-9""#,
+        1,
+    );
+    assert_ne!(forged, text);
+    conn.execute("UPDATE entries SET data = ?1 WHERE idx = ?2", rusqlite::params![forged.as_bytes(), pending as i64])
+        .unwrap();
+    let report = replay(h.engine.log().store().as_ref()).unwrap();
+    assert!(report.mismatches.iter().any(|m| m.index == pending), "{report:?}");
+}
+
+fn d_index(h: &Harness, id: &str) -> u64 {
+    h.engine.approval(id).unwrap().log_index
+}
+
+/// Waiting decisions count against rate rules from the moment they are asked: a burst of
+/// large payments cannot pile up pending decisions beyond what the rule allows, for an
+/// operator to approve past it.
+#[test]
+fn rate_rules_bound_what_can_wait() {
+    let h = Harness::new();
+    let asked: Vec<_> = (0..8).map(|_| h.authorize(&big_payment(&h, "billing-1"))).collect();
+    for d in &asked[..5] {
+        assert_pending(d);
+    }
+    for d in &asked[5..] {
+        assert_denied(d, ReasonCode::PolicyDenied);
+        assert_eq!(d.policies, ["payment-rate"]);
+    }
+    for d in &asked[..5] {
+        answer(&h, &d.id, true).unwrap();
+    }
+    // Approving them does not count them twice.
+    h.clock.advance(61);
+    assert_pending(&h.authorize(&big_payment(&h, "billing-1")));
+}
+
+#[test]
+fn an_approved_writ_is_not_handed_out_once_revoked_or_quarantined() {
+    let h = Harness::new();
+    let a = h.authorize(&big_payment(&h, "billing-1"));
+    let b = h.authorize(&big_payment(&h, "billing-2"));
+    answer(&h, &a.id, true).unwrap();
+    answer(&h, &b.id, true).unwrap();
+    rt().block_on(h.engine.revoke(&a.id, Some(OPERATOR), "leaked")).unwrap();
+    assert!(matches!(h.engine.approved_writ(&a.id), Err(EngineError::Conflict(_))));
+    let who = SpiffeId::parse("spiffe://demo.example/agent/billing-2").unwrap();
+    rt().block_on(h.engine.quarantine(&who, true, Some(OPERATOR), "compromised")).unwrap();
+    assert!(matches!(h.engine.approved_writ(&b.id), Err(EngineError::Conflict(_))));
+    rt().block_on(h.engine.quarantine(&who, false, Some(OPERATOR), "cleared")).unwrap();
+    assert!(h.engine.approved_writ(&b.id).unwrap().is_some());
 }

@@ -177,6 +177,14 @@ fn approval_policies_wait_for_an_operator() {
         bundle("@id(\"no\") @approval(\"x\") forbid (principal, action == Writ::Action::\"payment\", resource);");
     let err = forbid.compile().unwrap_err().to_string();
     assert!(err.contains("permit policies only"), "{err}");
+    // A misspelt annotation would silently make the permit unconditional: refused.
+    for typo in ["Approval", "approve", "approvals"] {
+        let b = bundle(&format!(
+            "@id(\"p\") @{typo}(\"x\") permit (principal, action == Writ::Action::\"payment\", resource);"
+        ));
+        let err = b.compile().unwrap_err().to_string();
+        assert!(err.contains("did you mean @approval"), "{typo}: {err}");
+    }
 }
 
 /// Cedar skips a policy whose evaluation errors; an erroring forbid would vanish and the
