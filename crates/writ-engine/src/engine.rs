@@ -640,6 +640,8 @@ impl Engine {
         signature: &str,
         operator: Option<&str>,
     ) -> Result<BundleDigest, EngineError> {
+        // An approval checks the active bundle: the two are recorded in order.
+        let _one = self.operator_actions.lock().await;
         let (checked, compiled) = self.check_bundle(bundle, signature);
         let entry = Entry::Activation {
             time: checked.time,
@@ -863,8 +865,9 @@ impl Engine {
     }
 
     /// Approves (`approve`) or rejects a pending decision, once, before its deadline. An
-    /// approval is refused while the principal is quarantined, once the decision or its
-    /// parent writ was revoked, or once the parent expired: what would deny a new request
+    /// approval is refused once another bundle is active than the one that decided, while
+    /// the principal is quarantined, once the decision or its parent writ was revoked, or
+    /// once the parent expired: what would deny a new request
     /// also stops an old one from being approved. The answer is recorded in the log; an
     /// approval carries the writ, issued from the approval's time for the writ lifetime.
     pub async fn resolve_approval(
@@ -881,6 +884,12 @@ impl Engine {
         // revocation or quarantine, are checked and recorded in order.
         let _one = self.operator_actions.lock().await;
         let now = self.clock.now();
+        let active = self
+            .active
+            .read()
+            .map_err(|_| EngineError::Internal("bundle lock poisoned".into()))?
+            .as_ref()
+            .map(|a| a.bundle.digest().to_string());
         let writ = {
             let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
             let pending = state
@@ -899,6 +908,12 @@ impl Engine {
                 }
             }
             if approve {
+                if pending.bundle != active {
+                    return Err(EngineError::Conflict(format!(
+                        "the policy changed since {id} was decided (active bundle {}); the request must be asked again",
+                        active.as_deref().unwrap_or("none")
+                    )));
+                }
                 if state.is_quarantined(&pending.subject) {
                     return Err(EngineError::Conflict(format!("{} is quarantined", pending.subject)));
                 }

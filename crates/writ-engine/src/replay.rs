@@ -47,7 +47,9 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
     let mut report = ReplayReport::default();
     let mut bundles: HashMap<String, CompiledBundle> = HashMap::new();
     // Pending decisions not yet answered, by id: the writ an approval may issue.
-    let mut pending: HashMap<String, WritRecord> = HashMap::new();
+    let mut pending: HashMap<String, (WritRecord, Option<String>)> = HashMap::new();
+    // The digest of the active bundle at each point of the log.
+    let mut active: Option<String> = None;
     let mut start = 0;
     while start < size {
         let end = (start + 1024).min(size);
@@ -71,6 +73,7 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                         Ok(b.compile()?)
                     }) {
                         Ok(c) => {
+                            active = Some(digest.clone());
                             bundles.insert(digest, c);
                         }
                         Err(e) => report.mismatches.push(Mismatch { index, detail: format!("activation: {e}") }),
@@ -130,7 +133,7 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                     if writ_ok {
                         report.reproduced += 1;
                         if let (Outcome::Pending, Some(w)) = (decision.outcome, writ) {
-                            pending.insert(id, w);
+                            pending.insert(id, (w, bundle));
                         }
                     } else {
                         report
@@ -153,7 +156,9 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                 }
                 Entry::Approval { time, id, approved, writ, .. } => {
                     report.approvals += 1;
-                    if let Some(problem) = check_approval(&mut pending, time, &id, approved, writ.as_ref()) {
+                    if let Some(problem) =
+                        check_approval(&mut pending, active.as_deref(), time, &id, approved, writ.as_ref())
+                    {
                         report.mismatches.push(Mismatch { index, detail: problem });
                     }
                 }
@@ -165,20 +170,25 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
     Ok(report)
 }
 
-/// What is wrong with an approval entry, given the decisions still pending before it: it
-/// must answer a pending decision once, before its deadline, and an approval must issue
+/// What is wrong with an approval entry, given the decisions still pending before it and
+/// the active bundle: it must answer a pending decision once, before its deadline, an
+/// approval only while the bundle that decided is still active, and it must issue
 /// exactly the writ the decision placed (same id, principal, audience, lineage and scope),
 /// from the approval's time; a rejection issues none.
 fn check_approval(
-    pending: &mut HashMap<String, WritRecord>,
+    pending: &mut HashMap<String, (WritRecord, Option<String>)>,
+    active: Option<&str>,
     time: u64,
     id: &str,
     approved: bool,
     writ: Option<&WritRecord>,
 ) -> Option<String> {
-    let Some(asked) = pending.remove(id) else {
+    let Some((asked, bundle)) = pending.remove(id) else {
         return Some(format!("answers {id}, which is not a pending decision (unknown or already answered)"));
     };
+    if approved && bundle.as_deref() != active {
+        return Some(format!("approves {id} after the bundle that decided it was replaced"));
+    }
     if time < asked.iat {
         return Some(format!("answers {id} at {time}, before it was asked at {}", asked.iat));
     }

@@ -106,6 +106,26 @@ fn nothing_unknown_late_or_denied_meanwhile_is_approved() {
     // Rejecting it is still possible.
     assert_eq!(answer(&h, &q.id, false).unwrap().status, ApprovalStatus::Rejected);
 
+    // The policy changed meanwhile: the request must be asked again under the new one.
+    let p = h.authorize(&big_payment(&h, "billing-1"));
+    assert_pending(&p);
+    let (manifest, policies, schema, entities, tests) = writ_policy::starter_bundle().unwrap().parts();
+    let newer = writ_policy::Bundle::from_parts(
+        &manifest.replace("1.0.0", "1.0.1"),
+        &policies,
+        &schema,
+        entities.as_deref(),
+        tests.as_deref(),
+    )
+    .unwrap();
+    h.activate(&newer).unwrap();
+    assert!(matches!(answer(&h, &p.id, true), Err(EngineError::Conflict(_))));
+    assert_eq!(answer(&h, &p.id, false).unwrap().status, ApprovalStatus::Rejected);
+    let fresh = h.authorize(&big_payment(&h, "billing-1"));
+    assert_pending(&fresh);
+    answer(&h, &fresh.id, true).unwrap();
+    assert!(replay(h.engine.log().store().as_ref()).unwrap().mismatches.is_empty());
+
     // The decision itself was revoked meanwhile.
     let r = h.authorize(&big_payment(&h, "billing-1"));
     assert_pending(&r);
