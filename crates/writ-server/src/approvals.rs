@@ -94,7 +94,7 @@ async fn answer(s: &AppState, op: &str, id: &str, body: &[u8], approve: bool) ->
         (status = 200, description = "Approved and recorded", body = Object),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 404, description = "No decision with that id awaits approval", body = ErrorBody),
-        (status = 409, description = "Already answered, past its deadline, or the principal is quarantined or the writ or its parent revoked", body = ErrorBody),
+        (status = 409, description = "Already answered, past its deadline, another bundle active since, or the principal quarantined or the writ or its parent revoked", body = ErrorBody),
         OperatorRefusals,
     ))]
 pub(crate) async fn approve(
