@@ -67,7 +67,7 @@ pub struct Appended {
 }
 
 /// Counters of the sequencer, for metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LogStats {
     /// Commits that succeeded.
     pub batches: u64,
@@ -83,10 +83,20 @@ pub struct LogStats {
     pub batch_sizes: Vec<(u64, u64)>,
     /// Whether the most recent commit failed (the store does not take writes right now).
     pub last_commit_failed: bool,
+    /// Durations of the successful commits (tree update, store write and fsync, checkpoint
+    /// signing when due): `(upper bound in seconds, commits that took at most that long)`,
+    /// cumulative; the last bound is infinite.
+    pub commit_seconds: Vec<(f64, u64)>,
+    /// Total duration of the successful commits, in seconds.
+    pub commit_seconds_sum: f64,
 }
 
 /// Number of power-of-two batch-size buckets kept (1 … 2048).
 const BATCH_BUCKETS: usize = 12;
+
+/// Upper bounds of the commit-duration buckets, in microseconds (the last one catches all).
+const COMMIT_BOUNDS_US: [u64; 12] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, u64::MAX];
 
 enum Msg {
     Append(Vec<u8>, oneshot::Sender<Result<Appended, Error>>),
@@ -107,6 +117,9 @@ struct Counters {
     max_batch: AtomicU64,
     // Commits whose size is in (2^(i-1), 2^i]; the last bucket also counts larger ones.
     by_size: [AtomicU64; BATCH_BUCKETS],
+    // Successful commits by duration (`COMMIT_BOUNDS_US`), and their total in microseconds.
+    by_duration: [AtomicU64; COMMIT_BOUNDS_US.len()],
+    commit_micros: AtomicU64,
     last_failed: std::sync::atomic::AtomicBool,
 }
 
@@ -293,6 +306,16 @@ impl Log {
                 })
                 .collect(),
             last_commit_failed: c.last_failed.load(Ordering::Relaxed),
+            commit_seconds: COMMIT_BOUNDS_US
+                .iter()
+                .zip(&c.by_duration)
+                .scan(0u64, |acc, (bound, n)| {
+                    *acc += n.load(Ordering::Relaxed);
+                    let upper = if *bound == u64::MAX { f64::INFINITY } else { *bound as f64 / 1e6 };
+                    Some((upper, *acc))
+                })
+                .collect(),
+            commit_seconds_sum: c.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
         }
     }
 
@@ -568,7 +591,9 @@ impl Sequencer {
         cp_waiters: &mut Vec<oneshot::Sender<Result<SignedCheckpoint, Error>>>,
         force_checkpoint: bool,
     ) {
+        let started = Instant::now();
         let result = self.write(entries, force_checkpoint);
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let counters = &self.shared.counters;
         match result {
             Ok((first, leaves, checkpoint)) => {
@@ -576,6 +601,11 @@ impl Sequencer {
                 counters.last_failed.store(false, Ordering::Relaxed);
                 if n > 0 {
                     counters.batches.fetch_add(1, Ordering::Relaxed);
+                    let slot = COMMIT_BOUNDS_US.iter().position(|b| took <= *b).unwrap_or(COMMIT_BOUNDS_US.len() - 1);
+                    if let Some(d) = counters.by_duration.get(slot) {
+                        d.fetch_add(1, Ordering::Relaxed);
+                    }
+                    counters.commit_micros.fetch_add(took, Ordering::Relaxed);
                     let bucket = (u64::BITS - (n - 1).leading_zeros()) as usize;
                     if let Some(b) = counters.by_size.get(bucket.min(BATCH_BUCKETS - 1)) {
                         b.fetch_add(1, Ordering::Relaxed);

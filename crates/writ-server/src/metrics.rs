@@ -178,6 +178,23 @@ impl Collector for EngineCollector {
             MetricType::Histogram,
         )?;
         hist.encode_histogram::<NoLabelSet>(stats.entries as f64, stats.batches, &buckets, None)?;
+        let mut below = 0;
+        let durations: Vec<(f64, u64)> = stats
+            .commit_seconds
+            .iter()
+            .map(|(upper, cumulative)| {
+                let here = cumulative.saturating_sub(below);
+                below = *cumulative;
+                (*upper, here)
+            })
+            .collect();
+        let mut hist = encoder.encode_descriptor(
+            "writ_log_commit_seconds",
+            "Duration of each durable group commit (tree update, write, fsync, checkpoint when due)",
+            None,
+            MetricType::Histogram,
+        )?;
+        hist.encode_histogram::<NoLabelSet>(stats.commit_seconds_sum, below, &durations, None)?;
         let failed = ConstGauge::new(i64::try_from(stats.failed_batches).unwrap_or(i64::MAX));
         failed.encode(encoder.encode_descriptor(
             "writ_log_failed_commits",

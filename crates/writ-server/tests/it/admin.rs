@@ -309,11 +309,19 @@ fn metrics_count_decisions_and_read_the_log() {
         "writ_log_entries 3",
         "writ_log_commit_batch_entries_bucket{le=\"1.0\"}",
         "writ_log_commit_batch_entries_count",
+        "writ_log_commit_seconds_bucket{le=\"0.001\"}",
+        "writ_log_commit_seconds_count",
         "writ_active_bundle{name=\"writ-starter\"",
         "writ_http_requests_total{route=\"/v1/authorize\",status=\"200\"} 2",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
+    // Every commit is timed: as many durations as batches.
+    let value = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap()
+    };
+    assert_eq!(value("writ_log_commit_seconds_count "), value("writ_log_commit_batch_entries_count "));
+    assert!(value("writ_log_commit_seconds_count ") >= 1.0);
 }
 
 #[test]
