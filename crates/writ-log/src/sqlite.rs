@@ -11,8 +11,11 @@
 //! for tens to hundreds of milliseconds. The checkpointer copies concurrently (`PASSIVE`),
 //! and once the WAL is large it finishes with a short `RESTART` (the few pages written
 //! meanwhile, one sync) so that the WAL starts over. Durability does not depend on it: a
-//! commit is durable once its WAL frames are synced.
+//! commit is durable once its WAL frames are synced. Should the checkpointer fall far behind
+//! (starved of CPU under a burst of appends), the sequencer restarts the WAL itself after a
+//! commit once it holds twice the usual threshold, so the WAL stays bounded.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -74,6 +77,21 @@ pub struct SqliteStore {
 /// WAL pages (4 KiB each) past which the checkpointer restarts the WAL: what SQLite's
 /// automatic checkpoint used.
 const WAL_RESTART_PAGES: i64 = 4096;
+
+/// WAL pages past which the sequencer itself restarts the WAL after its commit: twice the
+/// background threshold, reached only when the checkpointer cannot keep up.
+const WAL_HARD_PAGES: i32 = 2 * WAL_RESTART_PAGES as i32;
+
+thread_local! {
+    /// Pages in the WAL after the last commit on this thread's writer connection (set by
+    /// SQLite's WAL hook; the writer is only used by the thread that commits).
+    static WAL_PAGES: Cell<i32> = const { Cell::new(0) };
+}
+
+fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.with(|p| p.set(pages));
+    Ok(())
+}
 
 /// How often the checkpointer looks at the WAL.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
@@ -158,6 +176,8 @@ impl SqliteStore {
             // checkpoint (set in `connect`) stays on.
             if let Ok(checkpointer) = store.connect(true).and_then(Checkpointer::start) {
                 conn.execute_batch("PRAGMA wal_autocheckpoint=0;").map_err(db_err)?;
+                // After the pragma, which installs a hook of its own.
+                conn.wal_hook(Some(note_wal_pages));
                 store.checkpointer = Some(checkpointer);
             }
             *store.writer.lock().map_err(|_| poisoned())? = Some(conn);
@@ -302,7 +322,17 @@ impl Store for SqliteStore {
                         .map_err(db_err)?;
                 }
             }
-            tx.commit().map_err(db_err)
+            tx.commit().map_err(db_err)?;
+            // The background checkpointer fell far behind (starved of CPU, or readers kept
+            // it from restarting the WAL): checkpoint here, before the next batch, so that
+            // the WAL stays bounded. The batch above is durable whatever this does.
+            if self.checkpointer.is_some() && WAL_PAGES.with(Cell::get) >= WAL_HARD_PAGES {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "in-line WAL restart checkpoint failed; retried after the next batch");
+                }
+                WAL_PAGES.with(|p| p.set(0));
+            }
+            Ok(())
         })
     }
 
