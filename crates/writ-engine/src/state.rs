@@ -134,8 +134,6 @@ pub struct Approval {
     /// The writ an approval issues (the approved one once approved).
     #[serde(skip)]
     pub(crate) writ: WritRecord,
-    #[serde(skip)]
-    pub(crate) audience: String,
 }
 
 impl Approval {
@@ -316,7 +314,6 @@ impl State {
                         log_index: index,
                         resolution: None,
                         writ: w.clone(),
-                        audience: request.audience.clone(),
                     };
                     self.approvals.insert(id.clone(), pending);
                 }
