@@ -292,8 +292,10 @@ impl Store for SqliteStore {
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)?;
             {
-                let max: Option<i64> =
-                    tx.query_row("SELECT max(idx) FROM entries", [], |r| r.get(0)).map_err(db_err)?;
+                let max: Option<i64> = tx
+                    .prepare_cached("SELECT max(idx) FROM entries")
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                    .map_err(db_err)?;
                 let size = match max {
                     None => 0,
                     Some(m) => to_u64(m)? + 1,
@@ -318,7 +320,9 @@ impl Store for SqliteStore {
                 }
                 if let Some((size, note)) = batch.checkpoint {
                     // Never replace: a second, different checkpoint for a size is an error.
-                    tx.execute("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)", params![to_i64(size)?, note])
+                    let size = to_i64(size)?;
+                    tx.prepare_cached("INSERT INTO checkpoints (size, note) VALUES (?1, ?2)")
+                        .and_then(|mut s| s.execute(params![size, note]))
                         .map_err(db_err)?;
                 }
             }

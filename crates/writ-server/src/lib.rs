@@ -73,9 +73,14 @@ impl Default for Limits {
     }
 }
 
-/// What the handlers share.
+/// What the handlers share: one allocation behind an `Arc`, so that the per-request
+/// clones axum makes of the state (extractor, middleware) are one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`].
+#[doc(hidden)]
+pub struct Shared {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
     limits: Limits,
@@ -97,6 +102,13 @@ pub trait WritKeyStore: Send + Sync {
     fn published(&self, jwks: &serde_json::Value) -> Result<(), String>;
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// State over an open engine, with the default limits.
     pub fn new(engine: Arc<Engine>) -> Self {
@@ -107,15 +119,22 @@ impl AppState {
     pub fn with_limits(engine: Arc<Engine>, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::new(engine.clone()));
         let openapi = Arc::new(openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
-        AppState { engine, metrics, limits, openapi, keys: None, rotation: Arc::default() }
+        AppState(Arc::new(Shared { engine, metrics, limits, openapi, keys: None, rotation: Arc::default() }))
     }
 
     /// The same state with a writ key store, which makes `POST /v1/keys/rotate` work;
     /// without one that route answers 503.
     #[must_use]
-    pub fn with_key_store(mut self, keys: Arc<dyn WritKeyStore>) -> Self {
-        self.keys = Some(keys);
-        self
+    pub fn with_key_store(self, keys: Arc<dyn WritKeyStore>) -> Self {
+        let s = &self.0;
+        AppState(Arc::new(Shared {
+            engine: s.engine.clone(),
+            metrics: s.metrics.clone(),
+            limits: s.limits,
+            openapi: s.openapi.clone(),
+            keys: Some(keys),
+            rotation: s.rotation.clone(),
+        }))
     }
 
     /// The metrics.
