@@ -6,11 +6,14 @@
 //!   → record → issue), operator actions (bundle activation, revocation, quarantine), and
 //!   writ verification.
 //! - [`decide`]: the decision as a pure function of its recorded inputs, shared by the
-//!   live path and [`replay`].
+//!   live path, [`replay`] and [`replay_candidate`].
+//! - [`replay_candidate`]: what a candidate bundle would have decided otherwise over the
+//!   recorded history (`writ policy replay`).
 //! - [`WritSigner`], [`WritVerifier`]: the writ's JWT form and its verification at an
 //!   enforcement point.
 //! - [`Entry`]: what the engine writes to the log.
 
+mod candidate;
 mod clock;
 mod decide;
 mod engine;
@@ -19,6 +22,7 @@ mod replay;
 mod state;
 mod writ;
 
+pub use candidate::{CandidateReport, Change, Verdict, replay_candidate};
 pub use clock::{Clock, FixedClock, SystemClock, parse_rfc3339, rfc3339};
 pub use decide::{Decided, Placement, decide};
 pub use engine::{AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL};

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 use writ_core::{ExecutionRequest, Limits, SpiffeId};
-use writ_engine::{Outcome, SystemClock, WritVerifier, replay};
+use writ_engine::{Outcome, SystemClock, WritVerifier, replay, replay_candidate};
 use writ_identity::{AttestationRequest, IssueRequest};
 use writ_policy::{Bundle, sign_bundle, starter_bundle};
 
@@ -87,6 +87,26 @@ pub enum PolicyCommand {
     },
     /// Write the starter bundle's files into a directory, to edit.
     Init { dir: PathBuf },
+    /// Replay a candidate bundle against the recorded history: every recorded decision is
+    /// evaluated again from its recorded inputs with the candidate, and every decision it
+    /// would decide otherwise (outcome or primary reason) is reported. Nothing is enforced
+    /// or written; the candidate need not be signed. Exit status 1 if any would change.
+    Replay {
+        /// The candidate bundle's directory.
+        dir: Option<PathBuf>,
+        /// Replay the built-in starter bundle instead.
+        #[arg(long)]
+        starter: bool,
+        /// First log index to replay.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// One past the last log index to replay (default: the whole log).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Most changes listed (all are counted).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -281,6 +301,20 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Init { dir: bdir } => {
             starter_bundle()?.write_dir(&bdir)?;
             print(&json!({"written": bdir}))?;
+        }
+        PolicyCommand::Replay { dir: bdir, starter, from, to, limit } => {
+            let bundle = match (bdir, starter) {
+                (None, true) => starter_bundle()?,
+                (Some(d), false) => Bundle::load_dir(&d)?,
+                _ => bail!("give a candidate bundle directory or --starter"),
+            };
+            let candidate = bundle.compile().context("the candidate does not validate against its schema")?;
+            let store = dir.store_read_only()?;
+            let report = replay_candidate(&store, &candidate, from, to, limit)?;
+            print(&serde_json::to_value(&report)?)?;
+            if report.changed > 0 {
+                return Ok(ExitCode::from(1));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -55,7 +55,7 @@ enum Command {
     /// Development identities: credentials and attestations from the local issuer.
     #[command(subcommand)]
     Identity(engcmd::IdentityCommand),
-    /// Policy bundles: check, test, sign, activate.
+    /// Policy bundles: check, test, sign, activate, replay a candidate against history.
     #[command(subcommand)]
     Policy(engcmd::PolicyCommand),
     /// Quarantine: isolate or release identities (recorded in the log).

@@ -11,6 +11,7 @@
 )]
 
 mod approvals;
+mod candidate;
 mod determinism;
 mod harness;
 mod keys;

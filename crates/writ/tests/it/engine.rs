@@ -88,6 +88,7 @@ fn keys_policy_authorize_verify_replay() {
     let denied = writ(dir, &["authorize", "--request", "-"], Some(&other));
     assert_eq!(denied.status.code(), Some(1));
     assert_eq!(json_out(&denied)["reasons"], json!(["policy.denied"]));
+    let denied_id = json_out(&denied)["id"].clone();
     // Key rotation keeps old writs verifiable: the JWKS holds both keys.
     assert!(writ(dir, &["keys", "rotate"], None).status.success());
     assert_eq!(json_out(&writ(dir, &["keys", "jwks"], None))["keys"].as_array().unwrap().len(), 2);
@@ -97,6 +98,32 @@ fn keys_policy_authorize_verify_replay() {
     assert_eq!(replay["mismatches"], json!([]));
     assert_eq!(replay["decisions"], 2);
     assert_eq!(json_out(&writ(dir, &["log", "verify"], None))["ok"], true);
+
+    // A candidate replayed against that history: the active bundle changes nothing (exit
+    // 0); one that lets writes cross zones changes the denied write (exit 1), unsigned.
+    let size = json_out(&writ(dir, &["log", "replay"], None))["entries"].clone();
+    let same = writ(dir, &["policy", "replay", bundle.to_str().unwrap()], None);
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stderr));
+    assert_eq!((json_out(&same)["decisions"].clone(), json_out(&same)["changed"].clone()), (json!(2), json!(0)));
+    let wider = dir.join("wider");
+    assert!(writ(dir, &["policy", "init", wider.to_str().unwrap()], None).status.success());
+    let p = wider.join("policies.cedar");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let loosened = text.replace("resource.zone == principal.zone", "true");
+    assert_ne!(loosened, text);
+    std::fs::write(&p, loosened).unwrap();
+    let changed = writ(dir, &["policy", "replay", wider.to_str().unwrap()], None);
+    assert_eq!(changed.status.code(), Some(1));
+    let report = json_out(&changed);
+    assert_eq!(report["changed"], 1, "{report}");
+    assert_eq!(report["transitions"], json!({"deny -> allow": 1}));
+    assert_eq!(report["changes"][0]["id"], denied_id);
+    // Nothing was recorded by the replays.
+    assert_eq!(json_out(&writ(dir, &["log", "replay"], None))["entries"], size);
+    // A candidate that does not validate is refused (exit 2), as is no candidate.
+    std::fs::write(&p, "permit (principal, action == Writ::Action::\"fly\", resource);").unwrap();
+    assert_eq!(writ(dir, &["policy", "replay", wider.to_str().unwrap()], None).status.code(), Some(2));
+    assert_eq!(writ(dir, &["policy", "replay"], None).status.code(), Some(2));
 }
 
 /// Writs verify with another language's JWT library against the published JWKS, and the
