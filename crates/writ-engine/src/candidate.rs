@@ -2,7 +2,13 @@
 //! decision of a log range is evaluated again, from the inputs its entry recorded, with the
 //! candidate in place of the bundle that decided; every decision whose outcome or primary
 //! reason would differ is reported. Nothing is enforced, signed or written: this reads the
-//! store only.
+//! store only, and the range is fixed when the replay starts.
+//!
+//! The baseline is what was decided, under whichever bundle was active at the time: on a
+//! log that saw several bundles, a change can come from an older bundle as much as from the
+//! candidate. The report therefore breaks every count down by the bundle that decided, and
+//! a replay can be restricted to the decisions of one bundle (`decided_by`), typically the
+//! active one, to answer "what would change if this replaced the active bundle".
 //!
 //! Each decision is taken in isolation, with the facts recorded when it was made (usage
 //! counters, the parent's standing, quarantine, the time): a candidate that denies a call
@@ -11,12 +17,18 @@
 //! yesterday's calls would this have decided otherwise?"); the consequences of those
 //! changes on later calls are out of its scope.
 //!
-//! Decisions denied before policy (a bad credential, quarantine, lineage, a malformed
-//! request) are re-evaluated like the rest, and the pipeline denies them at the same stage
-//! whatever the bundle; decisions made with no active bundle are evaluated with the
-//! candidate, which is what activating it would have done.
+//! A decision that waited for a human approval is reported with what became of it
+//! (approved, rejected, unanswered), read from the approval entries that follow it, even
+//! beyond the range: `pending (approved) -> deny` is a call that ran and that the candidate
+//! would refuse. Decisions denied before policy (a bad credential, quarantine, lineage) are
+//! re-evaluated like the rest, and the pipeline denies them at the same stage whatever the
+//! bundle; decisions made with no active bundle are evaluated with the candidate, which is
+//! what activating it would have done. A request that could not be parsed is denied as
+//! malformed by any bundle and is counted apart. An entry that is not the engine's, or a
+//! decision entry the engine could not have written, fails the replay rather than being
+//! skipped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use writ_core::ReasonCode;
@@ -29,6 +41,11 @@ use crate::record::{Checked, DecisionOutcome, Entry, Outcome};
 
 /// Entries read per store call.
 const PAGE: u64 = 1024;
+
+/// Past the latest approval deadline of a changed pending decision, this many more seconds
+/// of log are read for its answer (an operator's answer is recorded before the deadline,
+/// by a clock that may step a little).
+const DEADLINE_SLACK: u64 = 300;
 
 /// One side of a change: what was decided, or what the candidate would decide.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -54,6 +71,18 @@ impl From<&DecisionOutcome> for Verdict {
     }
 }
 
+/// What became of a decision that waited for a human approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolved {
+    /// An operator approved it: the call ran.
+    Approved,
+    /// An operator rejected it.
+    Rejected,
+    /// No answer in the log (it expired, or is still waiting).
+    Unanswered,
+}
+
 /// A recorded decision the candidate would decide otherwise.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Change {
@@ -73,8 +102,19 @@ pub struct Change {
     pub bundle: Option<String>,
     /// What was decided.
     pub recorded: Verdict,
+    /// For a pending decision, what became of it.
+    pub resolution: Option<Resolved>,
     /// What the candidate would decide.
     pub candidate: Verdict,
+}
+
+/// Counts for the decisions of one bundle (or of none).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BundleCounts {
+    /// Decisions re-evaluated.
+    pub decisions: u64,
+    /// Those the candidate decides otherwise.
+    pub changed: u64,
 }
 
 /// What replaying a candidate over a range of the log found.
@@ -82,25 +122,55 @@ pub struct Change {
 pub struct CandidateReport {
     /// The candidate's digest.
     pub candidate: String,
+    /// The candidate's manifest name.
+    pub name: String,
+    /// The candidate's manifest version.
+    pub version: String,
+    /// Only decisions of this bundle were replayed, if set.
+    pub decided_by: Option<String>,
     /// The first index read.
     pub from: u64,
-    /// One past the last index read.
+    /// One past the last index of the range.
     pub to: u64,
-    /// Entries read.
+    /// Entries of the range read.
     pub entries: u64,
-    /// Decision entries re-evaluated.
+    /// Decision entries in the range (of `decided_by`, if set):
+    /// `unparsed + unchanged + changed`.
     pub decisions: u64,
-    /// Those the candidate decides the same way (outcome and primary reason).
+    /// Requests that could not be parsed: denied as malformed by any bundle, not
+    /// re-evaluated.
+    pub unparsed: u64,
+    /// Decisions the candidate decides the same way (outcome and primary reason).
     pub unchanged: u64,
-    /// Those it decides otherwise; every one is counted here.
+    /// Of the unchanged, those decided by other policies (the decision stands, the
+    /// policies that determine it do not).
+    pub policies_changed: u64,
+    /// Decisions the candidate decides otherwise; every one is counted here.
     pub changed: u64,
-    /// Changes by transition, e.g. `"allow -> deny"`, or `"deny (policy.denied) -> deny
-    /// (policy.evaluation_error)"` when only the reason differs.
+    /// Changes by transition, e.g. `"allow -> deny"`, `"pending (approved) -> deny"`, or
+    /// `"deny (policy.denied) -> deny (policy.evaluation_error)"` when only the reason
+    /// differs.
     pub transitions: BTreeMap<String, u64>,
+    /// Re-evaluated decisions and changes by the bundle that decided (`"none"`: no bundle
+    /// was active).
+    pub by_bundle: BTreeMap<String, BundleCounts>,
     /// The changes, in log order; the first `limit` of them.
     pub changes: Vec<Change>,
     /// True if more changes were found than listed.
     pub truncated: bool,
+}
+
+/// What to replay.
+#[derive(Clone, Debug, Default)]
+pub struct CandidateRange {
+    /// First log index.
+    pub from: u64,
+    /// One past the last log index (`None`: the log's size when the replay starts).
+    pub to: Option<u64>,
+    /// Only the decisions this bundle (digest) made.
+    pub decided_by: Option<String>,
+    /// Most changes listed.
+    pub limit: usize,
 }
 
 fn label(outcome: Outcome, reason: Option<ReasonCode>, with_reason: bool) -> String {
@@ -115,72 +185,170 @@ fn label(outcome: Outcome, reason: Option<ReasonCode>, with_reason: bool) -> Str
     }
 }
 
-/// Replays `candidate` over the log entries `from..to` (`to` capped at the store's size),
-/// listing at most `limit` changes (all are counted).
+/// A changed pending decision, waiting for its answer to be labelled.
+struct Waiting {
+    deadline: u64,
+    // Index into `changes`, if listed.
+    listed: Option<usize>,
+    candidate: String,
+    resolution: Resolved,
+}
+
+fn parse(index: u64, bytes: &[u8]) -> Result<Entry, EngineError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| EngineError::Corrupt(format!("entry {index} is not an engine entry: {e}")))
+}
+
+/// Replays `candidate` over the log range of `range`, listing at most `range.limit`
+/// changes (all are counted).
 pub fn replay_candidate(
     store: &dyn Store,
     candidate: &CompiledBundle,
-    from: u64,
-    to: Option<u64>,
-    limit: usize,
+    range: &CandidateRange,
 ) -> Result<CandidateReport, EngineError> {
     let size = store.size()?;
-    let to = to.map_or(size, |t| t.min(size));
-    let mut report =
-        CandidateReport { candidate: candidate.digest().to_string(), from, to, ..CandidateReport::default() };
+    let from = range.from;
+    if from > size {
+        return Err(EngineError::Invalid(format!("--from {from} is past the log's end (it holds {size} entries)")));
+    }
+    let to = match range.to {
+        Some(t) if t < from => return Err(EngineError::Invalid(format!("--to {t} is before --from {from}"))),
+        Some(t) => t.min(size),
+        None => size,
+    };
+    let mut report = CandidateReport {
+        candidate: candidate.digest().to_string(),
+        name: candidate.name().to_owned(),
+        version: candidate.version().to_owned(),
+        decided_by: range.decided_by.clone(),
+        from,
+        to,
+        ..CandidateReport::default()
+    };
+    let mut waiting: HashMap<String, Waiting> = HashMap::new();
     let mut start = from;
     while start < to {
         let end = (start + PAGE).min(to);
         for (index, bytes) in (start..).zip(store.entries(start, end)?) {
             report.entries += 1;
-            // An entry that is not the engine's cannot be evaluated: that is corruption,
-            // and `writ log replay` / `writ log verify` are the tools that report it.
-            let entry: Entry = serde_json::from_slice(&bytes)
-                .map_err(|e| EngineError::Corrupt(format!("entry {index} is not an engine entry: {e}")))?;
-            let Entry::Decision { id, time, request, facts, limits, bundle, decision, .. } = entry else {
-                continue;
-            };
-            report.decisions += 1;
-            // An unparsed request is denied as malformed by any bundle.
-            let (Some(request), Some(facts)) = (request, facts) else {
-                report.unchanged += 1;
-                continue;
-            };
-            let again = decide(&request, &facts, &limits, time, Some(candidate)).outcome;
-            let (before, after) = (decision.reasons.first().copied(), again.reasons.first().copied());
-            if again.outcome == decision.outcome && before == after {
-                report.unchanged += 1;
-                continue;
+            match parse(index, &bytes)? {
+                Entry::Decision { id, time, request, facts, limits, bundle, decision, writ, .. } => {
+                    if range.decided_by.is_some() && bundle != range.decided_by {
+                        continue;
+                    }
+                    report.decisions += 1;
+                    let (request, facts) = match (request, facts) {
+                        (Some(r), Some(f)) => (r, f),
+                        (None, None)
+                            if decision.outcome == Outcome::Deny
+                                && decision.reasons.first() == Some(&ReasonCode::RequestMalformed) =>
+                        {
+                            report.unparsed += 1;
+                            continue;
+                        }
+                        _ => {
+                            return Err(EngineError::Corrupt(format!(
+                                "entry {index} is a decision the engine could not have recorded (request, facts and outcome do not fit)"
+                            )));
+                        }
+                    };
+                    let counts = report.by_bundle.entry(bundle.clone().unwrap_or_else(|| "none".into())).or_default();
+                    counts.decisions += 1;
+                    let again = decide(&request, &facts, &limits, time, Some(candidate)).outcome;
+                    let (before, after) = (decision.reasons.first().copied(), again.reasons.first().copied());
+                    if again.outcome == decision.outcome && before == after {
+                        report.unchanged += 1;
+                        if again.policies != decision.policies {
+                            report.policies_changed += 1;
+                        }
+                        continue;
+                    }
+                    counts.changed += 1;
+                    report.changed += 1;
+                    let only_reason = again.outcome == decision.outcome;
+                    let recorded = label(decision.outcome, before, only_reason);
+                    let proposed = label(again.outcome, after, only_reason);
+                    let listed = report.changes.len() < range.limit;
+                    if !listed {
+                        report.truncated = true;
+                    }
+                    if decision.outcome == Outcome::Pending {
+                        // Labelled once its answer is known.
+                        waiting.insert(
+                            id.clone(),
+                            Waiting {
+                                deadline: writ.as_ref().map_or(time, |w| w.exp),
+                                listed: listed.then_some(report.changes.len()),
+                                candidate: proposed,
+                                resolution: Resolved::Unanswered,
+                            },
+                        );
+                    } else {
+                        *report.transitions.entry(format!("{recorded} -> {proposed}")).or_default() += 1;
+                    }
+                    if listed {
+                        let subject = match &facts.identity {
+                            Checked::Ok(i) => i.subject.clone(),
+                            Checked::Failed { .. } => String::new(),
+                        };
+                        report.changes.push(Change {
+                            index,
+                            id,
+                            time,
+                            subject,
+                            action: request.action,
+                            resource: request.resource,
+                            bundle,
+                            recorded: Verdict::from(&decision),
+                            resolution: (decision.outcome == Outcome::Pending).then_some(Resolved::Unanswered),
+                            candidate: Verdict::from(&again),
+                        });
+                    }
+                }
+                Entry::Approval { id, approved, .. } => answer(&mut waiting, &id, approved),
+                _ => {}
             }
-            report.changed += 1;
-            let only_reason = again.outcome == decision.outcome;
-            let transition = format!(
-                "{} -> {}",
-                label(decision.outcome, before, only_reason),
-                label(again.outcome, after, only_reason)
-            );
-            *report.transitions.entry(transition).or_default() += 1;
-            if report.changes.len() >= limit {
-                report.truncated = true;
-                continue;
-            }
-            let subject = match &facts.identity {
-                Checked::Ok(i) => i.subject.clone(),
-                Checked::Failed { .. } => String::new(),
-            };
-            report.changes.push(Change {
-                index,
-                id,
-                time,
-                subject,
-                action: request.action,
-                resource: request.resource,
-                bundle,
-                recorded: Verdict::from(&decision),
-                candidate: Verdict::from(&again),
-            });
         }
         start = end;
     }
+    if let Some(d) = &range.decided_by
+        && report.decisions == 0
+    {
+        return Err(EngineError::Invalid(format!("no decision in entries {from}..{to} was made by bundle {d}")));
+    }
+    // The answers to changed pending decisions may lie beyond the range: read on until the
+    // latest deadline has passed.
+    let latest = waiting.values().filter(|w| w.resolution == Resolved::Unanswered).map(|w| w.deadline).max();
+    if let Some(deadline) = latest {
+        let mut start = to;
+        'more: while start < size {
+            let end = (start + PAGE).min(size);
+            for (index, bytes) in (start..).zip(store.entries(start, end)?) {
+                match parse(index, &bytes)? {
+                    Entry::Approval { id, approved, .. } => answer(&mut waiting, &id, approved),
+                    Entry::Decision { time, .. } if time > deadline.saturating_add(DEADLINE_SLACK) => break 'more,
+                    _ => {}
+                }
+            }
+            start = end;
+        }
+    }
+    for w in waiting.into_values() {
+        let how = match w.resolution {
+            Resolved::Approved => "approved",
+            Resolved::Rejected => "rejected",
+            Resolved::Unanswered => "unanswered",
+        };
+        *report.transitions.entry(format!("pending ({how}) -> {}", w.candidate)).or_default() += 1;
+        if let Some(c) = w.listed.and_then(|i| report.changes.get_mut(i)) {
+            c.resolution = Some(w.resolution);
+        }
+    }
     Ok(report)
+}
+
+fn answer(waiting: &mut HashMap<String, Waiting>, id: &str, approved: bool) {
+    if let Some(w) = waiting.get_mut(id).filter(|w| w.resolution == Resolved::Unanswered) {
+        w.resolution = if approved { Resolved::Approved } else { Resolved::Rejected };
+    }
 }

@@ -22,7 +22,7 @@ mod replay;
 mod state;
 mod writ;
 
-pub use candidate::{CandidateReport, Change, Verdict, replay_candidate};
+pub use candidate::{BundleCounts, CandidateRange, CandidateReport, Change, Resolved, Verdict, replay_candidate};
 pub use clock::{Clock, FixedClock, SystemClock, parse_rfc3339, rfc3339};
 pub use decide::{Decided, Placement, decide};
 pub use engine::{AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL};

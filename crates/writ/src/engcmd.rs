@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 use writ_core::{ExecutionRequest, Limits, SpiffeId};
-use writ_engine::{Outcome, SystemClock, WritVerifier, replay, replay_candidate};
+use writ_engine::{CandidateRange, Outcome, SystemClock, WritVerifier, replay, replay_candidate};
 use writ_identity::{AttestationRequest, IssueRequest};
 use writ_policy::{Bundle, sign_bundle, starter_bundle};
 
@@ -93,9 +93,10 @@ pub enum PolicyCommand {
     /// or written; the candidate need not be signed. Exit status 1 if any would change.
     Replay {
         /// The candidate bundle's directory.
+        #[arg(required_unless_present = "starter")]
         dir: Option<PathBuf>,
         /// Replay the built-in starter bundle instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dir")]
         starter: bool,
         /// First log index to replay.
         #[arg(long, default_value_t = 0)]
@@ -103,6 +104,10 @@ pub enum PolicyCommand {
         /// One past the last log index to replay (default: the whole log).
         #[arg(long)]
         to: Option<u64>,
+        /// Only the decisions this bundle (digest, `sha256:…`) made: typically the active
+        /// bundle's, to see what replacing it would change.
+        #[arg(long)]
+        decided_by: Option<String>,
         /// Most changes listed (all are counted).
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -302,7 +307,7 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
             starter_bundle()?.write_dir(&bdir)?;
             print(&json!({"written": bdir}))?;
         }
-        PolicyCommand::Replay { dir: bdir, starter, from, to, limit } => {
+        PolicyCommand::Replay { dir: bdir, starter, from, to, decided_by, limit } => {
             let bundle = match (bdir, starter) {
                 (None, true) => starter_bundle()?,
                 (Some(d), false) => Bundle::load_dir(&d)?,
@@ -310,7 +315,7 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
             };
             let candidate = bundle.compile().context("the candidate does not validate against its schema")?;
             let store = dir.store_read_only()?;
-            let report = replay_candidate(&store, &candidate, from, to, limit)?;
+            let report = replay_candidate(&store, &candidate, &CandidateRange { from, to, decided_by, limit })?;
             print(&serde_json::to_value(&report)?)?;
             if report.changed > 0 {
                 return Ok(ExitCode::from(1));
