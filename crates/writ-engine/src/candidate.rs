@@ -29,6 +29,7 @@
 //! skipped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 
 use serde::Serialize;
 use writ_core::ReasonCode;
@@ -38,9 +39,7 @@ use writ_policy::CompiledBundle;
 use crate::EngineError;
 use crate::decide::decide;
 use crate::record::{Checked, DecisionOutcome, Entry, Outcome};
-
-/// Entries read per store call.
-const PAGE: u64 = 1024;
+use crate::replay::each_entry;
 
 /// Past the latest approval deadline of a changed pending decision, this many more seconds
 /// of log are read for its answer (an operator's answer is recorded before the deadline,
@@ -226,91 +225,87 @@ pub fn replay_candidate(
         ..CandidateReport::default()
     };
     let mut waiting: HashMap<String, Waiting> = HashMap::new();
-    let mut start = from;
-    while start < to {
-        let end = (start + PAGE).min(to);
-        for (index, bytes) in (start..).zip(store.entries(start, end)?) {
-            report.entries += 1;
-            match parse(index, &bytes)? {
-                Entry::Decision { id, time, request, facts, limits, bundle, decision, writ, .. } => {
-                    if range.decided_by.is_some() && bundle != range.decided_by {
-                        continue;
-                    }
-                    report.decisions += 1;
-                    let (request, facts) = match (request, facts) {
-                        (Some(r), Some(f)) => (r, f),
-                        (None, None)
-                            if decision.outcome == Outcome::Deny
-                                && decision.reasons.first() == Some(&ReasonCode::RequestMalformed) =>
-                        {
-                            report.unparsed += 1;
-                            continue;
-                        }
-                        _ => {
-                            return Err(EngineError::Corrupt(format!(
-                                "entry {index} is a decision the engine could not have recorded (request, facts and outcome do not fit)"
-                            )));
-                        }
-                    };
-                    let counts = report.by_bundle.entry(bundle.clone().unwrap_or_else(|| "none".into())).or_default();
-                    counts.decisions += 1;
-                    let again = decide(&request, &facts, &limits, time, Some(candidate)).outcome;
-                    let (before, after) = (decision.reasons.first().copied(), again.reasons.first().copied());
-                    if again.outcome == decision.outcome && before == after {
-                        report.unchanged += 1;
-                        if again.policies != decision.policies {
-                            report.policies_changed += 1;
-                        }
-                        continue;
-                    }
-                    counts.changed += 1;
-                    report.changed += 1;
-                    let only_reason = again.outcome == decision.outcome;
-                    let recorded = label(decision.outcome, before, only_reason);
-                    let proposed = label(again.outcome, after, only_reason);
-                    let listed = report.changes.len() < range.limit;
-                    if !listed {
-                        report.truncated = true;
-                    }
-                    if decision.outcome == Outcome::Pending {
-                        // Labelled once its answer is known.
-                        waiting.insert(
-                            id.clone(),
-                            Waiting {
-                                deadline: writ.as_ref().map_or(time, |w| w.exp),
-                                listed: listed.then_some(report.changes.len()),
-                                candidate: proposed,
-                                resolution: Resolved::Unanswered,
-                            },
-                        );
-                    } else {
-                        *report.transitions.entry(format!("{recorded} -> {proposed}")).or_default() += 1;
-                    }
-                    if listed {
-                        let subject = match &facts.identity {
-                            Checked::Ok(i) => i.subject.clone(),
-                            Checked::Failed { .. } => String::new(),
-                        };
-                        report.changes.push(Change {
-                            index,
-                            id,
-                            time,
-                            subject,
-                            action: request.action,
-                            resource: request.resource,
-                            bundle,
-                            recorded: Verdict::from(&decision),
-                            resolution: (decision.outcome == Outcome::Pending).then_some(Resolved::Unanswered),
-                            candidate: Verdict::from(&again),
-                        });
-                    }
+    each_entry(store, from, to, |index, bytes| {
+        report.entries += 1;
+        match parse(index, &bytes)? {
+            Entry::Decision { id, time, request, facts, limits, bundle, decision, writ, .. } => {
+                if range.decided_by.is_some() && bundle != range.decided_by {
+                    return Ok(ControlFlow::Continue(()));
                 }
-                Entry::Approval { id, approved, .. } => answer(&mut waiting, &id, approved),
-                _ => {}
+                report.decisions += 1;
+                let (request, facts) = match (request, facts) {
+                    (Some(r), Some(f)) => (r, f),
+                    (None, None)
+                        if decision.outcome == Outcome::Deny
+                            && decision.reasons.first() == Some(&ReasonCode::RequestMalformed) =>
+                    {
+                        report.unparsed += 1;
+                        return Ok(ControlFlow::Continue(()));
+                    }
+                    _ => {
+                        return Err(EngineError::Corrupt(format!(
+                            "entry {index} is a decision the engine could not have recorded (request, facts and outcome do not fit)"
+                        )));
+                    }
+                };
+                let counts = report.by_bundle.entry(bundle.clone().unwrap_or_else(|| "none".into())).or_default();
+                counts.decisions += 1;
+                let again = decide(&request, &facts, &limits, time, Some(candidate)).outcome;
+                let (before, after) = (decision.reasons.first().copied(), again.reasons.first().copied());
+                if again.outcome == decision.outcome && before == after {
+                    report.unchanged += 1;
+                    if again.policies != decision.policies {
+                        report.policies_changed += 1;
+                    }
+                    return Ok(ControlFlow::Continue(()));
+                }
+                counts.changed += 1;
+                report.changed += 1;
+                let only_reason = again.outcome == decision.outcome;
+                let recorded = label(decision.outcome, before, only_reason);
+                let proposed = label(again.outcome, after, only_reason);
+                let listed = report.changes.len() < range.limit;
+                if !listed {
+                    report.truncated = true;
+                }
+                if decision.outcome == Outcome::Pending {
+                    // Labelled once its answer is known.
+                    waiting.insert(
+                        id.clone(),
+                        Waiting {
+                            deadline: writ.as_ref().map_or(time, |w| w.exp),
+                            listed: listed.then_some(report.changes.len()),
+                            candidate: proposed,
+                            resolution: Resolved::Unanswered,
+                        },
+                    );
+                } else {
+                    *report.transitions.entry(format!("{recorded} -> {proposed}")).or_default() += 1;
+                }
+                if listed {
+                    let subject = match &facts.identity {
+                        Checked::Ok(i) => i.subject.clone(),
+                        Checked::Failed { .. } => String::new(),
+                    };
+                    report.changes.push(Change {
+                        index,
+                        id,
+                        time,
+                        subject,
+                        action: request.action,
+                        resource: request.resource,
+                        bundle,
+                        recorded: Verdict::from(&decision),
+                        resolution: (decision.outcome == Outcome::Pending).then_some(Resolved::Unanswered),
+                        candidate: Verdict::from(&again),
+                    });
+                }
             }
+            Entry::Approval { id, approved, .. } => answer(&mut waiting, &id, approved),
+            _ => {}
         }
-        start = end;
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     if let Some(d) = &range.decided_by
         && report.decisions == 0
     {
@@ -320,18 +315,16 @@ pub fn replay_candidate(
     // latest deadline has passed.
     let latest = waiting.values().filter(|w| w.resolution == Resolved::Unanswered).map(|w| w.deadline).max();
     if let Some(deadline) = latest {
-        let mut start = to;
-        'more: while start < size {
-            let end = (start + PAGE).min(size);
-            for (index, bytes) in (start..).zip(store.entries(start, end)?) {
-                match parse(index, &bytes)? {
-                    Entry::Approval { id, approved, .. } => answer(&mut waiting, &id, approved),
-                    Entry::Decision { time, .. } if time > deadline.saturating_add(DEADLINE_SLACK) => break 'more,
-                    _ => {}
+        each_entry(store, to, size, |index, bytes| {
+            match parse(index, &bytes)? {
+                Entry::Approval { id, approved, .. } => answer(&mut waiting, &id, approved),
+                Entry::Decision { time, .. } if time > deadline.saturating_add(DEADLINE_SLACK) => {
+                    return Ok(ControlFlow::Break(()));
                 }
+                _ => {}
             }
-            start = end;
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
     }
     for w in waiting.into_values() {
         let how = match w.resolution {

@@ -5,6 +5,7 @@
 //! before the deadline, issuing exactly the writ the decision placed.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use serde::Serialize;
 use writ_log::Store;
@@ -39,6 +40,30 @@ pub struct ReplayReport {
     pub mismatches: Vec<Mismatch>,
 }
 
+/// Entries read per store call.
+const PAGE: u64 = 1024;
+
+/// Calls `f` with each stored entry of `from..to`, in order, a page at a time, until it
+/// breaks or the range ends.
+pub(crate) fn each_entry(
+    store: &dyn Store,
+    from: u64,
+    to: u64,
+    mut f: impl FnMut(u64, Vec<u8>) -> Result<ControlFlow<()>, EngineError>,
+) -> Result<(), EngineError> {
+    let mut start = from;
+    while start < to {
+        let end = (start + PAGE).min(to);
+        for (index, bytes) in (start..).zip(store.entries(start, end)?) {
+            if f(index, bytes)?.is_break() {
+                return Ok(());
+            }
+        }
+        start = end;
+    }
+    Ok(())
+}
+
 /// Replays every entry of a log store. Reads the store directly, so that it also runs
 /// on a store whose Merkle tree no longer matches its checkpoints (`writ log verify`
 /// reports that; replay reports which decisions no longer reproduce).
@@ -50,123 +75,117 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
     let mut pending: HashMap<String, (WritRecord, Option<String>)> = HashMap::new();
     // The digest of the active bundle at each point of the log.
     let mut active: Option<String> = None;
-    let mut start = 0;
-    while start < size {
-        let end = (start + 1024).min(size);
-        for (index, bytes) in (start..).zip(store.entries(start, end)?) {
-            report.entries += 1;
-            let entry: Entry = match serde_json::from_slice(&bytes) {
-                Ok(e) => e,
-                Err(e) => {
-                    report.mismatches.push(Mismatch { index, detail: format!("not an engine entry: {e}") });
-                    continue;
-                }
-            };
-            match entry {
-                Entry::Activation { accepted: true, parts, digest, .. } => {
-                    match bundle_from_parts(&parts).and_then(|b| {
-                        if b.digest().to_string() != digest {
-                            return Err(EngineError::Corrupt(
-                                "recorded parts do not hash to the recorded digest".into(),
-                            ));
-                        }
-                        Ok(b.compile()?)
-                    }) {
-                        Ok(c) => {
-                            active = Some(digest.clone());
-                            bundles.insert(digest, c);
-                        }
-                        Err(e) => report.mismatches.push(Mismatch { index, detail: format!("activation: {e}") }),
-                    }
-                }
-                Entry::Decision {
-                    id,
-                    time,
-                    request: Some(request),
-                    facts: Some(facts),
-                    limits,
-                    bundle,
-                    decision,
-                    writ,
-                    ..
-                } => {
-                    report.decisions += 1;
-                    let compiled = match &bundle {
-                        Some(d) => match bundles.get(d) {
-                            Some(c) => Some(c),
-                            None => {
-                                report
-                                    .mismatches
-                                    .push(Mismatch { index, detail: format!("bundle {d} was never activated") });
-                                continue;
-                            }
-                        },
-                        None => None,
-                    };
-                    let again = decide(&request, &facts, &limits, time, compiled);
-                    if again.outcome != decision {
-                        report.mismatches.push(Mismatch {
-                            index,
-                            detail: format!("recorded {decision:?}, replayed {:?}", again.outcome),
-                        });
-                        continue;
-                    }
-                    let writ_ok = match (&writ, decision.outcome, &again.placement) {
-                        (None, Outcome::Deny, None) => true,
-                        (Some(w), Outcome::Allow | Outcome::Pending, Some(p)) => {
-                            let subject = match &facts.identity {
-                                Checked::Ok(i) => i.subject.as_str(),
-                                Checked::Failed { .. } => "",
-                            };
-                            w.dep == p.depth
-                                && w.scp == p.scope
-                                && p.root.as_ref().is_none_or(|r| *r == w.root)
-                                && w.jti == id
-                                && w.sub == subject
-                                && w.aud == request.audience
-                                && w.iat == time
-                                && w.nbf == time
-                                && w.exp > time
-                        }
-                        _ => false,
-                    };
-                    if writ_ok {
-                        report.reproduced += 1;
-                        if let (Outcome::Pending, Some(w)) = (decision.outcome, writ) {
-                            pending.insert(id, (w, bundle));
-                        }
-                    } else {
-                        report
-                            .mismatches
-                            .push(Mismatch { index, detail: "the recorded writ does not match the decision".into() });
-                    }
-                }
-                Entry::Decision { request: None, decision, .. } => {
-                    report.decisions += 1;
-                    // An unparseable request can only have been denied as malformed.
-                    if decision.outcome == Outcome::Deny
-                        && decision.reasons.first() == Some(&writ_core::ReasonCode::RequestMalformed)
-                    {
-                        report.reproduced += 1;
-                    } else {
-                        report
-                            .mismatches
-                            .push(Mismatch { index, detail: "an unparsed request was not denied as malformed".into() });
-                    }
-                }
-                Entry::Approval { time, id, approved, writ, .. } => {
-                    report.approvals += 1;
-                    if let Some(problem) =
-                        check_approval(&mut pending, active.as_deref(), time, &id, approved, writ.as_ref())
-                    {
-                        report.mismatches.push(Mismatch { index, detail: problem });
-                    }
-                }
-                _ => {}
+    each_entry(store, 0, size, |index, bytes| {
+        report.entries += 1;
+        let entry: Entry = match serde_json::from_slice(&bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                report.mismatches.push(Mismatch { index, detail: format!("not an engine entry: {e}") });
+                return Ok(ControlFlow::Continue(()));
             }
+        };
+        match entry {
+            Entry::Activation { accepted: true, parts, digest, .. } => {
+                match bundle_from_parts(&parts).and_then(|b| {
+                    if b.digest().to_string() != digest {
+                        return Err(EngineError::Corrupt("recorded parts do not hash to the recorded digest".into()));
+                    }
+                    Ok(b.compile()?)
+                }) {
+                    Ok(c) => {
+                        active = Some(digest.clone());
+                        bundles.insert(digest, c);
+                    }
+                    Err(e) => report.mismatches.push(Mismatch { index, detail: format!("activation: {e}") }),
+                }
+            }
+            Entry::Decision {
+                id,
+                time,
+                request: Some(request),
+                facts: Some(facts),
+                limits,
+                bundle,
+                decision,
+                writ,
+                ..
+            } => {
+                report.decisions += 1;
+                let compiled = match &bundle {
+                    Some(d) => match bundles.get(d) {
+                        Some(c) => Some(c),
+                        None => {
+                            report
+                                .mismatches
+                                .push(Mismatch { index, detail: format!("bundle {d} was never activated") });
+                            return Ok(ControlFlow::Continue(()));
+                        }
+                    },
+                    None => None,
+                };
+                let again = decide(&request, &facts, &limits, time, compiled);
+                if again.outcome != decision {
+                    report.mismatches.push(Mismatch {
+                        index,
+                        detail: format!("recorded {decision:?}, replayed {:?}", again.outcome),
+                    });
+                    return Ok(ControlFlow::Continue(()));
+                }
+                let writ_ok = match (&writ, decision.outcome, &again.placement) {
+                    (None, Outcome::Deny, None) => true,
+                    (Some(w), Outcome::Allow | Outcome::Pending, Some(p)) => {
+                        let subject = match &facts.identity {
+                            Checked::Ok(i) => i.subject.as_str(),
+                            Checked::Failed { .. } => "",
+                        };
+                        w.dep == p.depth
+                            && w.scp == p.scope
+                            && p.root.as_ref().is_none_or(|r| *r == w.root)
+                            && w.jti == id
+                            && w.sub == subject
+                            && w.aud == request.audience
+                            && w.iat == time
+                            && w.nbf == time
+                            && w.exp > time
+                    }
+                    _ => false,
+                };
+                if writ_ok {
+                    report.reproduced += 1;
+                    if let (Outcome::Pending, Some(w)) = (decision.outcome, writ) {
+                        pending.insert(id, (w, bundle));
+                    }
+                } else {
+                    report
+                        .mismatches
+                        .push(Mismatch { index, detail: "the recorded writ does not match the decision".into() });
+                }
+            }
+            Entry::Decision { request: None, decision, .. } => {
+                report.decisions += 1;
+                // An unparseable request can only have been denied as malformed.
+                if decision.outcome == Outcome::Deny
+                    && decision.reasons.first() == Some(&writ_core::ReasonCode::RequestMalformed)
+                {
+                    report.reproduced += 1;
+                } else {
+                    report
+                        .mismatches
+                        .push(Mismatch { index, detail: "an unparsed request was not denied as malformed".into() });
+                }
+            }
+            Entry::Approval { time, id, approved, writ, .. } => {
+                report.approvals += 1;
+                if let Some(problem) =
+                    check_approval(&mut pending, active.as_deref(), time, &id, approved, writ.as_ref())
+                {
+                    report.mismatches.push(Mismatch { index, detail: problem });
+                }
+            }
+            _ => {}
         }
-        start = end;
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok(report)
 }
 

@@ -80,6 +80,7 @@ pub struct AppState(Arc<Shared>);
 
 /// The fields of [`AppState`].
 #[doc(hidden)]
+#[derive(Clone)]
 pub struct Shared {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
@@ -126,15 +127,9 @@ impl AppState {
     /// without one that route answers 503.
     #[must_use]
     pub fn with_key_store(self, keys: Arc<dyn WritKeyStore>) -> Self {
-        let s = &self.0;
-        AppState(Arc::new(Shared {
-            engine: s.engine.clone(),
-            metrics: s.metrics.clone(),
-            limits: s.limits,
-            openapi: s.openapi.clone(),
-            keys: Some(keys),
-            rotation: s.rotation.clone(),
-        }))
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.keys = Some(keys);
+        AppState(Arc::new(shared))
     }
 
     /// The metrics.
