@@ -99,7 +99,9 @@ const COMMIT_BOUNDS_US: [u64; 12] =
     [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, u64::MAX];
 
 enum Msg {
-    Append(Vec<u8>, oneshot::Sender<Result<Appended, Error>>),
+    /// An entry with its leaf hash, computed by the appender so that the sequencer's serial
+    /// path does not hash.
+    Append(Vec<u8>, Hash, oneshot::Sender<Result<Appended, Error>>),
     Checkpoint(oneshot::Sender<Result<SignedCheckpoint, Error>>),
 }
 
@@ -217,7 +219,8 @@ impl Log {
             return Err(Error::EntryTooLarge { len: entry.len(), max: self.max_entry_len });
         }
         let (tx, rx) = oneshot::channel();
-        Ok((Msg::Append(entry, tx), rx))
+        let leaf = Hash::leaf(&entry);
+        Ok((Msg::Append(entry, leaf, tx), rx))
     }
 
     /// Appends an entry and waits until it is durable.
@@ -518,6 +521,7 @@ impl Sequencer {
             return;
         };
         let mut entries = Vec::with_capacity(self.options.max_batch);
+        let mut leaves = Vec::with_capacity(self.options.max_batch);
         let mut waiters = Vec::with_capacity(self.options.max_batch);
         let mut cp_waiters = Vec::new();
         let mut last_batch = 0usize;
@@ -534,7 +538,7 @@ impl Sequencer {
             let first = match first {
                 // A checkpoint fell due with no append to carry it: sign one on its own.
                 None => {
-                    self.commit(&mut entries, &mut waiters, &mut cp_waiters, true);
+                    self.commit(&mut entries, &mut leaves, &mut waiters, &mut cp_waiters, true);
                     continue;
                 }
                 Some(None) => break,
@@ -552,8 +556,9 @@ impl Sequencer {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Append(e, w) => {
+                    Msg::Append(e, leaf, w) => {
                         entries.push(e);
+                        leaves.push(leaf);
                         waiters.push(w);
                     }
                     Msg::Checkpoint(w) => cp_waiters.push(w),
@@ -564,7 +569,7 @@ impl Sequencer {
             }
             let force = !cp_waiters.is_empty();
             last_batch = entries.len();
-            self.commit(&mut entries, &mut waiters, &mut cp_waiters, force);
+            self.commit(&mut entries, &mut leaves, &mut waiters, &mut cp_waiters, force);
         }
     }
 
@@ -587,16 +592,17 @@ impl Sequencer {
     fn commit(
         &mut self,
         entries: &mut Vec<Vec<u8>>,
+        leaves: &mut Vec<Hash>,
         waiters: &mut Vec<oneshot::Sender<Result<Appended, Error>>>,
         cp_waiters: &mut Vec<oneshot::Sender<Result<SignedCheckpoint, Error>>>,
         force_checkpoint: bool,
     ) {
         let started = Instant::now();
-        let result = self.write(entries, force_checkpoint);
+        let result = self.write(entries, leaves, force_checkpoint);
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let counters = &self.shared.counters;
         match result {
-            Ok((first, leaves, checkpoint)) => {
+            Ok((first, checkpoint)) => {
                 let n = entries.len() as u64;
                 counters.last_failed.store(false, Ordering::Relaxed);
                 if n > 0 {
@@ -613,7 +619,7 @@ impl Sequencer {
                 }
                 counters.entries.fetch_add(n, Ordering::Relaxed);
                 counters.max_batch.fetch_max(n, Ordering::Relaxed);
-                for (i, (w, leaf_hash)) in waiters.drain(..).zip(leaves).enumerate() {
+                for (i, (w, &leaf_hash)) in waiters.drain(..).zip(leaves.iter()).enumerate() {
                     // A waiter that went away no longer needs its answer.
                     let _ = w.send(Ok(Appended { index: first + i as u64, leaf_hash }));
                 }
@@ -635,14 +641,17 @@ impl Sequencer {
             }
         }
         entries.clear();
+        leaves.clear();
     }
 
-    /// Writes one batch. Returns the first index, the leaf hashes and the latest checkpoint.
+    /// Writes one batch (`leaves[i]` is the leaf hash of `entries[i]`). Returns the first
+    /// index and the latest checkpoint.
     fn write(
         &mut self,
         entries: &[Vec<u8>],
+        leaves: &[Hash],
         force_checkpoint: bool,
-    ) -> Result<(u64, Vec<Hash>, Option<SignedCheckpoint>), Error> {
+    ) -> Result<(u64, Option<SignedCheckpoint>), Error> {
         if !self.healthy {
             self.shared.reload()?;
             self.healthy = true;
@@ -652,10 +661,7 @@ impl Sequencer {
         let mut stack = before.stack.clone();
         let first = stack.size();
         let mut tiles = Vec::new();
-        let mut leaves = Vec::with_capacity(entries.len());
-        for e in entries {
-            let h = Hash::leaf(e);
-            leaves.push(h);
+        for &h in leaves {
             stack.push(h, &mut |id, bytes| tiles.push((id, bytes)));
         }
         let root = stack.root();
@@ -675,7 +681,7 @@ impl Sequencer {
             self.shared.store.write_batch(&Batch {
                 first_index: first,
                 entries,
-                leaves: &leaves,
+                leaves,
                 tiles: &tiles,
                 checkpoint: checkpoint.as_ref().map(|c| (size, c.note())),
             })?;
@@ -683,6 +689,6 @@ impl Sequencer {
             self.shared.store.put_checkpoint(size, cp.note())?;
         }
         self.shared.publish(Arc::new(Snapshot { stack, root }), checkpoint.clone());
-        Ok((first, leaves, checkpoint.or(latest)))
+        Ok((first, checkpoint.or(latest)))
     }
 }
