@@ -383,16 +383,15 @@ async fn drive(mut w: Worker, window: Window, live: Arc<Live>) -> Result<Stats> 
             Mode::Authorize | Mode::Mixed => {
                 let body = w.bodies.get(n % w.bodies.len().max(1)).cloned().unwrap_or_default();
                 n = n.wrapping_add(1);
-                let writ = timed(&mut w.conn, Op::Authorize, "/v1/authorize", &json, body, window, &live, &mut stats)
-                    .await
-                    .and_then(|b| authorize_outcome(&b));
-                let writ = match writ {
+                let (counts, answer) =
+                    timed(&mut w.conn, Op::Authorize, "/v1/authorize", &json, body, window, &live, &mut stats).await;
+                let writ = match answer.and_then(|b| authorize_outcome(&b)) {
                     Ok((outcome, writ)) => {
-                        record_outcome(&mut stats, Op::Authorize, outcome, window);
+                        record_outcome(&mut stats, Op::Authorize, outcome, counts);
                         writ
                     }
                     Err(kind) => {
-                        record_error(&mut stats, kind, window, &live);
+                        record_error(&mut stats, kind, counts, &live);
                         None
                     }
                 };
@@ -400,7 +399,7 @@ async fn drive(mut w: Worker, window: Window, live: Arc<Live>) -> Result<Stats> 
                     let body = match verify_body(&writ) {
                         Ok(b) => b,
                         Err(_) => {
-                            record_error(&mut stats, "encode", window, &live);
+                            record_error(&mut stats, "encode", counts, &live);
                             continue;
                         }
                     };
@@ -418,16 +417,17 @@ async fn drive(mut w: Worker, window: Window, live: Arc<Live>) -> Result<Stats> 
 
 async fn verify_once(conn: &mut Conn, body: Bytes, window: Window, live: &Live, stats: &mut Stats) {
     let json = [("content-type", "application/json")];
-    let outcome =
-        timed(conn, Op::Verify, "/v1/verify", &json, body, window, live, stats).await.and_then(|b| verify_outcome(&b));
-    match outcome {
-        Ok(o) => record_outcome(stats, Op::Verify, o, window),
-        Err(kind) => record_error(stats, kind, window, live),
+    let (counts, answer) = timed(conn, Op::Verify, "/v1/verify", &json, body, window, live, stats).await;
+    match answer.and_then(|b| verify_outcome(&b)) {
+        Ok(o) => record_outcome(stats, Op::Verify, o, counts),
+        Err(kind) => record_error(stats, kind, counts, live),
     }
 }
 
 /// Sends one POST and times it; counts the status and the latency if the answer came within
-/// the measured window. Returns the body of a 2xx answer, or the error kind.
+/// the measured window. Returns whether it did (its outcome or error is then counted too,
+/// so that every figure covers the same answers) and the body of a 2xx answer, or the
+/// error kind.
 #[expect(clippy::too_many_arguments, reason = "one call site per operation; a struct would only rename them")]
 async fn timed(
     conn: &mut Conn,
@@ -438,7 +438,7 @@ async fn timed(
     window: Window,
     live: &Live,
     stats: &mut Stats,
-) -> Result<Bytes, &'static str> {
+) -> (bool, Result<Bytes, &'static str>) {
     let sent = Instant::now();
     let result = conn.send(Method::POST, path, headers, body).await;
     let done = Instant::now();
@@ -456,12 +456,12 @@ async fn timed(
                     h.saturating_record(us.max(1));
                 }
             }
-            if reply.status.is_success() { Ok(reply.body) } else { Err("http_status") }
+            (counts, if reply.status.is_success() { Ok(reply.body) } else { Err("http_status") })
         }
         Err(e) => {
             // Do not spin on a server that is gone.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            Err(e.kind().as_str())
+            (counts, Err(e.kind().as_str()))
         }
     }
 }
@@ -480,15 +480,15 @@ fn verify_outcome(body: &[u8]) -> Result<String, &'static str> {
     Ok(if v.ok { "ok".into() } else { format!("rejected:{}", v.reason.as_deref().unwrap_or("none")) })
 }
 
-fn record_outcome(stats: &mut Stats, op: Op, outcome: String, window: Window) {
-    if window.counts(Instant::now()) {
+fn record_outcome(stats: &mut Stats, op: Op, outcome: String, counts: bool) {
+    if counts {
         stats.outcome(op, outcome);
     }
 }
 
-fn record_error(stats: &mut Stats, kind: &str, window: Window, live: &Live) {
+fn record_error(stats: &mut Stats, kind: &str, counts: bool, live: &Live) {
     live.errors.fetch_add(1, Ordering::Relaxed);
-    if window.counts(Instant::now()) {
+    if counts {
         stats.error(kind);
     }
 }
