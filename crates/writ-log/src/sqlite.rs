@@ -5,15 +5,24 @@
 //! `checkpoints(size, note)` and `meta(key, value)`. Readers use a small pool of
 //! connections; the sequencer owns the write connection.
 //!
-//! WAL checkpoints (copying committed pages into the database file, then syncing it) run on
-//! a thread of their own, not in the sequencer's commit, which SQLite's automatic
-//! checkpoint would do: copying 16 MB and syncing the file stalled every append behind it
-//! for tens to hundreds of milliseconds. The checkpointer copies concurrently (`PASSIVE`),
-//! and once the WAL is large it finishes with a short `RESTART` (the few pages written
-//! meanwhile, one sync) so that the WAL starts over. Durability does not depend on it: a
-//! commit is durable once its WAL frames are synced. Should the checkpointer fall far behind
-//! (starved of CPU under a burst of appends), the sequencer restarts the WAL itself after a
-//! commit once it holds twice the usual threshold, so the WAL stays bounded.
+//! WAL checkpoints (copying committed pages into the database file, then syncing it) are
+//! split in two so that the WAL stays bounded without stalling appends behind a long copy,
+//! which SQLite's automatic checkpoint in the commit would do (copying 16 MB and syncing
+//! the file stalled every append behind it for tens to hundreds of milliseconds):
+//!
+//! - a thread of its own copies committed pages concurrently (`PASSIVE`, every 100 ms);
+//! - once the WAL holds 4,096 pages (16 MB), the sequencer itself, right after a commit,
+//!   finishes with a `RESTART`: the few pages written since the last passive copy, one
+//!   sync, and the next commit starts the WAL over.
+//!
+//! The restart belongs to the sequencer because it is the only writer: a `RESTART` must
+//! hold the write lock, which a sequencer committing back to back almost never leaves free
+//! for another connection's busy handler to catch (seen in CI: a WAL of 69 MB, every restart
+//! from the checkpointer's thread timing out, and the sequencer's own attempts refused
+//! because that thread held SQLite's checkpoint lock meanwhile). Both steps take one
+//! in-process lock around their checkpoint, so neither meets the other's checkpoint lock
+//! and fails with `SQLITE_BUSY`. Durability does not depend on any of this: a commit is
+//! durable once its WAL frames are synced.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -74,13 +83,9 @@ pub struct SqliteStore {
     checkpointer: Option<Checkpointer>,
 }
 
-/// WAL pages (4 KiB each) past which the checkpointer restarts the WAL: what SQLite's
-/// automatic checkpoint used.
-const WAL_RESTART_PAGES: i64 = 4096;
-
-/// WAL pages past which the sequencer itself restarts the WAL after its commit: twice the
-/// background threshold, reached only when the checkpointer cannot keep up.
-const WAL_HARD_PAGES: i32 = 2 * WAL_RESTART_PAGES as i32;
+/// WAL pages (4 KiB each) past which the sequencer restarts the WAL after its commit (what
+/// SQLite's automatic checkpoint used).
+const WAL_RESTART_PAGES: i32 = 4096;
 
 thread_local! {
     /// Pages in the WAL after the last commit on this thread's writer connection (set by
@@ -93,19 +98,30 @@ fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
     Ok(())
 }
 
-/// How often the checkpointer looks at the WAL.
+/// How long a connection waits for a lock another holds before it fails with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the sequencer's WAL restart waits for readers of older snapshots.
+const RESTART_PATIENCE: Duration = Duration::from_millis(100);
+
+/// How often the checkpointer copies committed pages into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// The background checkpointer: its thread and the flag that stops it.
+/// The background checkpointer: its thread, the flag that stops it, and the lock that
+/// orders its checkpoints with the sequencer's restarts.
 struct Checkpointer {
     stop: Arc<(Mutex<bool>, Condvar)>,
+    // INVARIANT: every checkpoint of this store's connections runs while holding this lock,
+    // so no checkpoint meets SQLite's checkpoint lock held by another of ours.
+    turn: Arc<Mutex<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
     fn start(conn: Connection) -> Result<Checkpointer, Error> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let flag = stop.clone();
+        let turn = Arc::new(Mutex::new(()));
+        let (flag, mine) = (stop.clone(), turn.clone());
         let thread = std::thread::Builder::new()
             .name("writ-log-checkpoint".into())
             .spawn(move || {
@@ -119,27 +135,36 @@ impl Checkpointer {
                         return;
                     }
                     drop(stopped);
+                    let Ok(_turn) = mine.lock() else { return };
                     // A failed checkpoint is retried at the next tick; the WAL only grows
                     // meanwhile, nothing committed is at risk.
-                    let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                    });
-                    // Restart the WAL once it is large: little is left to copy after the
-                    // passive step, so the blocking step is short. (Truncating the file
-                    // instead made every later commit's sync slower: the file grows again.)
-                    match passive {
-                        Ok((wal_pages, _)) if wal_pages >= WAL_RESTART_PAGES => {
-                            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
-                                tracing::warn!(error = %e, wal_pages, "WAL restart checkpoint failed; retried");
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retried"),
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; retried");
                     }
                 }
             })
             .map_err(|e| Error::Storage(format!("cannot start the checkpointer thread: {e}")))?;
-        Ok(Checkpointer { stop, thread: Some(thread) })
+        Ok(Checkpointer { stop, turn, thread: Some(thread) })
+    }
+
+    /// Restarts the WAL from the writer's connection, between two of its transactions: it
+    /// waits for a passive copy in progress, then for readers of older snapshots, at most
+    /// [`RESTART_PATIENCE`] (appends wait meanwhile); if they outlast it, the next commit
+    /// tries again.
+    fn restart(&self, writer: &Connection) {
+        let Ok(_turn) = self.turn.lock() else { return };
+        if let Err(e) = writer.busy_timeout(RESTART_PATIENCE) {
+            tracing::warn!(error = %e, "cannot bound the WAL restart's wait; not restarted");
+            return;
+        }
+        match writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+            Ok(0) => {}
+            Ok(_) => tracing::debug!("WAL restart waited out by a reader; retried after the next commit"),
+            Err(e) => tracing::warn!(error = %e, "WAL restart checkpoint failed; retried after the next commit"),
+        }
+        if let Err(e) = writer.busy_timeout(BUSY_TIMEOUT) {
+            tracing::warn!(error = %e, "cannot restore the writer's busy timeout");
+        }
     }
 
     fn stop(&mut self) {
@@ -196,7 +221,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
         let conn = Connection::open_with_flags(&self.path, flags).map_err(db_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
         if write {
             // WAL: readers see the last committed batch and never block the sequencer.
             // FULL: the WAL is fsynced at every commit, so a returned batch is durable.
@@ -327,13 +352,12 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit().map_err(db_err)?;
-            // The background checkpointer fell far behind (starved of CPU, or readers kept
-            // it from restarting the WAL): checkpoint here, before the next batch, so that
-            // the WAL stays bounded. The batch above is durable whatever this does.
-            if self.checkpointer.is_some() && WAL_PAGES.with(Cell::get) >= WAL_HARD_PAGES {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "in-line WAL restart checkpoint failed; retried after the next batch");
-                }
+            // Past the threshold, restart the WAL before the next batch, so that it stays
+            // bounded. The batch above is durable whatever this does.
+            if let Some(checkpointer) = &self.checkpointer
+                && WAL_PAGES.with(Cell::get) >= WAL_RESTART_PAGES
+            {
+                checkpointer.restart(conn);
                 WAL_PAGES.with(|p| p.set(0));
             }
             Ok(())

@@ -470,9 +470,11 @@ fn the_audit_names_an_altered_entry_or_node_and_corruption_fails_closed() {
     assert!(matches!(opened, Err(Error::Corrupt(_)) | Err(Error::Storage(_))), "{opened:?}");
 }
 
-/// WAL checkpoints run beside the sequencer (whose connection never checkpoints): while
-/// the log stays open and appends keep coming, committed pages reach the database file and
-/// the WAL is restarted instead of growing with the log; every entry reads back and audits.
+/// WAL checkpoints: while the log stays open and appends keep coming, committed pages reach
+/// the database file (copied in the background) and the sequencer restarts the WAL once it
+/// passes 16 MB, so the WAL file never grows far past that, however busy the machine (a CI
+/// run once saw 69 MB here, when restarts were left to the background thread); every entry
+/// reads back and audits.
 #[test]
 fn the_wal_is_checkpointed_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
@@ -506,7 +508,8 @@ fn the_wal_is_checkpointed_in_the_background() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(copied, "database file {} bytes, WAL {} bytes", size("log.db"), size("log.db-wal"));
-    assert!(size("log.db-wal") < 40 << 20, "the WAL grew with the log: {} bytes", size("log.db-wal"));
+    // 4,096 pages of 4 KiB, plus the last batch before the restart.
+    assert!(size("log.db-wal") < 20 << 20, "the WAL grew with the log: {} bytes", size("log.db-wal"));
     assert_eq!(log.size(), 7_520);
     assert!(verify_store(log.store().as_ref(), log.verifier()).unwrap().ok());
     assert_eq!(log.entries(7_519, 7_520).unwrap().len(), 1);
