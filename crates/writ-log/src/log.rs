@@ -103,6 +103,8 @@ enum Msg {
     /// path does not hash.
     Append(Vec<u8>, Hash, oneshot::Sender<Result<Appended, Error>>),
     Checkpoint(oneshot::Sender<Result<SignedCheckpoint, Error>>),
+    /// Whether the store still takes durable writes (see [`Log::probe_writes`]).
+    Probe(oneshot::Sender<Result<(), Error>>),
 }
 
 /// An immutable view of the tree as of one commit.
@@ -243,6 +245,20 @@ impl Log {
     pub async fn checkpoint_now(&self) -> Result<SignedCheckpoint, Error> {
         let (tx, rx) = oneshot::channel();
         self.tx.as_ref().ok_or(Error::Closed)?.send(Msg::Checkpoint(tx)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Whether the store still takes durable writes, asked of the store itself: the
+    /// sequencer, between two batches, runs [`Store::probe`], real writes that change
+    /// nothing of the log (SQLite: one synced row of `meta`, and a synced block in a file
+    /// beside the database). An idle log on a disk that became full or read-only thus
+    /// reports it before the next append fails. A failure
+    /// also counts as a failed commit in [`LogStats::last_commit_failed`], and a success
+    /// after one clears it. Each call is a synced write: callers reachable from outside
+    /// should bound how often they ask.
+    pub async fn probe_writes(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.as_ref().ok_or(Error::Closed)?.send(Msg::Probe(tx)).await.map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
 
@@ -524,6 +540,7 @@ impl Sequencer {
         let mut leaves = Vec::with_capacity(self.options.max_batch);
         let mut waiters = Vec::with_capacity(self.options.max_batch);
         let mut cp_waiters = Vec::new();
+        let mut probe_waiters = Vec::new();
         let mut last_batch = 0usize;
         loop {
             let first = match self.stale_checkpoint_deadline() {
@@ -562,6 +579,7 @@ impl Sequencer {
                         waiters.push(w);
                     }
                     Msg::Checkpoint(w) => cp_waiters.push(w),
+                    Msg::Probe(w) => probe_waiters.push(w),
                 }
                 if entries.len() < self.options.max_batch {
                     next = rx.try_recv().ok();
@@ -570,7 +588,29 @@ impl Sequencer {
             let force = !cp_waiters.is_empty();
             last_batch = entries.len();
             self.commit(&mut entries, &mut leaves, &mut waiters, &mut cp_waiters, force);
+            if !probe_waiters.is_empty() {
+                let probed = self.probe();
+                for w in probe_waiters.drain(..) {
+                    let _ = w.send(probed.clone());
+                }
+            }
         }
+    }
+
+    /// One durable write beside the log (see [`Log::probe_writes`]).
+    fn probe(&mut self) -> Result<(), Error> {
+        let result = self.shared.store.probe();
+        let counters = &self.shared.counters;
+        match &result {
+            Ok(()) => counters.last_failed.store(false, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(error = %e, "the log's store refused a write probe");
+                counters.last_failed.store(true, Ordering::Relaxed);
+                // Re-read the store before the next batch, as after a failed commit.
+                self.healthy = false;
+            }
+        }
+        result
     }
 
     /// When the newest checkpoint does not cover the whole durable tree, the moment a new

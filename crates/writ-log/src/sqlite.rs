@@ -476,4 +476,23 @@ impl Store for SqliteStore {
                 .map_err(db_err)
         })
     }
+
+    /// Two writes, each synced: a row of `meta` (the database takes a commit: not read-only,
+    /// not locked by another writer, not corrupt), then a block in a file beside it,
+    /// removed again. The second is needed because the first may land in WAL space that
+    /// is already allocated, which neither a full disk nor a file made immutable refuses,
+    /// while the next append that grows the WAL fails.
+    fn probe(&self) -> Result<(), Error> {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        self.set_meta("write_probe", &at.to_string())?;
+        let mut name = self.path.clone().into_os_string();
+        name.push("-probe");
+        let path = PathBuf::from(name);
+        let written = std::fs::File::create(&path).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &[0u8; 4096])?;
+            f.sync_all()
+        });
+        let removed = std::fs::remove_file(&path);
+        written.and(removed).map_err(|e| Error::Storage(format!("the store's file system refuses writes: {e}")))
+    }
 }

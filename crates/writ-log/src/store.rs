@@ -61,4 +61,7 @@ pub trait Store: Send + Sync {
     fn meta(&self, key: &str) -> Result<Option<String>, Error>;
     /// Sets a metadata value, durably.
     fn set_meta(&self, key: &str, value: &str) -> Result<(), Error>;
+    /// Whether the store takes durable writes right now, learnt from real writes that leave
+    /// the log's content as it is (see [`crate::Log::probe_writes`]).
+    fn probe(&self) -> Result<(), Error>;
 }

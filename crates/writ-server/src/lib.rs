@@ -89,7 +89,13 @@ pub struct Shared {
     keys: Option<Arc<dyn WritKeyStore>>,
     // One rotation at a time: the key store and the engine change together.
     rotation: Arc<tokio::sync::Mutex<()>>,
+    // The last write probe of `/readyz` and when it ran: at most one synced probe per
+    // `PROBE_EVERY`, however often an anonymous caller asks.
+    probed: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
 }
+
+/// How long `/readyz` reuses the answer of its last write probe of the log.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the writ signing keys are kept. A rotation (`POST /v1/keys/rotate`) adds a key
 /// here, durably, before the engine records the rotation and signs with it; if the
@@ -120,7 +126,15 @@ impl AppState {
     pub fn with_limits(engine: Arc<Engine>, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::new(engine.clone()));
         let openapi = Arc::new(openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
-        AppState(Arc::new(Shared { engine, metrics, limits, openapi, keys: None, rotation: Arc::default() }))
+        AppState(Arc::new(Shared {
+            engine,
+            metrics,
+            limits,
+            openapi,
+            keys: None,
+            rotation: Arc::default(),
+            probed: Arc::default(),
+        }))
     }
 
     /// The same state with a writ key store, which makes `POST /v1/keys/rotate` work;

@@ -21,7 +21,7 @@ use crate::extract::{Body, Limited, Path, Query};
 use crate::schema::{
     AuthorizeRequestDoc, ConsistencyAnswer, DecisionDoc, EntriesAnswer, InclusionAnswer, VerifyAnswer, VerifyBody,
 };
-use crate::{AppState, MAX_ENTRIES};
+use crate::{AppState, MAX_ENTRIES, PROBE_EVERY};
 
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
@@ -231,7 +231,8 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: a bundle is active and the log takes writes.
+/// Readiness: a bundle is active and the log takes writes (a write probe of the store,
+/// reused for a second).
 #[utoipa::path(get, path = "/readyz", tag = "service",
     responses(
         (status = 200, description = "Ready", body = Object),
@@ -239,11 +240,20 @@ pub(crate) async fn healthz() -> &'static str {
     ))]
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     let bundle = s.engine.active_bundle();
-    // After a failed commit, probe the store with a checkpoint commit: its success clears
-    // the failure (the store takes writes again).
     let log = s.engine.log();
-    let writable =
-        !log.stats().last_commit_failed || (log.checkpoint_now().await.is_ok() && !log.stats().last_commit_failed);
+    // The log is asked, not assumed: a synced write probe, at most once per PROBE_EVERY
+    // (concurrent callers wait for the one in progress).
+    let writable = {
+        let mut probed = s.probed.lock().await;
+        match *probed {
+            Some((at, ok)) if at.elapsed() < PROBE_EVERY => ok,
+            _ => {
+                let ok = log.probe_writes().await.is_ok();
+                *probed = Some((Instant::now(), ok));
+                ok
+            }
+        }
+    };
     match (bundle, writable) {
         (Some((name, version, digest)), true) => Json(json!({
             "ready": true,

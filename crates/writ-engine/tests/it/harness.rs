@@ -68,6 +68,12 @@ impl Store for Switchable {
     fn set_meta(&self, k: &str, v: &str) -> Result<(), writ_log::Error> {
         self.inner.set_meta(k, v)
     }
+    fn probe(&self) -> Result<(), writ_log::Error> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(writ_log::Error::Storage("attempt to write a readonly database".into()));
+        }
+        self.inner.probe()
+    }
 }
 
 pub fn rt() -> tokio::runtime::Runtime {

@@ -290,6 +290,9 @@ fn real_full_file_system_fails_appends() {
     let log = open_with(&mnt, sqlite.clone()).unwrap();
     let (acked, failure) = append_until_failure(&log, 20_000);
     assert!(matches!(failure, Some(Error::Storage(_))), "{failure:?} after {}", acked.len());
+    // Asked whether it takes writes, the log says no.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert!(rt.block_on(log.probe_writes()).is_err());
     drop(log);
     let store = SqliteStore::open(&mnt.join("log.db"), SqliteOptions { read_only: true, ..sqlite }).unwrap();
     assert!(store.size().unwrap() >= acked.len() as u64);
@@ -320,6 +323,44 @@ fn read_only_file_fails_appends_then_recovers() {
     assert_eq!(log.size(), 10);
     let a = log.append_blocking(entry(11)).unwrap();
     assert_eq!(a.index, log.size() - 1);
+    assert!(verify_store(log.store().as_ref(), log.verifier()).unwrap().ok());
+}
+
+/// An idle log is asked whether its store takes writes, and answers from real writes: the
+/// database and its directory made immutable (chattr +i, which binds root too) fail the
+/// probe before any append does, counted as a failed commit; writable again, the probe
+/// passes and clears it, and nothing of the log changed.
+#[test]
+fn an_idle_log_probes_its_store_for_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for i in 0..3 {
+        log.append_blocking(entry(i)).unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(log.probe_writes()).unwrap();
+    // The directory too: a metadata write can land in WAL space already allocated, which an
+    // immutable file does not refuse (nor does a full disk); the probe's second write, a
+    // new file beside the database, is refused.
+    let files: Vec<String> = ["log.db", "log.db-wal", ""]
+        .iter()
+        .map(|f| dir.path().join(f).to_str().unwrap().trim_end_matches('/').to_owned())
+        .collect();
+    let args: Vec<&str> = std::iter::once("+i").chain(files.iter().map(String::as_str)).collect();
+    if !run("chattr", &args) {
+        eprintln!("skipped: chattr +i is not available here");
+        return;
+    }
+    let refused = rt.block_on(log.probe_writes());
+    let failed_meanwhile = log.stats().last_commit_failed;
+    let args: Vec<&str> = std::iter::once("-i").chain(files.iter().map(String::as_str)).collect();
+    assert!(run("chattr", &args));
+    assert!(matches!(refused, Err(Error::Storage(_))), "{refused:?}");
+    assert!(failed_meanwhile);
+    rt.block_on(log.probe_writes()).unwrap();
+    assert!(!log.stats().last_commit_failed);
+    assert_eq!(log.size(), 3);
+    assert_eq!(log.append_blocking(entry(3)).unwrap().index, 3);
     assert!(verify_store(log.store().as_ref(), log.verifier()).unwrap().ok());
 }
 
@@ -371,6 +412,12 @@ impl Store for Faulty {
     }
     fn set_meta(&self, key: &str, value: &str) -> Result<(), Error> {
         self.inner.set_meta(key, value)
+    }
+    fn probe(&self) -> Result<(), Error> {
+        if self.fail_before.load(Ordering::SeqCst) {
+            return Err(Error::Storage("injected I/O error".into()));
+        }
+        self.inner.probe()
     }
 }
 

@@ -315,3 +315,37 @@ fn jwks_health_and_readiness() {
     let (status, r) = bare.json("GET", "/readyz", None);
     assert_eq!((status, r["error"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("policy.no_active_bundle")));
 }
+
+/// `/readyz` asks the log whether it takes writes, even while nothing is appended: the data
+/// directory made immutable (chattr +i binds root too) is `503 log.unavailable` at once,
+/// without a decision having failed first; writable again, ready again once the probe's
+/// answer (kept for a second) is renewed.
+#[test]
+fn readiness_probes_an_idle_log_for_writes() {
+    let f = fixture(true);
+    let (status, _) = f.json("GET", "/readyz", None);
+    assert_eq!(status, StatusCode::OK);
+    let paths: Vec<String> = ["log.db", "log.db-wal", ""]
+        .iter()
+        .map(|p| f.dir.path().join(p).to_str().unwrap().trim_end_matches('/').to_owned())
+        .collect();
+    let chattr =
+        |flag: &str| std::process::Command::new("chattr").arg(flag).args(&paths).status().is_ok_and(|s| s.success());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    if !chattr("+i") {
+        eprintln!("skipped: chattr +i is not available here");
+        return;
+    }
+    let (status, r) = f.json("GET", "/readyz", None);
+    // Asked again within the second: the same answer, without another probe.
+    let (again, _) = f.json("GET", "/readyz", None);
+    assert!(chattr("-i"));
+    assert_eq!((status, r["error"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("log.unavailable")), "{r}");
+    assert_eq!(again, StatusCode::SERVICE_UNAVAILABLE);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (status, r) = f.json("GET", "/readyz", None);
+    assert_eq!((status, r["ready"].clone()), (StatusCode::OK, json!(true)), "{r}");
+    // Nothing was lost or refused meanwhile.
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    assert_eq!(d["outcome"], "allow", "{d}");
+}
