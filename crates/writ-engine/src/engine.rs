@@ -392,9 +392,10 @@ impl Engine {
                 "a pipeline stage panicked".into(),
             )
         };
-        let Ok(mut facts) =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.verify_credentials(&request, now)))
-        else {
+        let Ok(mut facts) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fault_point("identity", &request.action);
+            self.verify_credentials(&request, now)
+        })) else {
             return panicked();
         };
         let ExecutionRequest { action, resource, arguments, parent, audience, .. } = request;
@@ -419,6 +420,7 @@ impl Engine {
         let _serial = serial.lock().await;
         let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.add_state_facts(&mut facts, &recorded, now);
+            fault_point("decide", &recorded.action);
             decide(&recorded, &facts, &limits, now, bundle)
         }));
         let Ok(Decided { outcome, placement }) = staged else {
@@ -991,4 +993,21 @@ impl Engine {
 /// Rebuilds a bundle from the parts an activation entry recorded.
 pub(crate) fn bundle_from_parts(p: &BundleParts) -> Result<Bundle, EngineError> {
     Ok(Bundle::from_parts(&p.manifest, &p.policies, &p.schema, p.entities.as_deref(), p.tests.as_deref())?)
+}
+
+/// The fault-injection tests' way in (tikv's `fail`): a request whose action is
+/// `failpoint.<stage>` passes the fail point `writ-engine::<stage>` (`identity`, `decide`),
+/// which a test can make panic. Compiled to nothing unless the `fail` crate's
+/// `failpoints` feature is on, which only a dev-dependency turns on.
+fn fault_point(stage: &str, action: &str) {
+    // Read here too: without the feature the macro below is empty.
+    let _ = (stage, action);
+    fail::fail_point!(
+        match stage {
+            "identity" => "writ-engine::identity",
+            _ => "writ-engine::decide",
+        },
+        action.strip_prefix("failpoint.") == Some(stage),
+        |_| {}
+    );
 }

@@ -258,6 +258,7 @@ impl CompiledBundle {
     }
 
     fn evaluate_inner(&self, input: &PolicyInput) -> PolicyOutcome {
+        fault_point(&input.action);
         if !self.declares_action(&input.action) {
             return PolicyOutcome::deny(
                 ReasonCode::PolicyDenied,
@@ -492,6 +493,16 @@ fn shape_of(input: &PolicyInput) -> String {
 fn principal_of(uid: &EntityUid, attrs: &Map<String, Value>) -> Result<Entity, String> {
     let attrs = attrs.iter().map(|(k, v)| Ok((k.clone(), cedar_value(v)?))).collect::<Result<_, String>>()?;
     Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())
+}
+
+/// The fault-injection tests' way in (tikv's `fail`): evaluation of an action named
+/// `failpoint.evaluate` passes the fail point `writ-policy::evaluate`, which a test can make
+/// panic. Compiled to nothing unless the `fail` crate's `failpoints` feature is on, which
+/// only a dev-dependency turns on.
+fn fault_point(action: &str) {
+    // Read here too: without the feature the macro below is empty.
+    let _ = action;
+    fail::fail_point!("writ-policy::evaluate", action == "failpoint.evaluate", |_| {});
 }
 
 #[cfg(test)]

@@ -220,12 +220,18 @@ async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()>
     let cross = json!({"credentials": {"workload": support}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/out.csv"}});
     d.authorize("support-1 writes into the billing zone", cross, Expect::Deny("policy.denied")).await?;
 
-    d.section("Payments");
+    // Payments and maintenance have complementary windows in the starter bundle, so that
+    // at any hour one call is inside its window and one outside.
+    d.section("Time windows (payments 09:00-17:00 UTC, maintenance outside those hours)");
     let pay = |amount: u64| json!({"credentials": {"workload": billing}, "action": "payment", "resource": "payments:stripe", "arguments": {"amount": amount, "currency": "EUR"}});
-    let small = if business_hours { Expect::Allow } else { Expect::Deny("policy.denied") };
-    let label =
-        if business_hours { "a payment of 250 in business hours" } else { "a payment of 250 outside 09:00-17:00 UTC" };
-    d.authorize(label, pay(250), small).await?;
+    let maintenance = json!({"credentials": {"workload": billing}, "action": "maintenance", "resource": "service:billing-db", "arguments": {"task": "restart"}});
+    if business_hours {
+        d.authorize("a payment of 250 inside its window", pay(250), Expect::Allow).await?;
+        d.authorize("a database restart, outside its window", maintenance, Expect::Deny("policy.denied")).await?;
+    } else {
+        d.authorize("a payment of 250, outside its window", pay(250), Expect::Deny("policy.denied")).await?;
+        d.authorize("a database restart inside its window", maintenance, Expect::Allow).await?;
+    }
     d.authorize("a payment of 50000, above every limit", pay(50_000), Expect::Deny("policy.denied")).await?;
 
     d.section("Human approval (payments of 1,000 to 9,999)");
@@ -269,17 +275,27 @@ async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()>
         d.authorize("a payment of 2500 outside 09:00-17:00 UTC", pay(2500), Expect::Deny("policy.denied")).await?;
     }
 
-    d.section("Sub-agent chain (spawn depth limit: 3)");
+    d.section("Sub-agent chain (the bundle: spawns below depth 3; the engine: nothing deeper than 3)");
     let mut parent: Option<String> = None;
     for depth in 0..4u32 {
         let mut r = json!({"credentials": {"workload": billing}, "action": "spawn", "resource": "agents:pool", "arguments": {"agent": format!("helper-{depth}")}});
         if let Some(p) = &parent {
             r["parent"] = json!(p);
         }
-        let expect = if depth < 3 { Expect::Allow } else { Expect::Deny("") };
-        let dec = d.authorize(&format!("spawn at depth {depth}"), r, expect).await?;
-        parent = dec["id"].as_str().map(str::to_owned);
+        if depth < 3 {
+            let dec = d.authorize(&format!("spawn at depth {depth}"), r, Expect::Allow).await?;
+            parent = dec["id"].as_str().map(str::to_owned);
+        } else {
+            d.authorize("spawn at depth 3: the bundle's limit", r, Expect::Deny("policy.denied")).await?;
+        }
     }
+    // Under the deepest sub-agent, a read at depth 3 is allowed; one more level is past
+    // the engine's depth limit, whatever the policy says.
+    let read_under = |parent: &Option<String>| json!({"credentials": {"workload": billing}, "action": "read", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/ledger.csv"}, "parent": parent});
+    let dec = d.authorize("a tool call of the depth-2 sub-agent (depth 3)", read_under(&parent), Expect::Allow).await?;
+    let leaf = dec["id"].as_str().map(str::to_owned);
+    d.authorize("a tool call one level deeper (depth 4)", read_under(&leaf), Expect::Deny("lineage.depth_exceeded"))
+        .await?;
     let orphan = json!({"credentials": {"workload": billing}, "action": "spawn", "resource": "agents:pool", "arguments": {"agent": "x"}, "parent": "w-does-not-exist"});
     d.authorize("a sub-agent naming an unknown parent", orphan, Expect::Deny("lineage.parent_unknown")).await?;
 

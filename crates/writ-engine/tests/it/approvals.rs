@@ -109,9 +109,10 @@ fn nothing_unknown_late_or_denied_meanwhile_is_approved() {
     // The policy changed meanwhile: the request must be asked again under the new one.
     let p = h.authorize(&big_payment(&h, "billing-1"));
     assert_pending(&p);
-    let (manifest, policies, schema, entities, tests) = writ_policy::starter_bundle().unwrap().parts();
+    let starter = writ_policy::starter_bundle().unwrap();
+    let (manifest, policies, schema, entities, tests) = starter.parts();
     let newer = writ_policy::Bundle::from_parts(
-        &manifest.replace("1.0.0", "1.0.1"),
+        &manifest.replace(&format!("\"{}\"", starter.manifest().version), "\"0.0.1-newer\""),
         &policies,
         &schema,
         entities.as_deref(),

@@ -20,7 +20,7 @@ fn starter_bundle_with(from: &str, to: &str, version: &str) -> Bundle {
     let (manifest, policies, schema, entities, tests) = starter_bundle().unwrap().parts();
     assert!(policies.contains(from), "the starter bundle no longer has {from:?}");
     Bundle::from_parts(
-        &manifest.replace("1.0.0", version),
+        &manifest.replace(&format!("\"{}\"", starter_bundle().unwrap().manifest().version), &format!("\"{version}\"")),
         &policies.replace(from, to),
         &schema,
         entities.as_deref(),

@@ -402,3 +402,27 @@ fn state_survives_reopen() {
     assert_denied(&h.authorize(&write_request(&h)), ReasonCode::Quarantined);
     assert_denied(&spawn(&h, Some(&root.id), "child"), ReasonCode::LineageParentRevoked);
 }
+
+/// `internal`: a panic inside a pipeline stage (forced through a fail point) is a deny with
+/// no writ, never an unanswered request; a panic inside policy evaluation is the bundle's
+/// own `policy.evaluation_error`, recorded. The engine decides the next request as usual.
+#[test]
+fn internal_a_panicking_stage_denies() {
+    let scenario = fail::FailScenario::setup();
+    for point in ["writ-engine::identity", "writ-engine::decide", "writ-policy::evaluate"] {
+        fail::cfg(point, "panic").unwrap();
+    }
+    let h = Harness::new();
+    let size = h.engine.log().size();
+    for stage in ["identity", "decide"] {
+        let d = h.authorize(&request(&h, "billing-1", &format!("failpoint.{stage}"), "fs:/zones/billing", json!({})));
+        assert_denied(&d, ReasonCode::Internal);
+        assert!(d.detail.contains("panicked"), "{d:?}");
+    }
+    assert_eq!(h.engine.log().size(), size, "a panicked stage has nothing trustworthy to record");
+    let d = h.authorize(&request(&h, "billing-1", "failpoint.evaluate", "fs:/zones/billing", json!({})));
+    assert_denied(&d, ReasonCode::PolicyEvaluationError);
+    assert!(d.log_index.is_some(), "{d:?}");
+    assert_allowed(&h.authorize(&write_request(&h)));
+    scenario.teardown();
+}

@@ -572,3 +572,74 @@ fn an_approval_through_the_api() {
     let (_, v) = f.json("POST", "/v1/verify", Some(verify));
     assert_eq!(v["reason"], "writ.replayed");
 }
+
+/// Every route that takes a body other than authorize (whose malformed requests are
+/// recorded denials, tested apart), called by someone allowed to: a body over the route's
+/// limit is 413; an empty body, one that is not JSON, one with an unknown field and one
+/// with a field of the wrong type are each 400 `request.malformed`; and none of them
+/// changes anything (the log keeps its size, the pending approval stays pending).
+#[test]
+fn every_body_is_bounded_and_parsed_strictly_before_anything_changes() {
+    use writ_server::{MAX_BODY, MAX_BUNDLE_BODY};
+    let f = fixture(true);
+    let op = f.operator();
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    let jti = d["id"].as_str().unwrap().to_owned();
+    let token = f.workload("spiffe://demo.example/agent/billing-1", "billing");
+    let pay = json!({"credentials": {"workload": token}, "action": "payment", "resource": "payments:stripe", "arguments": {"amount": 2500, "currency": "EUR"}});
+    let (_, pending) = f.json("POST", "/v1/authorize", Some(pay));
+    assert_eq!(pending["outcome"], "pending", "{pending}");
+    let pending = pending["id"].as_str().unwrap().to_owned();
+    let subject = "spiffe://demo.example/agent/billing-1";
+    let routes: Vec<(String, Option<&str>, Value, &str, usize)> = vec![
+        (
+            "/v1/verify".into(),
+            None,
+            json!({"writ": "x", "request": {"action": "a", "resource": "r"}}),
+            "writ",
+            MAX_BODY,
+        ),
+        ("/v1/outcomes".into(), Some(&op), json!({"jti": jti, "status": "succeeded"}), "status", MAX_BODY),
+        (
+            "/v1/bundles".into(),
+            Some(&op),
+            json!({"bundle": {"manifest": "", "policies": "", "schema": ""}, "signature": ""}),
+            "signature",
+            MAX_BUNDLE_BODY,
+        ),
+        ("/v1/revocations".into(), Some(&op), json!({"jti": jti, "reason": "r"}), "jti", MAX_BODY),
+        ("/v1/quarantine/isolate".into(), Some(&op), json!({"subject": subject, "reason": "r"}), "subject", MAX_BODY),
+        ("/v1/quarantine/release".into(), Some(&op), json!({"subject": subject, "reason": "r"}), "reason", MAX_BODY),
+        (format!("/v1/approvals/{pending}/approve"), Some(&op), json!({"reason": "r"}), "reason", MAX_BODY),
+        (format!("/v1/approvals/{pending}/reject"), Some(&op), json!({"reason": "r"}), "reason", MAX_BODY),
+    ];
+    let size = f.engine.log().size();
+    for (uri, bearer, valid, field, limit) in routes {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let (s, _, _) = f.call_as("POST", &uri, Some(vec![b' '; limit + 1]), auth.as_deref());
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{uri}: oversized");
+        let mut unknown = valid.clone();
+        unknown["admin"] = json!(true);
+        let mut retyped = valid.clone();
+        retyped[field] = json!(7);
+        for (what, body) in [
+            ("empty", Vec::new()),
+            ("not JSON", b"{\"reason\": ".to_vec()),
+            ("an array", b"[]".to_vec()),
+            ("an unknown field", serde_json::to_vec(&unknown).unwrap()),
+            ("a field of the wrong type", serde_json::to_vec(&retyped).unwrap()),
+        ] {
+            let (s, b, ctype) = f.call_as("POST", &uri, Some(body), auth.as_deref());
+            let e: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+            assert_eq!(
+                (s, e["error"].as_str(), ctype.as_str()),
+                (StatusCode::BAD_REQUEST, Some("request.malformed"), "application/json"),
+                "{uri} with {what}: {e}"
+            );
+            assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{uri} with {what}: a human message");
+        }
+    }
+    assert_eq!(f.engine.log().size(), size, "a refused body changed nothing");
+    let (_, a) = f.json_as("GET", &format!("/v1/approvals/{pending}"), None, Some(&op));
+    assert_eq!(a["status"], "pending", "{a}");
+}

@@ -24,6 +24,8 @@ fn the_demo_goes_as_expected_twice_and_leaves_an_auditable_log() {
             "deny  quarantined",
             "deny  identity.untrusted_issuer",
             "deny  lineage.parent_unknown",
+            "deny  lineage.depth_exceeded",
+            "outside",
             "every step went as expected",
         ] {
             assert!(stdout.contains(needle), "run {run}: {needle:?} missing:\n{stdout}");
