@@ -268,6 +268,11 @@ fn run(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd).args(args).status().is_ok_and(|s| s.success())
 }
 
+/// `chattr FLAG PATHS...`; false where chattr is missing or the file system refuses.
+fn chattr(flag: &str, paths: &[std::path::PathBuf]) -> bool {
+    Command::new("chattr").arg(flag).args(paths).status().is_ok_and(|s| s.success())
+}
+
 /// A real full file system: a 1 MiB tmpfs. Needs the privilege to mount (CI runs as root);
 /// where it is missing the test says so and checks nothing more than the simulation above.
 #[test]
@@ -309,16 +314,13 @@ fn read_only_file_fails_appends_then_recovers() {
     for i in 0..10 {
         log.append_blocking(entry(i)).unwrap();
     }
-    let files: Vec<String> =
-        ["log.db", "log.db-wal"].iter().map(|f| dir.path().join(f).to_str().unwrap().to_owned()).collect();
-    let args: Vec<&str> = std::iter::once("+i").chain(files.iter().map(String::as_str)).collect();
-    if !run("chattr", &args) {
+    let files = [dir.path().join("log.db"), dir.path().join("log.db-wal")];
+    if !chattr("+i", &files) {
         eprintln!("skipped: chattr +i is not available here");
         return;
     }
     let result = log.append_blocking(entry(10));
-    let args: Vec<&str> = std::iter::once("-i").chain(files.iter().map(String::as_str)).collect();
-    assert!(run("chattr", &args));
+    assert!(chattr("-i", &files));
     assert!(matches!(result, Err(Error::Storage(_))), "{result:?}");
     assert_eq!(log.size(), 10);
     let a = log.append_blocking(entry(11)).unwrap();
@@ -342,19 +344,14 @@ fn an_idle_log_probes_its_store_for_writes() {
     // The directory too: a metadata write can land in WAL space already allocated, which an
     // immutable file does not refuse (nor does a full disk); the probe's second write, a
     // new file beside the database, is refused.
-    let files: Vec<String> = ["log.db", "log.db-wal", ""]
-        .iter()
-        .map(|f| dir.path().join(f).to_str().unwrap().trim_end_matches('/').to_owned())
-        .collect();
-    let args: Vec<&str> = std::iter::once("+i").chain(files.iter().map(String::as_str)).collect();
-    if !run("chattr", &args) {
+    let files = [dir.path().join("log.db"), dir.path().join("log.db-wal"), dir.path().to_owned()];
+    if !chattr("+i", &files) {
         eprintln!("skipped: chattr +i is not available here");
         return;
     }
     let refused = rt.block_on(log.probe_writes());
     let failed_meanwhile = log.stats().last_commit_failed;
-    let args: Vec<&str> = std::iter::once("-i").chain(files.iter().map(String::as_str)).collect();
-    assert!(run("chattr", &args));
+    assert!(chattr("-i", &files));
     assert!(matches!(refused, Err(Error::Storage(_))), "{refused:?}");
     assert!(failed_meanwhile);
     rt.block_on(log.probe_writes()).unwrap();
