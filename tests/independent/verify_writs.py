@@ -1,7 +1,9 @@
 """Independent verification of writ's formats with other implementations.
 
-- Writs are verified with PyJWT (and the `cryptography` package for Ed25519) against the
-  JWKS that `writ keys jwks` publishes: signature, issuer, audience, expiry.
+- A real `writ serve` on a fresh data directory and an ephemeral loopback port issues the
+  writs over HTTP. They are verified with PyJWT (and the `cryptography` package for
+  Ed25519) against the JWKS the server publishes at `/.well-known/jwks.json` (which must
+  equal the data directory's `trust/jwks.json`): signature, issuer, audience, expiry.
 - The `req` claim is recomputed with the `rfc8785` package (Trail of Bits' RFC 8785 JSON
   Canonicalization Scheme) and Python's hashlib, and must equal the writ's.
 - A tampered writ must fail PyJWT's signature check.
@@ -16,6 +18,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 
 import jwt
 import rfc8785
@@ -47,19 +51,11 @@ REQUESTS = [
     ("write", "fs:/zones/billing", {"bytes": 0, "path": "/z"}),
 ]
 
-with tempfile.TemporaryDirectory() as d:
-    for args in (["keys", "generate"], ["policy", "activate", "--starter"]):
-        code, out, err = writ(d, *args)
-        if code != 0:
-            sys.exit(f"writ {' '.join(args)} failed: {err}")
-    code, jwks_text, err = writ(d, "keys", "jwks")
-    jwks = jwt.PyJWKSet.from_dict(json.loads(jwks_text))
-    code, token, err = writ(d, "identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-1", "--zone", "billing")
-    token = token.strip()
 
+def run_checks(base, jwks, token):
     for action, resource, arguments in REQUESTS:
         body = {"credentials": {"workload": token}, "action": action, "resource": resource, "arguments": arguments}
-        code, out, err = writ(d, "authorize", "--request", "-", stdin=json.dumps(body))
+        status, out = http(base, "/v1/authorize", body)
         decision = json.loads(out)
         name = f"{action} {json.dumps(arguments, ensure_ascii=False)}"
         if decision.get("outcome") != "allow":
@@ -89,6 +85,39 @@ with tempfile.TemporaryDirectory() as d:
             check(f"{name}: a tampered writ fails", False, "PyJWT accepted it")
         except jwt.InvalidSignatureError:
             check(f"{name}: a tampered writ fails", True)
+
+
+
+def http(base, path, body=None):
+    req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+with tempfile.TemporaryDirectory() as d:
+    server = subprocess.Popen([WRIT, "--data-dir", d, "serve", "--listen", "127.0.0.1:0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = server.stdout.readline()
+        if "http://" not in line:
+            sys.exit(f"writ serve did not start: {line!r}")
+        base = "http://" + line.split("http://")[1].split("/")[0]
+        status, jwks_bytes = http(base, "/.well-known/jwks.json")
+        served = json.loads(jwks_bytes)
+        with open(os.path.join(d, "trust", "jwks.json")) as f:
+            check("the served JWKS is the one the data directory publishes", json.load(f) == served)
+        jwks = jwt.PyJWKSet.from_dict(served)
+        code, token, err = writ(d, "identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-1",
+                                "--zone", "billing")
+        token = token.strip()
+        run_checks(base, jwks, token)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

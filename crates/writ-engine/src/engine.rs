@@ -634,6 +634,24 @@ impl Engine {
         self.verifier.verify(token, digest, now, &|jti| self.state.lock().map_or(true, |s| s.is_revoked(jti)))
     }
 
+    /// The writs verified here that could still verify now, each with the time after which
+    /// it cannot: what a stopping control plane keeps so that single use survives a restart.
+    pub fn used_writs(&self) -> Vec<(String, u64)> {
+        self.verifier.used(self.clock.now())
+    }
+
+    /// Marks writs as verified here before (from [`Engine::used_writs`] of an earlier run).
+    pub fn restore_used_writs(&self, used: impl IntoIterator<Item = (String, u64)>) {
+        self.verifier.remember_used_until(used);
+    }
+
+    /// Refuses as `writ.replayed` every writ issued before `time` not known as used: for a
+    /// control plane that lost its record of used writs (it was killed), see
+    /// [`WritVerifier::refuse_issued_before`].
+    pub fn refuse_writs_issued_before(&self, time: u64) {
+        self.verifier.refuse_issued_before(time);
+    }
+
     /// Activates a signed bundle: the signature must be by a trusted policy key and the
     /// bundle must validate against its schema. Refusals are recorded too.
     pub async fn activate(

@@ -12,6 +12,7 @@
 //! `ed25519-dalek`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
@@ -255,6 +256,9 @@ pub struct WritVerifier {
     // (its expiry plus the skew): those are dropped once the set grows, so the set holds
     // only writs still inside their window.
     seen: Mutex<Seen>,
+    // Writs issued before this time are refused as replayed: the set that would say whether
+    // they were used here was lost (see [`WritVerifier::refuse_issued_before`]).
+    horizon: AtomicU64,
 }
 
 impl std::fmt::Debug for WritVerifier {
@@ -289,6 +293,7 @@ impl WritVerifier {
             audience: audience.to_owned(),
             skew,
             seen: Mutex::new(Seen { used: HashMap::new(), prune_at: SEEN_PRUNE_AT }),
+            horizon: AtomicU64::new(0),
         })
     }
 
@@ -357,6 +362,17 @@ impl WritVerifier {
         if seen.used.contains_key(&c.jti) {
             return Err(reject(ReasonCode::WritReplayed, "this writ was already used here"));
         }
+        let horizon = self.horizon.load(Ordering::Relaxed);
+        if c.iat < horizon {
+            return Err(reject(
+                ReasonCode::WritReplayed,
+                format!(
+                    "issued at {} before this enforcement point restarted at {horizon} without its record of used \
+                     writs: a use before the restart cannot be ruled out (ask for a new writ)",
+                    c.iat
+                ),
+            ));
+        }
         if seen.used.len() >= seen.prune_at {
             seen.used.retain(|_, until| *until > now);
             // Amortised: the next pass waits until the set has doubled from what is left.
@@ -368,10 +384,32 @@ impl WritVerifier {
 
     /// Marks writ ids as already used (from a persisted replay set).
     pub fn remember_used(&self, jtis: impl IntoIterator<Item = String>) {
+        self.remember_used_until(jtis.into_iter().map(|j| (j, u64::MAX)));
+    }
+
+    /// Marks writ ids as already used, each until the time after which it cannot verify
+    /// anyway (what [`WritVerifier::used`] returns).
+    pub fn remember_used_until(&self, used: impl IntoIterator<Item = (String, u64)>) {
         if let Ok(mut seen) = self.seen.lock() {
-            // Their expiry is not known here: kept for good.
-            seen.used.extend(jtis.into_iter().map(|j| (j, u64::MAX)));
+            seen.used.extend(used);
         }
+    }
+
+    /// The writ ids used here that could still verify at `now`, each with the time after
+    /// which it cannot: what an enforcement point persists when it stops.
+    pub fn used(&self, now: u64) -> Vec<(String, u64)> {
+        self.seen.lock().map_or_else(
+            |_| Vec::new(),
+            |seen| seen.used.iter().filter(|(_, until)| **until > now).map(|(j, u)| (j.clone(), *u)).collect(),
+        )
+    }
+
+    /// Refuses, as `writ.replayed`, every writ issued before `time` that is not already
+    /// known as used: for an enforcement point that lost its used set (a crash), a writ
+    /// from before the restart may have been used already, and single use cannot be
+    /// established for it. Writs live minutes, so the cost is that their holders ask again.
+    pub fn refuse_issued_before(&self, time: u64) {
+        self.horizon.fetch_max(time, Ordering::Relaxed);
     }
 }
 

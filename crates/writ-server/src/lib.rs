@@ -308,11 +308,38 @@ async fn openapi_json(State(s): State<AppState>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], s.openapi.as_str().to_owned()).into_response()
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets the
+/// requests in flight finish (each connection closes after its current response) and
+/// returns. Connections still open `drain` after the signal (the request timeout plus a
+/// margin is enough for any request) are dropped: a stalled client cannot hold the stop.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    let drain = state.limits.request_timeout + DRAIN_MARGIN;
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    });
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    tokio::select! {
+        done = &mut server => done,
+        () = async {
+            // A dropped sender (the server ended first) never wins this arm.
+            if on_signal.await.is_ok() {
+                tokio::time::sleep(drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX), "connections still open after the drain: dropped");
+            Ok(())
+        }
+    }
 }
+
+/// How long past the request timeout a stop waits for open connections.
+const DRAIN_MARGIN: Duration = Duration::from_secs(2);

@@ -15,6 +15,8 @@
 //!   trust/policy.vkeys    verifier keys trusted to sign policy bundles, one per line
 //!   trust/jwks.json       the writ signing keys as a JWKS (public; what enforcement points trust)
 //!   enforce/used.txt      writ ids already used at this enforcement point (`writ verify`)
+//!   enforce/served-used.json  writs verified by `writ serve` (`/v1/verify`) that could still
+//!                         verify, kept by a clean stop and taken back by the next start
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -294,6 +296,69 @@ impl DataDir {
         })?;
         Ok((engine, lock))
     }
+}
+
+/// Where a stopping `writ serve` keeps the writs its `/v1/verify` used.
+const SERVED_USED: &str = "enforce/served-used.json";
+
+impl DataDir {
+    /// Publishes the writ signing keys (`trust/jwks.json`), replacing the file whole.
+    pub fn publish_jwks(&self, jwks: &serde_json::Value) -> Result<()> {
+        replace_file(&self.path("trust/jwks.json"), serde_json::to_string_pretty(jwks)?.as_bytes())
+    }
+
+    /// Takes back the writs a clean stop of `writ serve` kept as used: the file is removed
+    /// (durably) before this returns, so that a later crash cannot bring back a set that
+    /// misses what this run verifies. `None` when there is none (a first start, or the last
+    /// run was killed) or it cannot be read: the used set is then lost.
+    pub fn take_served_used(&self) -> Result<Option<Vec<(String, u64)>>> {
+        let path = self.path(SERVED_USED);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "the used writs kept at the last stop are unreadable");
+                String::new()
+            }
+        };
+        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        sync_dir(&self.path("enforce"))?;
+        match serde_json::from_str::<ServedUsed>(&text) {
+            Ok(kept) => Ok(Some(kept.used)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "the used writs kept at the last stop are unreadable");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Keeps the writs `writ serve` verified, for the next start (a clean stop).
+    pub fn keep_served_used(&self, used: Vec<(String, u64)>) -> Result<()> {
+        fs::create_dir_all(self.path("enforce"))?;
+        replace_file(&self.path(SERVED_USED), &serde_json::to_vec(&ServedUsed { used })?)
+    }
+}
+
+/// `enforce/served-used.json`: writ id and the time after which it cannot verify anyway.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServedUsed {
+    used: Vec<(String, u64)>,
+}
+
+/// Replaces `path` whole and durably: a temporary file beside it, synced, renamed over it,
+/// and the directory synced.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Writes a file readable by its owner only, refusing to overwrite.

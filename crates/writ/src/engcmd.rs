@@ -205,8 +205,7 @@ pub fn keys(dir: &DataDir, cmd: KeysCommand) -> Result<ExitCode> {
 
 /// Writes the public JWKS to `trust/jwks.json`, for enforcement points to fetch.
 fn publish_jwks(dir: &DataDir, signer: &writ_engine::WritSigner) -> Result<()> {
-    std::fs::write(dir.path("trust/jwks.json"), serde_json::to_string_pretty(&signer.jwks())?)?;
-    Ok(())
+    dir.publish_jwks(&signer.jwks())
 }
 
 pub fn identity(dir: &DataDir, cmd: IdentityCommand) -> Result<ExitCode> {

@@ -23,12 +23,15 @@ pub fn run(config: &Config) -> Result<()> {
     let trust_domain = config.trust_domain.as_str();
     let created = dir.init_all(trust_domain)?;
     let (engine, _lock) = dir.open_engine_with(config.engine.clone())?;
+    single_use_across_restarts(&dir, &engine)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if engine.active_bundle().is_none() {
         let bundle = starter_bundle()?;
         let sig = sign_bundle(&bundle, &dir.policy_signer()?)?;
         rt.block_on(engine.activate(&bundle, &sig, None)).context("activating the starter bundle")?;
     }
+    // The published keys are those the engine signs with, from the first start on.
+    dir.publish_jwks(&engine.jwks())?;
     let engine = Arc::new(engine);
     rt.block_on(async {
         let listen = config.listen;
@@ -75,10 +78,40 @@ pub fn run(config: &Config) -> Result<()> {
             .with_key_store(Arc::new(DataDirKeys(dir.clone())));
         tracing::info!(%addr, data_dir = %dir.root().display(), "serving");
         writ_server::serve(listener, state, shutdown).await?;
+        // Every request has finished: the writs verified are kept for the next start.
+        if let Err(e) = dir.keep_served_used(engine.used_writs()) {
+            tracing::error!(error = %format!("{e:#}"), "keeping the used writs failed: the next start refuses writs issued before it");
+        }
         engine.log().checkpoint_now().await.ok();
         eprintln!("writ: stopped; log size {}", engine.log().size());
         anyhow::Ok(())
     })
+}
+
+/// Keeps `/v1/verify`'s single use across restarts. A clean stop kept the writs verified
+/// (`enforce/served-used.json`), and this start takes them back. With no such record while
+/// the log holds decisions (the last run was killed), any writ issued before this start may
+/// have been used already: those are refused as `writ.replayed`. The start waits for the
+/// next whole second so that a writ's `iat` (seconds) tells the two runs apart.
+fn single_use_across_restarts(dir: &DataDir, engine: &writ_engine::Engine) -> Result<()> {
+    match dir.take_served_used()? {
+        Some(used) => engine.restore_used_writs(used),
+        None if engine.log().size() > 0 => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+            std::thread::sleep(
+                std::time::Duration::from_secs(1)
+                    .saturating_sub(std::time::Duration::from_nanos(u64::from(now.subsec_nanos()))),
+            );
+            let horizon = now.as_secs() + 1;
+            engine.refuse_writs_issued_before(horizon);
+            tracing::warn!(
+                horizon,
+                "no record of the writs verified before this start (the last run did not stop cleanly): writs issued before it are refused as replayed"
+            );
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// The control plane's own log, on standard error: operator actions, failed commits and
@@ -107,7 +140,6 @@ impl writ_server::WritKeyStore for DataDirKeys {
     }
 
     fn published(&self, jwks: &serde_json::Value) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(jwks).map_err(|e| e.to_string())?;
-        std::fs::write(self.0.path("trust/jwks.json"), text).map_err(|e| e.to_string())
+        self.0.publish_jwks(jwks).map_err(|e| format!("{e:#}"))
     }
 }

@@ -33,6 +33,42 @@ fn allowed_request_gets_a_writ_bound_to_it_that_verifies_once() {
     assert_eq!(again.reason, ReasonCode::WritReplayed);
 }
 
+/// Single use across a restart of the enforcement point: the used set handed to a new
+/// engine (a clean stop) keeps a used writ refused and an unused one valid; with the set
+/// lost (a kill), writs issued before the restart are refused as replayed, and writs
+/// issued at or after it verify.
+#[test]
+fn writ_replayed_across_a_restart() {
+    let h = Harness::new();
+    let req = write_request(&h);
+    let digest = digest_of(&req);
+    let used = assert_allowed(&h.authorize(&req));
+    let unused = assert_allowed(&h.authorize(&req));
+    h.engine.verify(&used, &digest).unwrap();
+    let kept = h.engine.used_writs();
+    assert_eq!(kept.len(), 1);
+
+    let clean = Harness::without_bundle();
+    clean.clock.set(h.now());
+    clean.engine.restore_used_writs(kept);
+    assert_eq!(clean.engine.verify(&used, &digest).unwrap_err().reason, ReasonCode::WritReplayed);
+    clean.engine.verify(&unused, &digest).unwrap();
+
+    // Killed: nothing kept. Writs from before the restart are refused, fresh ones are not.
+    let killed = Harness::without_bundle();
+    killed.clock.set(h.now() + 1);
+    killed.engine.refuse_writs_issued_before(h.now() + 1);
+    let before = assert_allowed(&h.authorize(&req));
+    let r = killed.engine.verify(&before, &digest).unwrap_err();
+    assert_eq!(r.reason, ReasonCode::WritReplayed, "{r:?}");
+    assert!(r.detail.contains("restarted"), "{r:?}");
+    h.clock.set(h.now() + 1);
+    let after = assert_allowed(&h.authorize(&req));
+    killed.engine.verify(&after, &digest).unwrap();
+    // Writs verified since the restart are kept with the time after which they lapse.
+    assert!(killed.engine.used_writs().iter().all(|(_, until)| *until > killed.now()));
+}
+
 #[test]
 fn request_malformed() {
     let h = Harness::new();

@@ -126,9 +126,10 @@ fn keys_policy_authorize_verify_replay() {
     assert_eq!(writ(dir, &["policy", "replay"], None).status.code(), Some(2));
 }
 
-/// Writs verify with another language's JWT library against the published JWKS, and the
-/// `req` digest matches an independent RFC 8785 implementation. Needs python3 with
-/// PyJWT, cryptography and rfc8785 (`.ci/run` installs them).
+/// Writs issued by a real `writ serve` verify with another language's JWT library against
+/// the JWKS the server publishes at `/.well-known/jwks.json`, and the `req` digest matches
+/// an independent RFC 8785 implementation. Needs python3 with PyJWT, cryptography and
+/// rfc8785 (`.ci/run` installs them).
 #[test]
 fn writs_verify_with_pyjwt_and_an_independent_rfc8785() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/independent/verify_writs.py");
@@ -144,7 +145,13 @@ fn writs_verify_with_pyjwt_and_an_independent_rfc8785() {
     let out = Command::new("python3").arg(script).env("WRIT_BIN", env!("CARGO_BIN_EXE_writ")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let passed: usize = stdout
+        .rsplit_once(" passed, 0 failed")
+        .and_then(|(head, _)| head.rsplit('\n').next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no clean summary in:\n{stdout}"));
+    // The writs of four requests at least (the payment is denied outside its window), four
+    // checks each, and the JWKS check.
+    assert!(passed >= 17, "{stdout}");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! `writ serve` as a real process on an ephemeral loopback port: first start creates the
 //! data directory and activates the starter bundle; a decision made over HTTP is proven
-//! included in the signed checkpoint; a restart keeps the log and the keys.
+//! included in the signed checkpoint and its writ verifies once; a restart keeps the log,
+//! the keys and, after a clean stop, single use; after a kill, writs from before it are
+//! refused as replayed.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -11,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use writ_log::{Hash, NoteVerifier, SignedCheckpoint, verify_inclusion};
 
-use crate::support::start_server;
+use crate::support::{server_stderr, start_server};
 
 /// A minimal HTTP/1.1 exchange over loopback (no client library needed).
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
@@ -48,11 +50,22 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `POST /v1/verify` of `writ` for the call: `Ok(())` or the reason and detail.
+fn verify_over_http(addr: &str, writ: &str, call: &Value) -> Result<(), (String, String)> {
+    let (status, body) = http(addr, "POST", "/v1/verify", Some(&json!({"writ": writ, "request": call}).to_string()));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{v}");
+    match v["ok"].as_bool() {
+        Some(true) => Ok(()),
+        _ => Err((v["reason"].as_str().unwrap_or_default().to_owned(), v["detail"].to_string())),
+    }
+}
+
 #[test]
 fn serve_decides_proves_and_survives_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let server = start_server(dir);
+    let mut server = start_server(dir);
     let (status, ready) = http(&server.addr, "GET", "/readyz", None);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&ready));
 
@@ -63,11 +76,17 @@ fn serve_decides_proves_and_survives_a_restart() {
         .output()
         .unwrap();
     let token = String::from_utf8(token.stdout).unwrap();
-    let request = json!({"credentials": {"workload": token.trim()}, "action": "read", "resource": "fs:/zones/billing", "arguments": {}});
-    let (status, body) = http(&server.addr, "POST", "/v1/authorize", Some(&request.to_string()));
-    assert_eq!(status, 200);
-    let decision: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(decision["outcome"], "allow", "{decision}");
+    let call = json!({"action": "read", "resource": "fs:/zones/billing", "arguments": {}});
+    let mut request = call.clone();
+    request["credentials"] = json!({"workload": token.trim()});
+    let authorize = |addr: &str| -> Value {
+        let (status, body) = http(addr, "POST", "/v1/authorize", Some(&request.to_string()));
+        assert_eq!(status, 200);
+        let decision: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(decision["outcome"], "allow", "{decision}");
+        decision
+    };
+    let decision = authorize(&server.addr);
     let index = decision["log_index"].as_u64().unwrap();
 
     // The checkpoint covering it, verified with the key from the API, and the inclusion proof.
@@ -93,16 +112,42 @@ fn serve_decides_proves_and_survives_a_restart() {
     let proof: Vec<Hash> =
         p["proof"].as_array().unwrap().iter().map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap()).collect();
     verify_inclusion(index, cp.size, &leaf, &proof, &cp.root).unwrap();
-    let (_, jwks) = http(&server.addr, "GET", "/.well-known/jwks.json", None);
-    drop(server);
 
-    // Restart: same keys, same log.
+    // The enforcement point's check: once, then a replay. The data directory publishes the
+    // keys the API serves from the first start on.
+    let used = decision["writ"].as_str().unwrap().to_owned();
+    verify_over_http(&server.addr, &used, &call).unwrap();
+    assert_eq!(verify_over_http(&server.addr, &used, &call).unwrap_err().0, "writ.replayed");
+    let (_, jwks) = http(&server.addr, "GET", "/.well-known/jwks.json", None);
+    let jwks: Value = serde_json::from_slice(&jwks).unwrap();
+    let published: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("trust/jwks.json")).unwrap()).unwrap();
+    assert_eq!(published, jwks);
+    let unused = authorize(&server.addr)["writ"].as_str().unwrap().to_owned();
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM: {status}\n{}", server_stderr(dir));
+    assert!(server_stderr(dir).contains("writ: stopped; log size"), "{}", server_stderr(dir));
+
+    // Restart: same keys, same log, and single use held across the clean stop.
     let server = start_server(dir);
     let (_, jwks_again) = http(&server.addr, "GET", "/.well-known/jwks.json", None);
-    assert_eq!(jwks, jwks_again);
+    assert_eq!(serde_json::from_slice::<Value>(&jwks_again).unwrap(), jwks);
     let (_, e) = http(&server.addr, "GET", &format!("/v1/log/entries?start={index}&end={}", index + 1), None);
     let e: Value = serde_json::from_slice(&e).unwrap();
     assert_eq!(Hash::leaf(&B64.decode(e["entries"][0]["entry_base64"].as_str().unwrap()).unwrap()), leaf);
+    assert_eq!(verify_over_http(&server.addr, &used, &call).unwrap_err().0, "writ.replayed");
+    verify_over_http(&server.addr, &unused, &call).unwrap();
+
+    // Killed: the used set is lost, so a writ from before the kill can no longer be shown
+    // unused and is refused; writs issued after the restart verify.
+    let before_kill = authorize(&server.addr)["writ"].as_str().unwrap().to_owned();
+    drop(server);
+    let server = start_server(dir);
+    let (reason, detail) = verify_over_http(&server.addr, &before_kill, &call).unwrap_err();
+    assert_eq!(reason, "writ.replayed", "{detail}");
+    assert!(detail.contains("restarted"), "{detail}");
+    let fresh = authorize(&server.addr)["writ"].as_str().unwrap().to_owned();
+    verify_over_http(&server.addr, &fresh, &call).unwrap();
 }
 
 fn writ_cli(dir: &std::path::Path, args: &[&str]) -> String {
@@ -117,7 +162,7 @@ fn writ_cli(dir: &std::path::Path, args: &[&str]) -> String {
 fn a_key_rotated_over_http_survives_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let server = start_server(dir);
+    let mut server = start_server(dir);
     let agent = writ_cli(
         dir,
         &["identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-1", "--zone", "billing"],
@@ -143,17 +188,14 @@ fn a_key_rotated_over_http_survives_a_restart() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("trust/jwks.json")).unwrap()).unwrap();
     assert_eq!(published["keys"].as_array().unwrap().len(), 2);
     let new = authorize(&server.addr);
-    drop(server);
+    assert!(server.terminate().success());
 
     let server = start_server(dir);
     let (_, jwks) = http(&server.addr, "GET", "/.well-known/jwks.json", None);
     let jwks: Value = serde_json::from_slice(&jwks).unwrap();
     assert_eq!(jwks, published);
     for writ in [&old, &new] {
-        let (status, body) =
-            http(&server.addr, "POST", "/v1/verify", Some(&json!({"writ": writ, "request": call}).to_string()));
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{v}");
+        verify_over_http(&server.addr, writ, &call).unwrap();
     }
     // Writs after the restart come from the rotated key.
     let after = authorize(&server.addr);

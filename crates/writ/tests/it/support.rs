@@ -5,10 +5,33 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-/// A `writ serve` child process, killed when dropped.
+/// A `writ serve` child process, killed when dropped. Its standard error goes to
+/// `serve-stderr.log` in the data directory (appended to across starts).
 pub struct Server {
     pub child: Child,
     pub addr: String,
+}
+
+impl Server {
+    /// Stops the server as an operator would (SIGTERM) and waits for it, at most 20 s.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "writ serve did not stop within 20 s of SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// What the servers started on `dir` wrote to standard error.
+pub fn server_stderr(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("serve-stderr.log")).unwrap_or_default()
 }
 
 impl Drop for Server {
@@ -26,7 +49,9 @@ pub fn start_server(dir: &Path) -> Server {
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve-stderr.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     let mut line = String::new();
