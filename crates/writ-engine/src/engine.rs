@@ -634,13 +634,15 @@ impl Engine {
         self.verifier.verify(token, digest, now, &|jti| self.state.lock().map_or(true, |s| s.is_revoked(jti)))
     }
 
-    /// The writs verified here that could still verify now, each with the time after which
-    /// it cannot: what a stopping control plane keeps so that single use survives a restart.
-    pub fn used_writs(&self) -> Vec<(String, u64)> {
-        self.verifier.used(self.clock.now())
+    /// Stops verifying writs (every later verification is `writ.replayed`) and returns the
+    /// writs verified here that could still verify now, each with the time after which it
+    /// cannot: what a stopping control plane keeps so that single use survives a restart.
+    pub fn close_verification(&self) -> Vec<(String, u64)> {
+        self.verifier.close(self.clock.now())
     }
 
-    /// Marks writs as verified here before (from [`Engine::used_writs`] of an earlier run).
+    /// Marks writs as verified here before (from [`Engine::close_verification`] of an
+    /// earlier run).
     pub fn restore_used_writs(&self, used: impl IntoIterator<Item = (String, u64)>) {
         self.verifier.remember_used_until(used);
     }

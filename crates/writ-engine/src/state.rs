@@ -196,7 +196,10 @@ const HOUR: u64 = 3600;
 /// State facts derived from the log.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    decisions: HashMap<String, DecisionFact>,
+    // Boxed: the table grows by moving its slots under the state lock, and a slot of the
+    // fact itself (~176 bytes) made that move up to 180 MB at a million decisions, a stall
+    // of up to half a second over HTTP; boxed, a slot is 32 bytes (BENCHMARKS.md, session 12).
+    decisions: HashMap<String, Box<DecisionFact>>,
     children: HashMap<String, Vec<String>>,
     revoked: BTreeMap<String, OperatorAction>,
     quarantined: BTreeMap<String, OperatorAction>,
@@ -344,7 +347,7 @@ impl State {
                     index,
                     reason: decision.reasons.first().copied(),
                 };
-                self.decisions.insert(id.clone(), fact);
+                self.decisions.insert(id.clone(), Box::new(fact));
             }
             Entry::Approval { time, id, approved, operator, reason, writ } => {
                 let Some(pending) = self.approvals.get_mut(id).filter(|a| a.resolution.is_none()) else {

@@ -363,6 +363,12 @@ impl WritVerifier {
             return Err(reject(ReasonCode::WritReplayed, "this writ was already used here"));
         }
         let horizon = self.horizon.load(Ordering::Relaxed);
+        if horizon == u64::MAX {
+            return Err(reject(
+                ReasonCode::WritReplayed,
+                "this enforcement point is stopping: verify after its restart",
+            ));
+        }
         if c.iat < horizon {
             return Err(reject(
                 ReasonCode::WritReplayed,
@@ -410,6 +416,16 @@ impl WritVerifier {
     /// established for it. Writs live minutes, so the cost is that their holders ask again.
     pub fn refuse_issued_before(&self, time: u64) {
         self.horizon.fetch_max(time, Ordering::Relaxed);
+    }
+
+    /// Verifies nothing from now on, and returns the writ ids used here that could still
+    /// verify at `now`: what a stopping enforcement point persists. No verification can
+    /// succeed after the snapshot and be missing from it.
+    pub fn close(&self, now: u64) -> Vec<(String, u64)> {
+        // Read under the used-set lock by every verification, so one that passed the check
+        // has inserted its writ before this snapshot takes the lock.
+        self.horizon.store(u64::MAX, Ordering::Relaxed);
+        self.used(now)
     }
 }
 

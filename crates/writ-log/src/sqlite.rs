@@ -10,10 +10,13 @@
 //! which SQLite's automatic checkpoint in the commit would do (copying 16 MB and syncing
 //! the file stalled every append behind it for tens to hundreds of milliseconds):
 //!
-//! - a thread of its own copies committed pages concurrently (`PASSIVE`, every 100 ms);
+//! - a thread of its own copies committed pages concurrently (`PASSIVE`, every 20 ms);
 //! - once the WAL holds 4,096 pages (16 MB), the sequencer itself, right after a commit,
 //!   finishes with a `RESTART`: the few pages written since the last passive copy, one
-//!   sync, and the next commit starts the WAL over.
+//!   sync, and the next commit starts the WAL over. The copies are frequent so that this
+//!   leaves little to copy: every 100 ms left up to 5 MB behind at 18k decisions/s, and the
+//!   restart's stall put p99 over HTTP at 9.3 – 11.9 ms; every 20 ms, 6.4 – 8.9 ms
+//!   (BENCHMARKS.md, session 12).
 //!
 //! The restart belongs to the sequencer because it is the only writer: a `RESTART` must
 //! hold the write lock, which a sequencer committing back to back almost never leaves free
@@ -105,7 +108,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const RESTART_PATIENCE: Duration = Duration::from_millis(100);
 
 /// How often the checkpointer copies committed pages into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 
 /// The background checkpointer: its thread, the flag that stops it, and the lock that
 /// orders its checkpoints with the sequencer's restarts.

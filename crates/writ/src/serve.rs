@@ -78,8 +78,10 @@ pub fn run(config: &Config) -> Result<()> {
             .with_key_store(Arc::new(DataDirKeys(dir.clone())));
         tracing::info!(%addr, data_dir = %dir.root().display(), "serving");
         writ_server::serve(listener, state, shutdown).await?;
-        // Every request has finished: the writs verified are kept for the next start.
-        if let Err(e) = dir.keep_served_used(engine.used_writs()) {
+        // The writs verified are kept for the next start. Connections dropped after the
+        // drain may still be running: verification is closed first, so none of them can
+        // verify a writ the record misses.
+        if let Err(e) = dir.keep_served_used(engine.close_verification()) {
             tracing::error!(error = %format!("{e:#}"), "keeping the used writs failed: the next start refuses writs issued before it");
         }
         engine.log().checkpoint_now().await.ok();

@@ -33,8 +33,8 @@ fn allowed_request_gets_a_writ_bound_to_it_that_verifies_once() {
     assert_eq!(again.reason, ReasonCode::WritReplayed);
 }
 
-/// Single use across a restart of the enforcement point: the used set handed to a new
-/// engine (a clean stop) keeps a used writ refused and an unused one valid; with the set
+/// Single use across a restart of the enforcement point: the used set a closing engine hands
+/// to a new one (a clean stop) keeps a used writ refused and an unused one valid; with the set
 /// lost (a kill), writs issued before the restart are refused as replayed, and writs
 /// issued at or after it verify.
 #[test]
@@ -45,8 +45,12 @@ fn writ_replayed_across_a_restart() {
     let used = assert_allowed(&h.authorize(&req));
     let unused = assert_allowed(&h.authorize(&req));
     h.engine.verify(&used, &digest).unwrap();
-    let kept = h.engine.used_writs();
+    let kept = h.engine.close_verification();
     assert_eq!(kept.len(), 1);
+    // Closed: nothing verifies after the snapshot, so nothing can be missing from it.
+    let r = h.engine.verify(&unused, &digest).unwrap_err();
+    assert_eq!(r.reason, ReasonCode::WritReplayed, "{r:?}");
+    assert!(r.detail.contains("stopping"), "{r:?}");
 
     let clean = Harness::without_bundle();
     clean.clock.set(h.now());
@@ -66,7 +70,9 @@ fn writ_replayed_across_a_restart() {
     let after = assert_allowed(&h.authorize(&req));
     killed.engine.verify(&after, &digest).unwrap();
     // Writs verified since the restart are kept with the time after which they lapse.
-    assert!(killed.engine.used_writs().iter().all(|(_, until)| *until > killed.now()));
+    let kept = killed.engine.close_verification();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].1 > killed.now());
 }
 
 #[test]
