@@ -16,7 +16,8 @@
 //!   sync, and the next commit starts the WAL over. The copies are frequent so that this
 //!   leaves little to copy: every 100 ms left up to 5 MB behind at 18k decisions/s, and the
 //!   restart's stall put p99 over HTTP at 9.3 – 11.9 ms; every 20 ms, 6.4 – 8.9 ms
-//!   (BENCHMARKS.md, session 12).
+//!   (BENCHMARKS.md, session 12). A copy asked for only just before the restart (at 3,584
+//!   pages, on the 100 ms timer otherwise) did not do as well: 10.1 – 12.3 ms.
 //!
 //! The restart belongs to the sequencer because it is the only writer: a `RESTART` must
 //! hold the write lock, which a sequencer committing back to back almost never leaves free
