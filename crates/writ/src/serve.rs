@@ -2,8 +2,9 @@
 //! data directory (keys, the development identity and operator issuers trusted by the trust
 //! bundle, the log), activates the signed starter bundle and prints an operator credential;
 //! later starts reuse it. Binds 127.0.0.1 unless told otherwise, prints the URLs, and on
-//! Ctrl-C or SIGTERM stops accepting, finishes in-flight requests and publishes a final
-//! checkpoint. Configuration: [`crate::config`].
+//! Ctrl-C or SIGTERM stops accepting, finishes in-flight requests, keeps the writs
+//! `/v1/verify` used (single use across restarts: `single_use_across_restarts`) and
+//! publishes a final checkpoint. Configuration: [`crate::config`].
 
 use std::sync::Arc;
 
