@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use writ_log::{Hash, NoteVerifier, SignedCheckpoint, verify_inclusion};
 
-use crate::support::{server_stderr, start_server};
+use crate::support::{server_stderr, start_server, start_server_with};
 
 /// A minimal HTTP/1.1 exchange over loopback (no client library needed).
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
@@ -200,4 +200,29 @@ fn a_key_rotated_over_http_survives_a_restart() {
     // Writs after the restart come from the rotated key.
     let after = authorize(&server.addr);
     assert_eq!(after.split('.').next(), new.split('.').next());
+}
+
+/// A client that stalls mid-request (half its headers, where no request timeout runs yet)
+/// cannot hold the stop: SIGTERM ends the process within the request timeout plus the drain
+/// margin (2 s), exit 0, the connection dropped and the log closed as usual.
+#[test]
+fn a_stalled_client_cannot_hold_a_graceful_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut server = start_server_with(dir, &["--request-timeout-ms", "1000"]);
+    // Half a request line and no more; another connection sends nothing.
+    let mut stalled = TcpStream::connect(&server.addr).unwrap();
+    write!(stalled, "POST /v1/authorize HTTP/1.1\r\nHost: {}\r\nContent-Ty", server.addr).unwrap();
+    let _silent = TcpStream::connect(&server.addr).unwrap();
+    let (status, _) = http(&server.addr, "GET", "/healthz", None);
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    let status = server.terminate();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}\n{}", server_stderr(dir));
+    assert!(took < std::time::Duration::from_secs(6), "the stop took {took:?} behind a stalled client");
+    let stderr = server_stderr(dir);
+    assert!(stderr.contains("connections still open after the drain: dropped"), "{stderr}");
+    assert!(stderr.contains("writ: stopped; log size"), "{stderr}");
+    drop(stalled);
 }

@@ -44,10 +44,16 @@ impl Drop for Server {
 /// Starts `writ serve` on `dir` and an ephemeral loopback port; returns once it prints its
 /// URL (it listens by then).
 pub fn start_server(dir: &Path) -> Server {
+    start_server_with(dir, &[])
+}
+
+/// [`start_server`] with more `writ serve` flags.
+pub fn start_server_with(dir: &Path, flags: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_writ"))
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(
             std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve-stderr.log")).unwrap(),
