@@ -394,7 +394,7 @@ impl WritVerifier {
     }
 
     /// Marks writ ids as already used, each until the time after which it cannot verify
-    /// anyway (what [`WritVerifier::used`] returns).
+    /// anyway (what [`WritVerifier::close`] returns).
     pub fn remember_used_until(&self, used: impl IntoIterator<Item = (String, u64)>) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.used.extend(used);
@@ -402,8 +402,8 @@ impl WritVerifier {
     }
 
     /// The writ ids used here that could still verify at `now`, each with the time after
-    /// which it cannot: what an enforcement point persists when it stops.
-    pub fn used(&self, now: u64) -> Vec<(String, u64)> {
+    /// which it cannot.
+    fn used(&self, now: u64) -> Vec<(String, u64)> {
         self.seen.lock().map_or_else(
             |_| Vec::new(),
             |seen| seen.used.iter().filter(|(_, until)| **until > now).map(|(j, u)| (j.clone(), *u)).collect(),

@@ -313,20 +313,18 @@ impl DataDir {
     /// run was killed) or it cannot be read: the used set is then lost.
     pub fn take_served_used(&self) -> Result<Option<Vec<(String, u64)>>> {
         let path = self.path(SERVED_USED);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
+        let kept = match fs::read_to_string(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "the used writs kept at the last stop are unreadable");
-                String::new()
-            }
+            read => read
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_json::from_str::<ServedUsed>(&text).map_err(|e| e.to_string())),
         };
         fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         sync_dir(&self.path("enforce"))?;
-        match serde_json::from_str::<ServedUsed>(&text) {
+        match kept {
             Ok(kept) => Ok(Some(kept.used)),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "the used writs kept at the last stop are unreadable");
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "the used writs kept at the last stop are unreadable");
                 Ok(None)
             }
         }
@@ -373,4 +371,29 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(b"\n")?;
     f.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use super::*;
+
+    /// The used writs a clean stop keeps come back once, and the record is gone after; a
+    /// record that does not parse counts as lost (the caller then refuses older writs), and
+    /// is removed too.
+    #[test]
+    fn served_used_writs_are_taken_back_once_and_garbage_counts_as_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        assert_eq!(dir.take_served_used().unwrap(), None);
+        let used = vec![("w-1".to_owned(), 1_000), ("w-2".to_owned(), 2_000)];
+        dir.keep_served_used(used.clone()).unwrap();
+        assert_eq!(dir.take_served_used().unwrap(), Some(used));
+        assert_eq!(dir.take_served_used().unwrap(), None);
+        for garbage in ["", "{not json", r#"{"used": [["w-1", "soon"]]}"#, r#"{"used": [], "more": 1}"#] {
+            fs::write(dir.path(SERVED_USED), garbage).unwrap();
+            assert_eq!(dir.take_served_used().unwrap(), None, "{garbage:?}");
+            assert!(!dir.path(SERVED_USED).exists());
+        }
+    }
 }

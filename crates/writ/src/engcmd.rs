@@ -187,7 +187,7 @@ pub fn keys(dir: &DataDir, cmd: KeysCommand) -> Result<ExitCode> {
         KeysCommand::Generate { trust_domain } => {
             let created = dir.init_all(&trust_domain)?;
             let signer = writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?;
-            publish_jwks(dir, &signer)?;
+            dir.publish_jwks(&signer.jwks())?;
             print(&json!({"created": created, "writ_kids": signer.kids(), "log_vkey": dir.log_verifier()?.to_vkey()}))?;
         }
         KeysCommand::Jwks => {
@@ -196,16 +196,11 @@ pub fn keys(dir: &DataDir, cmd: KeysCommand) -> Result<ExitCode> {
         KeysCommand::Rotate => {
             let n = dir.rotate_writ_key()?.len();
             let signer = writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?;
-            publish_jwks(dir, &signer)?;
+            dir.publish_jwks(&signer.jwks())?;
             print(&json!({"keys": n, "current_kid": signer.kids().last(), "jwks": signer.jwks()}))?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the public JWKS to `trust/jwks.json`, for enforcement points to fetch.
-fn publish_jwks(dir: &DataDir, signer: &writ_engine::WritSigner) -> Result<()> {
-    dir.publish_jwks(&signer.jwks())
 }
 
 pub fn identity(dir: &DataDir, cmd: IdentityCommand) -> Result<ExitCode> {
