@@ -3,8 +3,10 @@
 //! - [`ReasonCode`]: the stable reason codes of SPEC.md §6, which are also the API strings;
 //! - [`SpiffeId`]: a parsed, valid SPIFFE ID (SPIFFE-ID specification, via the `spiffe` crate);
 //! - [`ExecutionRequest`]: the parsed, bounded request of SPEC.md §1 and its canonical
-//!   [`RequestDigest`] (SHA-256 of the RFC 8785 canonical JSON of action, resource, arguments).
+//!   [`RequestDigest`] (SHA-256 of the RFC 8785 canonical JSON of action, resource, arguments);
+//! - [`json`]: strict JSON for every input, refusing repeated member names at any depth.
 
+pub mod json;
 mod reason;
 mod request;
 mod spiffe_id;

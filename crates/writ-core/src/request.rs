@@ -66,6 +66,10 @@ pub struct Credentials {
     /// Its runtime environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// A delegation credential: the parent writ's principal naming the acting agent in its
+    /// `may_act` claim, for a child that is another principal than its parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<String>,
 }
 
 /// A parsed, bounded execution request.
@@ -88,9 +92,14 @@ pub struct ExecutionRequest {
     /// The tool arguments (a JSON object).
     #[serde(default = "empty_object")]
     pub arguments: Value,
-    /// The parent writ's id (`jti`), for a call made under another writ.
+    /// The parent writ's id (`jti`), for a call made under another writ. Naming it is not
+    /// enough: the parent writ itself must be presented in `parent_writ`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// The parent writ (JWS compact), proving possession of it: verified by the control
+    /// plane (signature, issuer), never consumed. Its `jti` is the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_writ: Option<String>,
     /// The audience the writ is for (an enforcement point); the engine's default if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
@@ -113,10 +122,11 @@ impl ExecutionRequest {
         if body.len() > limits.max_body {
             return Err(malformed(format!("body of {} bytes exceeds {}", body.len(), limits.max_body)));
         }
-        // Parse to a value first: serde_json bounds recursion, and the value can be
-        // checked before it is typed.
-        let value: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
-        let req: ExecutionRequest = serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+        // Parse to a value first: serde_json bounds recursion, a repeated member name at any
+        // depth is refused, and the value can be checked before it is typed.
+        let value = crate::json::parse_value(body).map_err(|e| malformed(format!("not strict JSON: {e}")))?;
+        let mut req: ExecutionRequest = serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+        canonical_numbers(&mut req.arguments)?;
         req.validate(limits)?;
         Ok(req)
     }
@@ -150,7 +160,9 @@ impl ExecutionRequest {
             ("credentials.orchestrator", &c.orchestrator),
             ("credentials.machine", &c.machine),
             ("credentials.runtime", &c.runtime),
+            ("credentials.delegation", &c.delegation),
             ("attestation", &self.attestation),
+            ("parent_writ", &self.parent_writ),
         ] {
             if let Some(v) = v
                 && v.len() > limits.max_credential
@@ -168,6 +180,24 @@ impl ExecutionRequest {
     /// The canonical digest of this request's `{action, resource, arguments}`.
     pub fn digest(&self) -> Result<RequestDigest, Error> {
         request_digest(&self.action, &self.resource, &self.arguments)
+    }
+}
+
+/// Replaces every number written as a fraction or with an exponent (`120.0`, `2.5e3`,
+/// `-0`) by the value its RFC 8785 form reads back as (`120`, `2500`, `0`): the log records
+/// arguments in that form, so the policy must evaluate exactly that value, or replay would
+/// evaluate something else than the live decision did. Integers are left alone; a number
+/// whose canonical form is a fraction (`2.5`) stays a fraction.
+fn canonical_numbers(v: &mut Value) -> Result<(), Error> {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let text = canonical_json(&Value::Number(n.clone()))?;
+            *v = serde_json::from_slice(&text).map_err(|e| malformed(format!("number {n}: {e}")))?;
+            Ok(())
+        }
+        Value::Array(items) => items.iter_mut().try_for_each(canonical_numbers),
+        Value::Object(map) => map.values_mut().try_for_each(canonical_numbers),
+        _ => Ok(()),
     }
 }
 

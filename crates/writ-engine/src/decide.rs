@@ -49,17 +49,46 @@ fn deny(reason: ReasonCode, detail: impl Into<String>) -> Decided {
     }
 }
 
-fn zone_of(identity: &IdentityFact) -> String {
-    identity.claims.get("zone").and_then(Value::as_str).unwrap_or_default().to_owned()
+/// The principal's trust zone (`zone` claim; none is the empty zone). A claim of another
+/// type is refused here too, not read as absent (the identity stage refuses it first).
+fn zone_of(identity: &IdentityFact) -> Result<String, String> {
+    match identity.claims.get("zone") {
+        None => Ok(String::new()),
+        Some(Value::String(z)) => Ok(z.clone()),
+        Some(other) => Err(format!("claim \"zone\" is not a string: {other}")),
+    }
 }
 
 /// The actions a principal's credential lets it delegate (`scope` claim), if it narrows.
-fn requested_scope(identity: &IdentityFact) -> Option<Vec<String>> {
-    identity
-        .claims
-        .get("scope")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+/// Anything but an array of strings is refused: read as "no restriction", a mistyped
+/// `scope` would hand children every action.
+fn requested_scope(identity: &IdentityFact) -> Result<Option<Vec<String>>, String> {
+    let Some(scope) = identity.claims.get("scope") else { return Ok(None) };
+    let bad = || format!("claim \"scope\" is not an array of strings: {scope}");
+    let items = scope.as_array().ok_or_else(bad)?;
+    items.iter().map(|i| i.as_str().map(str::to_owned).ok_or_else(bad)).collect::<Result<Vec<_>, _>>().map(Some)
+}
+
+/// Whether the parent writ's principal let this one act under it: the same principal, or a
+/// verified delegation credential of the parent's principal whose `may_act` names this one.
+fn delegated(parent: Option<&str>, identity: &IdentityFact, facts: &Facts) -> Result<(), String> {
+    let Some(parent) = parent else { return Err("its principal is not recorded".into()) };
+    if parent == identity.subject {
+        return Ok(());
+    }
+    let Some(Checked::Ok(d)) = facts.delegation.get("delegation") else {
+        return Err(format!("{parent} did not delegate to {} (no delegation credential)", identity.subject));
+    };
+    let delegate = d.claims.get(writ_identity::MAY_ACT).and_then(|m| m.get("sub")).and_then(Value::as_str);
+    if d.subject != parent || delegate != Some(identity.subject.as_str()) {
+        return Err(format!(
+            "the delegation credential is {}'s naming {}, not {parent}'s naming {}",
+            d.subject,
+            delegate.unwrap_or("nobody"),
+            identity.subject
+        ));
+    }
+    Ok(())
 }
 
 /// Decides. Deterministic: no clock, no randomness, no I/O.
@@ -80,6 +109,11 @@ pub fn decide(
             return deny(*reason, format!("{role} credential: {detail}"));
         }
     }
+    // The claims the later stages read, with their types.
+    let (zone, requested) = match zone_of(identity).and_then(|z| requested_scope(identity).map(|r| (z, r))) {
+        Ok(claims) => claims,
+        Err(why) => return deny(ReasonCode::IdentityMalformed, format!("workload credential: {why}")),
+    };
     // 2. Runtime attestation (policy decides whether one is required).
     let runtime = match &facts.attestation {
         None => None,
@@ -95,9 +129,22 @@ pub fn decide(
             format!("{} is isolated until an operator releases it", identity.subject),
         );
     }
-    // 4. Lineage.
-    let zone = zone_of(identity);
-    let requested = requested_scope(identity);
+    // 4. Lineage. A parent is proven by possession of its writ, not by naming it (ids are
+    // public in the log), and its principal must have delegated to this one.
+    if limits.lineage_by_possession {
+        match (&request.parent, &facts.parent_writ) {
+            (_, Some(Checked::Failed { reason, detail })) => return deny(*reason, detail.clone()),
+            (Some(parent), None) => {
+                return deny(
+                    ReasonCode::LineageParentUnknown,
+                    format!(
+                        "parent writ {parent} is named but not presented: a child proves its parent by presenting the parent writ (parent_writ)"
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
     let placement = match (&request.parent, &facts.parent) {
         (None, _) => {
             let all = Scope { zone: zone.clone(), actions: vec!["*".to_owned()] };
@@ -106,9 +153,14 @@ pub fn decide(
         (Some(parent), None) | (Some(parent), Some(ParentFact::Unknown)) => {
             return deny(ReasonCode::LineageParentUnknown, format!("parent writ {parent} is not in the log"));
         }
-        (Some(parent), Some(ParentFact::Known { allowed, exp, revoked, root, depth, scope, .. })) => {
+        (Some(parent), Some(ParentFact::Known { allowed, exp, revoked, root, depth, scope, subject, .. })) => {
             if !allowed {
                 return deny(ReasonCode::LineageParentDenied, format!("parent writ {parent} was denied"));
+            }
+            if limits.lineage_by_possession
+                && let Err(why) = delegated(subject.as_deref(), identity, facts)
+            {
+                return deny(ReasonCode::LineageScopeEscalation, format!("parent writ {parent}: {why}"));
             }
             if *revoked {
                 return deny(ReasonCode::LineageParentRevoked, format!("parent writ {parent} was revoked"));

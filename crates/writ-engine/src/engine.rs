@@ -18,10 +18,10 @@ use crate::clock::Clock;
 use crate::decide::{Decided, decide};
 use crate::record::{
     AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact, Outcome,
-    ParentFact, RecordedLimits, RecordedRequest, WritRecord,
+    ParentFact, RecordedLimits, RecordedRequest, Withheld, WritRecord,
 };
 use crate::state::{Approval, ApprovalStatus, BundleSummary, Lineage, OperatorAction, State};
-use crate::writ::{LogRef, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id};
+use crate::writ::{LogRef, UsedWrits, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -42,6 +42,10 @@ pub struct EngineConfig {
     pub skew: u64,
     /// Request bounds.
     pub limits: Limits,
+    /// Decisions on requests without a verified identity (or that do not parse) recorded
+    /// one by one per second, on average; a burst of ten seconds' worth is allowed. Beyond
+    /// it they are answered and counted, and the count is recorded once the budget allows.
+    pub anonymous_records_per_sec: u64,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +59,7 @@ impl Default for EngineConfig {
             approval_ttl: 900,
             skew: 30,
             limits: Limits::default(),
+            anonymous_records_per_sec: 100,
         }
     }
 }
@@ -157,6 +162,19 @@ struct Bound {
     parent: Option<String>,
 }
 
+/// The budget of anonymous records (a token bucket refilled each second) and the attempts
+/// answered beyond it, not yet recorded.
+#[derive(Default)]
+struct AnonymousBudget {
+    tokens: u64,
+    refilled: u64,
+    pending: BTreeMap<ReasonCode, u64>,
+    since: u64,
+    until: u64,
+    // Every attempt answered without its own record, since the engine opened.
+    unrecorded: u64,
+}
+
 /// The active bundle.
 struct Active {
     bundle: CompiledBundle,
@@ -179,6 +197,7 @@ pub struct Engine {
     // by those that change what they check (revocations, quarantine), so that an approval
     // cannot slip between a check and a revocation or quarantine recorded beside it.
     operator_actions: tokio::sync::Mutex<()>,
+    anonymous: Mutex<AnonymousBudget>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -225,6 +244,7 @@ impl Engine {
             active: RwLock::new(None),
             serial: Mutex::new(std::collections::HashMap::new()),
             operator_actions: tokio::sync::Mutex::new(()),
+            anonymous: Mutex::new(AnonymousBudget::default()),
         };
         engine.rebuild()?;
         Ok(engine)
@@ -357,7 +377,7 @@ impl Engine {
     }
 
     fn limits(&self) -> RecordedLimits {
-        RecordedLimits { max_depth: self.config.max_depth }
+        RecordedLimits { lineage_by_possession: true, max_depth: self.config.max_depth }
     }
 
     async fn authorize_request(&self, id: String, now: u64, request: ExecutionRequest) -> Decision {
@@ -374,7 +394,9 @@ impl Engine {
             ("orchestrator", &c.orchestrator),
             ("machine", &c.machine),
             ("runtime", &c.runtime),
+            ("delegation", &c.delegation),
             ("attestation", &request.attestation),
+            ("parent_writ", &request.parent_writ),
         ] {
             if let Some(t) = token {
                 credentials.insert(role.to_owned(), sha256_hex(t.as_bytes()));
@@ -399,6 +421,11 @@ impl Engine {
             return panicked();
         };
         let ExecutionRequest { action, resource, arguments, parent, audience, .. } = request;
+        // A parent presented by its writ alone is that writ's id.
+        let parent = parent.or_else(|| match &facts.parent_writ {
+            Some(Checked::Ok(jti)) => Some(jti.clone()),
+            _ => None,
+        });
         let recorded = RecordedRequest {
             request_id: request_id.clone(),
             action,
@@ -408,6 +435,7 @@ impl Engine {
             audience: audience.unwrap_or_else(|| self.config.writ_audience.clone()),
             digest: digest.to_string(),
             credentials,
+            withheld: None,
         };
         // Decisions of one principal for one action are serialised from reading the usage
         // counters to recording the decision, so that concurrent calls cannot both pass a
@@ -452,6 +480,20 @@ impl Engine {
             }
             _ => None,
         };
+        let mut recorded = recorded;
+        if matches!(facts.identity, Checked::Failed { .. }) {
+            // An anonymous caller does not get its arguments into the permanent log.
+            match writ_core::canonical_json(&recorded.arguments) {
+                Ok(bytes) => {
+                    recorded.withheld = Some(Withheld {
+                        arguments_digest: sha256_hex(&bytes),
+                        arguments_size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+                    });
+                    recorded.arguments = Value::Null;
+                }
+                Err(e) => return Decision::unrecorded(id, request_id, ReasonCode::Internal, e.to_string()),
+            }
+        }
         let entry = Entry::Decision {
             id: id.clone(),
             time: now,
@@ -523,7 +565,40 @@ impl Engine {
                 Err(e) => Checked::Failed { reason: ReasonCode::AttestationInvalid, detail: e.to_string() },
             }
         });
-        Facts { identity, delegation, attestation, quarantined: false, parent: None, usage: Default::default() }
+        if let Some(token) = &c.delegation {
+            let checked = match self.identity.verify_delegation(token, now) {
+                Ok((c, _)) => Checked::Ok(identity_fact(&c)),
+                Err(e) => failed(&e),
+            };
+            delegation.insert("delegation".to_owned(), checked);
+        }
+        let parent_writ = request.parent_writ.as_deref().map(|token| self.possession(token, request.parent.as_deref()));
+        Facts {
+            identity,
+            delegation,
+            attestation,
+            quarantined: false,
+            parent: None,
+            parent_writ,
+            usage: Default::default(),
+        }
+    }
+
+    /// Lineage by possession: the parent writ presented must verify (signature by a writ
+    /// key, this control plane's issuer; not consumed) and be the parent the request names,
+    /// if it names one. Its id, or why not.
+    fn possession(&self, token: &str, named: Option<&str>) -> Checked<String> {
+        match self.verifier.verify_possession(token) {
+            Err(r) => Checked::Failed {
+                reason: ReasonCode::LineageParentUnknown,
+                detail: format!("the parent writ presented does not verify ({}: {})", r.reason, r.detail),
+            },
+            Ok(c) if named.is_some_and(|n| n != c.jti) => Checked::Failed {
+                reason: ReasonCode::RequestMalformed,
+                detail: format!("the parent writ presented is {}, not the parent named", c.jti),
+            },
+            Ok(c) => Checked::Ok(c.jti),
+        }
     }
 
     /// Looks up quarantine, the parent writ and the usage counters.
@@ -546,10 +621,87 @@ impl Engine {
         facts.usage = usage;
     }
 
+    /// Admits an anonymous decision (no verified identity, or no parsable request) to the
+    /// log within the budget: `Ok` with the summary of the attempts answered beyond the
+    /// budget before it (to record first), or `Err` when over budget (the attempt is
+    /// counted for the next summary).
+    fn admit_anonymous(&self, now: u64, reason: ReasonCode) -> Result<Option<Entry>, ()> {
+        let Ok(mut b) = self.anonymous.lock() else { return Err(()) };
+        let rate = self.config.anonymous_records_per_sec;
+        let burst = rate.saturating_mul(10);
+        if now > b.refilled {
+            b.tokens = b.tokens.saturating_add(now.saturating_sub(b.refilled).saturating_mul(rate)).min(burst);
+            b.refilled = now;
+        }
+        if b.tokens == 0 {
+            if b.pending.is_empty() {
+                b.since = now;
+            }
+            b.until = now;
+            *b.pending.entry(reason).or_default() += 1;
+            b.unrecorded += 1;
+            return Err(());
+        }
+        b.tokens -= 1;
+        if b.pending.is_empty() {
+            return Ok(None);
+        }
+        let reasons = std::mem::take(&mut b.pending);
+        Ok(Some(Entry::AnonymousAttempts { time: now, since: b.since, until: b.until, reasons }))
+    }
+
+    /// Requests without a verified identity answered (denied) without a log record of
+    /// their own since the engine opened (they are counted in `anonymous_attempts` entries).
+    pub fn anonymous_unrecorded(&self) -> u64 {
+        self.anonymous.lock().map_or(0, |b| b.unrecorded)
+    }
+
+    /// Records the attempts answered beyond the anonymous budget and not yet counted in the
+    /// log (for a stopping control plane).
+    pub async fn flush_anonymous(&self) -> Result<(), EngineError> {
+        let summary = {
+            let mut b = self.anonymous.lock().map_err(|_| EngineError::Internal("budget lock poisoned".into()))?;
+            if b.pending.is_empty() {
+                return Ok(());
+            }
+            let reasons = std::mem::take(&mut b.pending);
+            Entry::AnonymousAttempts { time: self.clock.now(), since: b.since, until: b.until, reasons }
+        };
+        self.append(&summary).await.map(|_| ())
+    }
+
     /// Appends the entry; only once it is durable is an allow answered, with its writ.
     async fn record(&self, id: String, request_id: Option<String>, entry: Entry) -> Decision {
-        if !matches!(entry, Entry::Decision { .. }) {
+        let Entry::Decision { time, request, facts, decision, .. } = &entry else {
             return Decision::unrecorded(id, request_id, ReasonCode::Internal, "not a decision".into());
+        };
+        let anonymous =
+            request.is_none() || facts.as_ref().is_some_and(|f| matches!(f.identity, Checked::Failed { .. }));
+        if anonymous {
+            let reason = decision.reasons.first().copied().unwrap_or(ReasonCode::Internal);
+            match self.admit_anonymous(*time, reason) {
+                Err(()) => {
+                    return Decision {
+                        id,
+                        request_id,
+                        outcome: Outcome::Deny,
+                        reasons: decision.reasons.clone(),
+                        policies: Vec::new(),
+                        detail: format!(
+                            "{} (not recorded one by one: too many requests without a verified identity; counted in the log's next anonymous_attempts entry)",
+                            decision.detail
+                        ),
+                        log_index: None,
+                        writ: None,
+                    };
+                }
+                Ok(Some(summary)) => {
+                    if let Err(e) = self.append(&summary).await {
+                        tracing::warn!(error = %e, "the count of unrecorded anonymous attempts could not be recorded");
+                    }
+                }
+                Ok(None) => {}
+            }
         }
         let bytes = match entry.canonical().map_err(|e| e.to_string()) {
             Ok(b) => b,
@@ -625,26 +777,31 @@ impl Engine {
         signer.sign(&claims).map_err(|e| format!("signing the writ: {e}"))
     }
 
-    /// Verifies a writ for the call about to run (signature, time, audience, binding,
-    /// revocation, single use at this engine).
+    /// Verifies a writ for the call about to run: signature, time, audience, binding, its
+    /// standing (not revoked, nor any writ above it in its lineage: `writ.revoked`; its
+    /// principal, or one above it, not isolated: `quarantined`), single use at this engine.
     pub fn verify(&self, token: &str, digest: &RequestDigest) -> Result<VerifiedWrit, WritRejection> {
         let now = self.clock.now();
-        // The state is locked for the revocation lookup only, not across the signature
-        // check; a poisoned lock reads as revoked (fail closed).
-        self.verifier.verify(token, digest, now, &|jti| self.state.lock().map_or(true, |s| s.is_revoked(jti)))
+        // The state is locked for the standing lookup only, not across the signature check;
+        // a poisoned lock refuses (fail closed).
+        self.verifier.verify_with(token, digest, now, &|c| {
+            let state =
+                self.state.lock().map_err(|_| WritRejection::new(ReasonCode::Internal, "state lock poisoned"))?;
+            state.standing(&c.jti, &c.sub).map_err(|(reason, detail)| WritRejection::new(reason, detail))
+        })
     }
 
-    /// Stops verifying writs (every later verification is `writ.replayed`) and returns the
-    /// writs verified here that could still verify now, each with the time after which it
-    /// cannot: what a stopping control plane keeps so that single use survives a restart.
-    pub fn close_verification(&self) -> Vec<(String, u64)> {
+    /// Stops verifying writs (every later verification is `writ.replayed`) and returns what a
+    /// stopping control plane keeps so that single use survives a restart: the writs
+    /// verified here that could still verify now, and the horizon before which writs are
+    /// refused.
+    pub fn close_verification(&self) -> UsedWrits {
         self.verifier.close(self.clock.now())
     }
 
-    /// Marks writs as verified here before (from [`Engine::close_verification`] of an
-    /// earlier run).
-    pub fn restore_used_writs(&self, used: impl IntoIterator<Item = (String, u64)>) {
-        self.verifier.remember_used_until(used);
+    /// Takes back what [`Engine::close_verification`] of an earlier run kept.
+    pub fn restore_used_writs(&self, kept: UsedWrits) {
+        self.verifier.restore(kept);
     }
 
     /// Refuses as `writ.replayed` every writ issued before `time` not known as used: for a

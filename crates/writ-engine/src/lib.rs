@@ -28,13 +28,15 @@ pub use decide::{Decided, Placement, decide};
 pub use engine::{AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL};
 pub use record::{
     AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact, Outcome,
-    ParentFact, RecordedLimits, RecordedRequest, Usage, WritRecord,
+    ParentFact, RecordedLimits, RecordedRequest, Usage, Withheld, WritRecord,
 };
 pub use replay::{Mismatch, ReplayReport, replay};
 pub use state::{
     Approval, ApprovalStatus, BundleSummary, Lineage, LineageNode, MAX_LINEAGE_NODES, OperatorAction, Resolution,
 };
-pub use writ::{LogRef, Scope, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id};
+pub use writ::{
+    LogRef, Scope, UsedWrits, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id,
+};
 
 use writ_core::ReasonCode;
 

@@ -85,6 +85,9 @@ pub enum ParentFact {
         root: String,
         /// The scope it hands to children.
         scope: Option<Scope>,
+        /// Its principal (recorded since lineage is proven by possession; absent before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
     },
 }
 
@@ -110,6 +113,10 @@ pub struct Facts {
     pub identity: Checked<IdentityFact>,
     /// The parent writ, if one was named.
     pub parent: Option<ParentFact>,
+    /// The parent writ presented as proof of possession: its id once its signature verified,
+    /// or why it did not (absent when none was presented).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_writ: Option<Checked<String>>,
     /// Whether the principal was quarantined.
     pub quarantined: bool,
     /// Usage counters.
@@ -136,12 +143,31 @@ pub struct RecordedRequest {
     pub request_id: Option<String>,
     /// Resource.
     pub resource: String,
+    /// For a request without a verified identity, its arguments are not recorded (they
+    /// are `null`): only their digest and size are, so that an anonymous caller cannot
+    /// write what it likes into the permanent log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Withheld>,
+}
+
+/// What the log keeps of arguments it does not record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Withheld {
+    /// SHA-256 of the arguments' RFC 8785 form, `sha256:<hex>`.
+    pub arguments_digest: String,
+    /// Size of that form, in bytes.
+    pub arguments_size: u64,
 }
 
 /// Limits in force for the decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedLimits {
+    /// Whether a child must prove possession of its parent writ and its principal's
+    /// delegation (true for every decision since; absent in entries written before).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lineage_by_possession: bool,
     /// Deepest lineage allowed (a root is depth 0).
     pub max_depth: u32,
 }
@@ -326,6 +352,19 @@ pub enum Entry {
         /// Who.
         operator: Option<String>,
     },
+    /// Requests without a verified identity that were answered (denied) but not recorded
+    /// one by one, because they came faster than the anonymous record budget allows: the
+    /// attempts are counted here, by reason code, when the budget allows a record again.
+    AnonymousAttempts {
+        /// Time of this summary.
+        time: u64,
+        /// Time of the first attempt it counts.
+        since: u64,
+        /// Time of the last attempt it counts.
+        until: u64,
+        /// Attempts, by primary reason code.
+        reasons: BTreeMap<ReasonCode, u64>,
+    },
     /// An identity was isolated or released.
     Quarantine {
         /// Time.
@@ -382,6 +421,7 @@ impl Entry {
             Entry::KeyRotation { operator, .. } => ("key_rotation", operator.as_deref()),
             Entry::Quarantine { operator, .. } => ("quarantine", operator.as_deref()),
             Entry::Approval { operator, .. } => ("approval", operator.as_deref()),
+            Entry::AnonymousAttempts { .. } => ("anonymous_attempts", None),
         }
     }
 
@@ -464,6 +504,8 @@ struct RequestCanon<'a> {
     parent: Option<&'a str>,
     request_id: Option<&'a str>,
     resource: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withheld: Option<&'a Withheld>,
 }
 
 impl<'a> RequestCanon<'a> {
@@ -477,6 +519,7 @@ impl<'a> RequestCanon<'a> {
             parent: r.parent.as_deref(),
             request_id: r.request_id.as_deref(),
             resource: &r.resource,
+            withheld: r.withheld.as_ref(),
         })
     }
 }
@@ -487,6 +530,8 @@ struct FactsCanon<'a> {
     delegation: BTreeMap<&'a str, CheckedCanon<'a>>,
     identity: CheckedCanon<'a>,
     parent: Option<&'a ParentFact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_writ: Option<&'a Checked<String>>,
     quarantined: bool,
     usage: &'a Usage,
 }
@@ -502,6 +547,7 @@ impl<'a> FactsCanon<'a> {
                 .collect::<Result<_, serde_json::Error>>()?,
             identity: CheckedCanon::of(&f.identity)?,
             parent: f.parent.as_ref(),
+            parent_writ: f.parent_writ.as_ref(),
             quarantined: f.quarantined,
             usage: &f.usage,
         })
@@ -626,36 +672,45 @@ mod tests {
         ]);
         let parent = prop::option::of(prop_oneof![
             Just(ParentFact::Unknown),
-            (text(), any::<bool>(), any::<u32>(), num(), any::<bool>(), text(), prop::option::of(scope())).prop_map(
-                |(action, allowed, depth, exp, revoked, root, scope)| ParentFact::Known {
-                    action,
-                    allowed,
-                    depth,
-                    exp,
-                    revoked,
-                    root,
-                    scope
-                }
-            ),
+            (
+                text(),
+                any::<bool>(),
+                any::<u32>(),
+                num(),
+                any::<bool>(),
+                text(),
+                prop::option::of(scope()),
+                prop::option::of(text())
+            )
+                .prop_map(|(action, allowed, depth, exp, revoked, root, scope, subject)| {
+                    ParentFact::Known { action, allowed, depth, exp, revoked, root, scope, subject }
+                }),
+        ]);
+        let parent_writ = prop::option::of(prop_oneof![
+            text().prop_map(Checked::Ok),
+            (text(), reason()).prop_map(|(detail, reason)| Checked::Failed { detail, reason }),
         ]);
         (
             attestation,
             prop::collection::btree_map("[a-z]{1,12}", checked_identity(), 0..3),
             checked_identity(),
-            parent,
+            (parent, parent_writ),
             any::<bool>(),
             (num(), num()),
         )
-            .prop_map(|(attestation, delegation, identity, parent, quarantined, (last_hour, last_minute))| {
-                Facts {
-                    attestation,
-                    delegation,
-                    identity,
-                    parent,
-                    quarantined,
-                    usage: Usage { last_hour, last_minute },
-                }
-            })
+            .prop_map(
+                |(attestation, delegation, identity, (parent, parent_writ), quarantined, (last_hour, last_minute))| {
+                    Facts {
+                        attestation,
+                        delegation,
+                        identity,
+                        parent,
+                        parent_writ,
+                        quarantined,
+                        usage: Usage { last_hour, last_minute },
+                    }
+                },
+            )
     }
 
     fn request() -> impl Strategy<Value = RecordedRequest> {
@@ -665,7 +720,17 @@ mod tests {
         )
             .prop_map(
                 |((action, arguments, audience, credentials), (digest, parent, request_id, resource))| {
-                    RecordedRequest { action, arguments, audience, credentials, digest, parent, request_id, resource }
+                    RecordedRequest {
+                        action,
+                        arguments,
+                        audience,
+                        credentials,
+                        digest,
+                        parent,
+                        request_id,
+                        resource,
+                        withheld: None,
+                    }
                 },
             )
     }
@@ -689,14 +754,14 @@ mod tests {
     fn decision() -> impl Strategy<Value = Entry> {
         (
             (text(), num(), prop::option::of(request()), prop::option::of("[0-9a-f]{64}")),
-            (prop::option::of(facts()), any::<u32>(), prop::option::of(text())),
+            (prop::option::of(facts()), any::<u32>(), prop::option::of(text()), any::<bool>()),
             (text(), 0..3u8, prop::collection::vec(text(), 0..3), prop::collection::vec(reason(), 0..3)),
             prop::option::of(writ()),
         )
             .prop_map(
                 |(
                     (id, time, request, body_digest),
-                    (facts, max_depth, bundle),
+                    (facts, max_depth, bundle, lineage_by_possession),
                     (detail, outcome, policies, reasons),
                     writ,
                 )| {
@@ -706,7 +771,7 @@ mod tests {
                         request,
                         body_digest,
                         facts,
-                        limits: RecordedLimits { max_depth },
+                        limits: RecordedLimits { lineage_by_possession, max_depth },
                         bundle,
                         decision: DecisionOutcome {
                             detail,

@@ -111,6 +111,14 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                 ..
             } => {
                 report.decisions += 1;
+                if request.withheld.is_some() && matches!(facts.identity, Checked::Ok(_)) {
+                    // Only an anonymous request's arguments are withheld from the log.
+                    report.mismatches.push(Mismatch {
+                        index,
+                        detail: "arguments withheld from a request with a verified identity".into(),
+                    });
+                    return Ok(ControlFlow::Continue(()));
+                }
                 let compiled = match &bundle {
                     Some(d) => match bundles.get(d) {
                         Some(c) => Some(c),

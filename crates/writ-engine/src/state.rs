@@ -12,6 +12,10 @@ use writ_core::ReasonCode;
 use crate::record::{BundleParts, Checked, Entry, ExecStatus, Outcome, ParentFact, Usage, WritRecord};
 use crate::writ::Scope;
 
+/// Longest chain of parents walked before a lineage counts as unverifiable (far beyond any
+/// depth limit; the walk is bounded even if the log held a cycle).
+const MAX_LINEAGE_WALK: usize = 256;
+
 #[derive(Clone, Debug)]
 struct DecisionFact {
     // Allow, deny or pending; a pending decision becomes an allow when approved.
@@ -418,7 +422,7 @@ impl State {
             Entry::Outcome { jti, status, .. } => {
                 self.outcomes.entry(jti.clone()).or_insert(*status);
             }
-            Entry::Activation { .. } | Entry::Upload { .. } => {}
+            Entry::Activation { .. } | Entry::Upload { .. } | Entry::AnonymousAttempts { .. } => {}
         }
     }
 
@@ -448,19 +452,78 @@ impl State {
         });
     }
 
+    /// What the lineage stage needs of a parent writ. `revoked` is true when the parent or
+    /// any writ above it was revoked: a revocation stops every descendant.
     pub(crate) fn parent(&self, id: &str) -> ParentFact {
         match self.decisions.get(id) {
             None => ParentFact::Unknown,
             Some(d) => ParentFact::Known {
                 allowed: d.outcome == Outcome::Allow,
                 exp: d.exp,
-                revoked: self.revoked.contains_key(id),
+                revoked: self.revoked_in_lineage(id).is_some(),
                 root: d.root.clone().unwrap_or_else(|| id.to_owned()),
                 depth: d.depth,
                 scope: d.scope.as_deref().cloned(),
                 action: d.action.to_string(),
+                subject: Some(d.subject.to_string()),
             },
         }
+    }
+
+    /// The first writ, walking up from `id` through its parents, that was revoked (`id`
+    /// itself included); also `Some` when the chain cannot be walked to its root (a parent
+    /// the state does not hold, or a chain longer than any depth limit): fail closed.
+    pub(crate) fn revoked_in_lineage(&self, id: &str) -> Option<String> {
+        let mut at = id;
+        for _ in 0..MAX_LINEAGE_WALK {
+            if self.revoked.contains_key(at) {
+                return Some(at.to_owned());
+            }
+            match self.decisions.get(at) {
+                None => return Some(at.to_owned()),
+                Some(d) => match d.parent.as_deref() {
+                    None => return None,
+                    Some(p) => at = p,
+                },
+            }
+        }
+        Some(at.to_owned())
+    }
+
+    /// Whether a writ may still be used, beyond its signature and time: its principal (and
+    /// every principal above it in its lineage) is not quarantined, and no writ of its
+    /// lineage was revoked. The refusal's reason code and detail otherwise.
+    pub(crate) fn standing(&self, jti: &str, subject: &str) -> Result<(), (ReasonCode, String)> {
+        if self.is_quarantined(subject) {
+            return Err((ReasonCode::Quarantined, format!("{subject} is isolated until an operator releases it")));
+        }
+        let mut at = jti;
+        for _ in 0..MAX_LINEAGE_WALK {
+            let above = if at == jti { String::new() } else { format!("writ {at} above it in its lineage: ") };
+            if self.revoked.contains_key(at) {
+                return Err((ReasonCode::WritRevoked, format!("{above}the writ was revoked")));
+            }
+            let Some(d) = self.decisions.get(at) else {
+                return Err((
+                    ReasonCode::WritRevoked,
+                    format!("{above}not in the log: its standing cannot be established"),
+                ));
+            };
+            if self.is_quarantined(&d.subject) {
+                return Err((
+                    ReasonCode::Quarantined,
+                    format!("{above}{} is isolated until an operator releases it", d.subject),
+                ));
+            }
+            match d.parent.as_deref() {
+                None => return Ok(()),
+                Some(p) => at = p,
+            }
+        }
+        Err((
+            ReasonCode::WritRevoked,
+            "a lineage longer than any depth limit: its standing cannot be established".into(),
+        ))
     }
 
     pub(crate) fn is_quarantined(&self, subject: &str) -> bool {

@@ -239,6 +239,23 @@ pub struct VerifiedWrit {
 struct Seen {
     used: HashMap<String, u64>,
     prune_at: usize,
+    // Set by [`WritVerifier::close`]: nothing verifies afterwards.
+    closed: bool,
+}
+
+/// What an enforcement point keeps across a restart so that single use holds: the writs it
+/// verified that could still verify, and the horizon before which it refuses every writ
+/// (set when an earlier run lost its record). Both are carried by every later clean stop,
+/// so that a kill followed by clean restarts never forgets the horizon.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsedWrits {
+    /// Writ ids used, each with the time after which it cannot verify anyway.
+    pub used: Vec<(String, u64)>,
+    /// Writs issued before this time (Unix seconds) are refused as `writ.replayed`; 0 for
+    /// none.
+    #[serde(default)]
+    pub refuse_issued_before: u64,
 }
 
 /// Size of the used-writ set at which expired entries are first dropped.
@@ -279,8 +296,15 @@ pub struct WritRejection {
     pub detail: String,
 }
 
+impl WritRejection {
+    /// A refusal with this reason code and detail.
+    pub fn new(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        WritRejection { reason, detail: detail.into() }
+    }
+}
+
 fn reject(reason: ReasonCode, detail: impl Into<String>) -> WritRejection {
-    WritRejection { reason, detail: detail.into() }
+    WritRejection::new(reason, detail)
 }
 
 impl WritVerifier {
@@ -292,7 +316,7 @@ impl WritVerifier {
             keys: RwLock::new(decoding_keys(jwks)?),
             audience: audience.to_owned(),
             skew,
-            seen: Mutex::new(Seen { used: HashMap::new(), prune_at: SEEN_PRUNE_AT }),
+            seen: Mutex::new(Seen { used: HashMap::new(), prune_at: SEEN_PRUNE_AT, closed: false }),
             horizon: AtomicU64::new(0),
         })
     }
@@ -315,6 +339,45 @@ impl WritVerifier {
         now: u64,
         revoked: &dyn Fn(&str) -> bool,
     ) -> Result<VerifiedWrit, WritRejection> {
+        self.verify_with(token, digest, now, &|c: &WritClaims| {
+            if revoked(&c.jti) { Err(reject(ReasonCode::WritRevoked, "the writ was revoked")) } else { Ok(()) }
+        })
+    }
+
+    /// Verifies as [`WritVerifier::verify`] does, with `standing` deciding, once the
+    /// signature, time, audience and binding hold and before the writ is marked used,
+    /// whether it may still be used (revocation, quarantine, its lineage).
+    pub fn verify_with(
+        &self,
+        token: &str,
+        digest: &RequestDigest,
+        now: u64,
+        standing: &dyn Fn(&WritClaims) -> Result<(), WritRejection>,
+    ) -> Result<VerifiedWrit, WritRejection> {
+        let c = self.signed_claims(token)?;
+        if now + self.skew < c.nbf || now >= c.exp.saturating_add(self.skew) {
+            return Err(reject(ReasonCode::WritExpired, format!("valid from {} to {}, now {now}", c.nbf, c.exp)));
+        }
+        if c.aud != self.audience {
+            return Err(reject(ReasonCode::WritAudience, format!("writ is for {:?}", c.aud)));
+        }
+        if c.req != digest.to_string() {
+            return Err(reject(ReasonCode::WritBindingMismatch, "the writ authorizes another call"));
+        }
+        standing(&c)?;
+        self.mark_used(c, now)
+    }
+
+    /// A parent writ presented as proof of possession (lineage): its signature by a trusted
+    /// key and its issuer only. Its time, audience and binding belong to the parent's own
+    /// call, and it is not consumed; the lineage stage judges its standing from the log.
+    pub fn verify_possession(&self, token: &str) -> Result<WritClaims, WritRejection> {
+        self.signed_claims(token)
+    }
+
+    /// The claims of a writ whose signature verifies with a trusted `kid` and whose issuer
+    /// is this control plane.
+    fn signed_claims(&self, token: &str) -> Result<WritClaims, WritRejection> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| reject(ReasonCode::WritBadSignature, format!("header: {e}")))?;
         if header.alg != Algorithm::EdDSA || header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() {
@@ -346,29 +409,22 @@ impl WritVerifier {
         if c.iss != self.issuer {
             return Err(reject(ReasonCode::WritBadSignature, "writ from another control plane"));
         }
-        if now + self.skew < c.nbf || now >= c.exp.saturating_add(self.skew) {
-            return Err(reject(ReasonCode::WritExpired, format!("valid from {} to {}, now {now}", c.nbf, c.exp)));
-        }
-        if c.aud != self.audience {
-            return Err(reject(ReasonCode::WritAudience, format!("writ is for {:?}", c.aud)));
-        }
-        if c.req != digest.to_string() {
-            return Err(reject(ReasonCode::WritBindingMismatch, "the writ authorizes another call"));
-        }
-        if revoked(&c.jti) {
-            return Err(reject(ReasonCode::WritRevoked, "the writ was revoked"));
-        }
+        Ok(c)
+    }
+
+    /// Single use: marks the writ used here, or refuses it as replayed.
+    fn mark_used(&self, c: WritClaims, now: u64) -> Result<VerifiedWrit, WritRejection> {
         let mut seen = self.seen.lock().map_err(|_| reject(ReasonCode::Internal, "replay set poisoned"))?;
         if seen.used.contains_key(&c.jti) {
             return Err(reject(ReasonCode::WritReplayed, "this writ was already used here"));
         }
-        let horizon = self.horizon.load(Ordering::Relaxed);
-        if horizon == u64::MAX {
+        if seen.closed {
             return Err(reject(
                 ReasonCode::WritReplayed,
                 "this enforcement point is stopping: verify after its restart",
             ));
         }
+        let horizon = self.horizon.load(Ordering::Relaxed);
         if c.iat < horizon {
             return Err(reject(
                 ReasonCode::WritReplayed,
@@ -390,24 +446,16 @@ impl WritVerifier {
 
     /// Marks writ ids as already used (from a persisted replay set).
     pub fn remember_used(&self, jtis: impl IntoIterator<Item = String>) {
-        self.remember_used_until(jtis.into_iter().map(|j| (j, u64::MAX)));
+        self.restore(UsedWrits { used: jtis.into_iter().map(|j| (j, u64::MAX)).collect(), refuse_issued_before: 0 });
     }
 
-    /// Marks writ ids as already used, each until the time after which it cannot verify
-    /// anyway (what [`WritVerifier::close`] returns).
-    pub fn remember_used_until(&self, used: impl IntoIterator<Item = (String, u64)>) {
+    /// Takes back what an earlier run kept ([`WritVerifier::close`]): its used writs and
+    /// its horizon.
+    pub fn restore(&self, kept: UsedWrits) {
+        self.refuse_issued_before(kept.refuse_issued_before);
         if let Ok(mut seen) = self.seen.lock() {
-            seen.used.extend(used);
+            seen.used.extend(kept.used);
         }
-    }
-
-    /// The writ ids used here that could still verify at `now`, each with the time after
-    /// which it cannot.
-    fn used(&self, now: u64) -> Vec<(String, u64)> {
-        self.seen.lock().map_or_else(
-            |_| Vec::new(),
-            |seen| seen.used.iter().filter(|(_, until)| **until > now).map(|(j, u)| (j.clone(), *u)).collect(),
-        )
     }
 
     /// Refuses, as `writ.replayed`, every writ issued before `time` that is not already
@@ -418,14 +466,20 @@ impl WritVerifier {
         self.horizon.fetch_max(time, Ordering::Relaxed);
     }
 
-    /// Verifies nothing from now on, and returns the writ ids used here that could still
-    /// verify at `now`: what a stopping enforcement point persists. No verification can
-    /// succeed after the snapshot and be missing from it.
-    pub fn close(&self, now: u64) -> Vec<(String, u64)> {
-        // Read under the used-set lock by every verification, so one that passed the check
-        // has inserted its writ before this snapshot takes the lock.
-        self.horizon.store(u64::MAX, Ordering::Relaxed);
-        self.used(now)
+    /// Verifies nothing from now on, and returns what a stopping enforcement point keeps:
+    /// the writ ids used here that could still verify at `now`, and the horizon. No
+    /// verification can succeed after the snapshot and be missing from it.
+    pub fn close(&self, now: u64) -> UsedWrits {
+        let refuse_issued_before = self.horizon.load(Ordering::Relaxed);
+        let Ok(mut seen) = self.seen.lock() else {
+            // A poisoned set is lost: keep a horizon that refuses every writ issued so far.
+            return UsedWrits { used: Vec::new(), refuse_issued_before: now.saturating_add(1) };
+        };
+        // Set under the lock every verification takes, so one that passed the check has
+        // inserted its writ before this snapshot.
+        seen.closed = true;
+        let used = seen.used.iter().filter(|(_, until)| **until > now).map(|(j, u)| (j.clone(), *u)).collect();
+        UsedWrits { used, refuse_issued_before }
     }
 }
 

@@ -98,7 +98,8 @@ impl TrustBundle {
 
     /// Parses and validates a bundle from its JSON form (see the module documentation).
     pub fn from_json(bytes: &[u8]) -> Result<TrustBundle, IdentityError> {
-        let doc: BundleDoc = serde_json::from_slice(bytes).map_err(|e| IdentityError::Bundle(e.to_string()))?;
+        // Repeated member names are refused at every depth (writ_core::json).
+        let doc: BundleDoc = writ_core::json::from_slice(bytes).map_err(IdentityError::Bundle)?;
         let mut bundle = TrustBundle::new();
         for (trust_domain, domain) in doc.trust_domains.0 {
             if domain.issuers.is_empty() {

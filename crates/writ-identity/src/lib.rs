@@ -33,4 +33,4 @@ pub use error::IdentityError;
 pub use jose::MAX_TOKEN_BYTES;
 pub use jwk::Algorithm;
 pub use role::Role;
-pub use verify::{IdentityVerifier, VerifiedCredential, VerifierConfig};
+pub use verify::{IdentityVerifier, MAY_ACT, VerifiedCredential, VerifierConfig};

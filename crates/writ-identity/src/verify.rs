@@ -238,8 +238,38 @@ impl IdentityVerifier {
         self.cache.len()
     }
 
-    /// Verifies `token` presented as a credential of `role` at time `now` (Unix seconds).
+    /// Verifies `token` presented as a credential of `role` at time `now` (Unix seconds). A
+    /// delegation credential (one carrying `may_act`) is refused here: it lets its holder
+    /// name the delegating principal's writ as a parent ([`IdentityVerifier::verify_delegation`]),
+    /// never act as that principal.
     pub fn verify(&self, role: Role, token: &str, now: u64) -> Result<VerifiedCredential, IdentityError> {
+        let credential = self.verify_any(role, token, now)?;
+        if credential.claims.contains_key(MAY_ACT) {
+            return Err(IdentityError::Malformed(format!(
+                "a delegation credential (claim \"{MAY_ACT}\") cannot be presented as a {role} credential"
+            )));
+        }
+        Ok(credential)
+    }
+
+    /// Verifies a delegation credential (RFC 8693 §4.4 `may_act`): a credential of the
+    /// delegating principal (`sub`), from an issuer trusted for its workload credentials,
+    /// whose `may_act` claim names the one principal allowed to act under its writs
+    /// (`{"sub": "<SPIFFE ID>"}`). Returns the credential and the delegate.
+    pub fn verify_delegation(&self, token: &str, now: u64) -> Result<(VerifiedCredential, SpiffeId), IdentityError> {
+        let credential = self.verify_any(Role::Workload, token, now)?;
+        let delegate = match credential.claims.get(MAY_ACT) {
+            None => {
+                return Err(IdentityError::Malformed(format!(
+                    "a delegation credential needs a \"{MAY_ACT}\" claim naming the delegate"
+                )));
+            }
+            Some(may_act) => may_act_subject(may_act)?,
+        };
+        Ok((credential, delegate))
+    }
+
+    fn verify_any(&self, role: Role, token: &str, now: u64) -> Result<VerifiedCredential, IdentityError> {
         if token.len() > jose::MAX_TOKEN_BYTES {
             return Err(IdentityError::Malformed(format!(
                 "token is {} bytes, above {}",
@@ -320,6 +350,7 @@ impl IdentityVerifier {
                 self.config.max_lifetime_secs
             )));
         }
+        check_read_claims(&claims)?;
         Ok(VerifiedCredential {
             subject,
             issuer: iss,
@@ -348,6 +379,46 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> IdentityError {
         | ErrorKind::InvalidClaimFormat(_) => IdentityError::Malformed(e.to_string()),
         _ => IdentityError::BadSignature(e.to_string()),
     }
+}
+
+/// The claims writ reads besides the registered ones, with the only type each may have:
+/// `zone` (the principal's trust zone) a non-empty string, `scope` (the actions its
+/// lineage children may take) an array of non-empty strings, `may_act` (a delegation)
+/// `{"sub": <SPIFFE ID>}`. A claim writ reads with
+/// another type is `identity.malformed`: read as absent, a mistyped `scope` would mean "no
+/// restriction".
+fn check_read_claims(claims: &Map<String, Value>) -> Result<(), IdentityError> {
+    if let Some(zone) = claims.get("zone") {
+        match zone {
+            Value::String(z) if !z.is_empty() => {}
+            other => {
+                return Err(IdentityError::Malformed(format!("claim \"zone\" is not a non-empty string: {other}")));
+            }
+        }
+    }
+    if let Some(scope) = claims.get("scope") {
+        let ok = scope.as_array().is_some_and(|items| items.iter().all(|i| i.as_str().is_some_and(|s| !s.is_empty())));
+        if !ok {
+            return Err(IdentityError::Malformed(format!(
+                "claim \"scope\" is not an array of non-empty strings: {scope}"
+            )));
+        }
+    }
+    if let Some(may_act) = claims.get(MAY_ACT) {
+        may_act_subject(may_act)?;
+    }
+    Ok(())
+}
+
+/// The delegation claim (RFC 8693 §4.4, "authorized actor"): `{"sub": "<SPIFFE ID>"}`.
+pub const MAY_ACT: &str = "may_act";
+
+/// The delegate a `may_act` claim names: an object with exactly one member, `sub`, a SPIFFE ID.
+fn may_act_subject(may_act: &Value) -> Result<SpiffeId, IdentityError> {
+    let bad = || IdentityError::Malformed(format!("claim \"{MAY_ACT}\" is not {{\"sub\": <SPIFFE ID>}}: {may_act}"));
+    let obj = may_act.as_object().filter(|o| o.len() == 1).ok_or_else(bad)?;
+    let sub = obj.get("sub").and_then(Value::as_str).ok_or_else(bad)?;
+    SpiffeId::parse(sub).map_err(|e| IdentityError::Malformed(format!("claim \"{MAY_ACT}\".sub: {e}")))
 }
 
 /// Removes an optional string claim.

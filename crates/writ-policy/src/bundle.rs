@@ -88,7 +88,7 @@ impl Bundle {
                 return Err(PolicyError::Bundle(format!("a bundle part is larger than {MAX_PART} bytes")));
             }
         }
-        let manifest_json: Value = serde_json::from_str(manifest)
+        let manifest_json: Value = writ_core::json::parse_value(manifest.as_bytes())
             .map_err(|e| PolicyError::Bundle(format!("manifest.json is not JSON: {e}")))?;
         let manifest_typed: Manifest = serde_json::from_value(manifest_json.clone())
             .map_err(|e| PolicyError::Bundle(format!("manifest.json: {e}")))?;
@@ -99,10 +99,15 @@ impl Bundle {
             return Err(PolicyError::Bundle("manifest name and version are single lines".into()));
         }
         let entities = entities
-            .map(|e| serde_json::from_str::<Value>(e).map_err(|e| PolicyError::Bundle(format!("entities.json: {e}"))))
+            .map(|e| {
+                writ_core::json::parse_value(e.as_bytes())
+                    .map_err(|e| PolicyError::Bundle(format!("entities.json: {e}")))
+            })
             .transpose()?;
         let tests_json = tests
-            .map(|t| serde_json::from_str::<Value>(t).map_err(|e| PolicyError::Bundle(format!("tests.json: {e}"))))
+            .map(|t| {
+                writ_core::json::parse_value(t.as_bytes()).map_err(|e| PolicyError::Bundle(format!("tests.json: {e}")))
+            })
             .transpose()?;
         let tests = tests_json
             .clone()

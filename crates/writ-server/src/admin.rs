@@ -32,8 +32,10 @@ pub(crate) enum OperatorRefusals {
     Forbidden(#[to_schema] ErrorBody),
 }
 
+/// Parses a JSON body strictly: a repeated member name at any depth is `request.malformed`
+/// (see [`writ_core::json`]).
 pub(crate) fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+    writ_core::json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
 }
 
 fn recorded(log_index: u64) -> Response {

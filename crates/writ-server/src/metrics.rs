@@ -9,6 +9,7 @@ use std::time::Duration;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -201,6 +202,12 @@ impl Collector for EngineCollector {
             "Group commits that failed (their appenders were denied)",
             None,
             MetricType::Gauge,
+        )?)?;
+        ConstCounter::new(self.engine.anonymous_unrecorded()).encode(encoder.encode_descriptor(
+            "writ_anonymous_unrecorded",
+            "Requests without a verified identity denied beyond the anonymous record budget, counted in anonymous_attempts entries instead of one record each",
+            None,
+            MetricType::Counter,
         )?)?;
         let mut info = encoder.encode_descriptor(
             "writ_active_bundle",

@@ -59,8 +59,7 @@ pub(crate) async fn authorize(State(s): State<AppState>, Limited(body): Body) ->
         (status = 413, description = "Body too large", body = ErrorBody),
     ))]
 pub(crate) async fn verify(State(s): State<AppState>, Limited(body): Body) -> Result<Response, ApiError> {
-    let v: VerifyBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("verify body: {e}")))?;
+    let v: VerifyBody = crate::admin::parse(&body, "verify body")?;
     if !v.request.arguments.is_object() {
         return Err(ApiError::bad_request("request.arguments must be an object"));
     }

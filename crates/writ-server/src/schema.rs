@@ -21,6 +21,10 @@ pub struct CredentialsDoc {
     pub machine: Option<String>,
     /// Its runtime environment.
     pub runtime: Option<String>,
+    /// A delegation credential of the parent writ's principal whose `may_act` claim
+    /// (`{"sub": <SPIFFE ID>}`) names the acting agent: needed when a child is another
+    /// principal than its parent.
+    pub delegation: Option<String>,
 }
 
 /// An execution request (SPEC.md §1).
@@ -41,8 +45,12 @@ pub struct AuthorizeRequestDoc {
     /// The tool arguments.
     #[schema(value_type = Object)]
     pub arguments: Option<Value>,
-    /// The parent writ's id.
+    /// The parent writ's id (optional when `parent_writ` is given; naming it alone is
+    /// `lineage.parent_unknown`).
     pub parent: Option<String>,
+    /// The parent writ itself (JWS compact): lineage is proven by possession. Verified,
+    /// not consumed.
+    pub parent_writ: Option<String>,
     /// The audience of the writ.
     pub audience: Option<String>,
 }

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
+use writ_engine::UsedWrits;
 use writ_log::{Log, LogOptions, NoteSigner, NoteVerifier, SqliteOptions, SqliteStore};
 
 /// Paths inside one data directory.
@@ -311,18 +312,18 @@ impl DataDir {
     /// (durably) before this returns, so that a later crash cannot bring back a set that
     /// misses what this run verifies. `None` when there is none (a first start, or the last
     /// run was killed) or it cannot be read: the used set is then lost.
-    pub fn take_served_used(&self) -> Result<Option<Vec<(String, u64)>>> {
+    pub fn take_served_used(&self) -> Result<Option<UsedWrits>> {
         let path = self.path(SERVED_USED);
         let kept = match fs::read_to_string(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             read => read
                 .map_err(|e| e.to_string())
-                .and_then(|text| serde_json::from_str::<ServedUsed>(&text).map_err(|e| e.to_string())),
+                .and_then(|text| serde_json::from_str::<UsedWrits>(&text).map_err(|e| e.to_string())),
         };
         fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         sync_dir(&self.path("enforce"))?;
         match kept {
-            Ok(kept) => Ok(Some(kept.used)),
+            Ok(kept) => Ok(Some(kept)),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "the used writs kept at the last stop are unreadable");
                 Ok(None)
@@ -330,18 +331,12 @@ impl DataDir {
         }
     }
 
-    /// Keeps the writs `writ serve` verified, for the next start (a clean stop).
-    pub fn keep_served_used(&self, used: Vec<(String, u64)>) -> Result<()> {
+    /// Keeps the writs `writ serve` verified and its refuse-issued-before horizon, for the
+    /// next start (a clean stop): `enforce/served-used.json`, a [`UsedWrits`].
+    pub fn keep_served_used(&self, kept: &UsedWrits) -> Result<()> {
         fs::create_dir_all(self.path("enforce"))?;
-        replace_file(&self.path(SERVED_USED), &serde_json::to_vec(&ServedUsed { used })?)
+        replace_file(&self.path(SERVED_USED), &serde_json::to_vec(kept)?)
     }
-}
-
-/// `enforce/served-used.json`: writ id and the time after which it cannot verify anyway.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServedUsed {
-    used: Vec<(String, u64)>,
 }
 
 /// Replaces `path` whole and durably: a temporary file beside it, synced, renamed over it,
@@ -386,9 +381,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
         assert_eq!(dir.take_served_used().unwrap(), None);
-        let used = vec![("w-1".to_owned(), 1_000), ("w-2".to_owned(), 2_000)];
-        dir.keep_served_used(used.clone()).unwrap();
-        assert_eq!(dir.take_served_used().unwrap(), Some(used));
+        let kept =
+            UsedWrits { used: vec![("w-1".to_owned(), 1_000), ("w-2".to_owned(), 2_000)], refuse_issued_before: 900 };
+        dir.keep_served_used(&kept).unwrap();
+        assert_eq!(dir.take_served_used().unwrap(), Some(kept));
         assert_eq!(dir.take_served_used().unwrap(), None);
         for garbage in ["", "{not json", r#"{"used": [["w-1", "soon"]]}"#, r#"{"used": [], "more": 1}"#] {
             fs::write(dir.path(SERVED_USED), garbage).unwrap();

@@ -276,28 +276,40 @@ async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()>
     }
 
     d.section("Sub-agent chain (the bundle: spawns below depth 3; the engine: nothing deeper than 3)");
+    // A child proves its parent by presenting the parent's writ (ids are public in the log).
     let mut parent: Option<String> = None;
+    let mut root_id: Option<String> = None;
     for depth in 0..4u32 {
         let mut r = json!({"credentials": {"workload": billing}, "action": "spawn", "resource": "agents:pool", "arguments": {"agent": format!("helper-{depth}")}});
         if let Some(p) = &parent {
-            r["parent"] = json!(p);
+            r["parent_writ"] = json!(p);
         }
         if depth < 3 {
             let dec = d.authorize(&format!("spawn at depth {depth}"), r, Expect::Allow).await?;
-            parent = dec["id"].as_str().map(str::to_owned);
+            parent = dec["writ"].as_str().map(str::to_owned);
+            if depth == 0 {
+                root_id = dec["id"].as_str().map(str::to_owned);
+            }
         } else {
             d.authorize("spawn at depth 3: the bundle's limit", r, Expect::Deny("policy.denied")).await?;
         }
     }
     // Under the deepest sub-agent, a read at depth 3 is allowed; one more level is past
     // the engine's depth limit, whatever the policy says.
-    let read_under = |parent: &Option<String>| json!({"credentials": {"workload": billing}, "action": "read", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/ledger.csv"}, "parent": parent});
+    let read_under = |parent: &Option<String>| json!({"credentials": {"workload": billing}, "action": "read", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/ledger.csv"}, "parent_writ": parent});
     let dec = d.authorize("a tool call of the depth-2 sub-agent (depth 3)", read_under(&parent), Expect::Allow).await?;
-    let leaf = dec["id"].as_str().map(str::to_owned);
+    let leaf = dec["writ"].as_str().map(str::to_owned);
     d.authorize("a tool call one level deeper (depth 4)", read_under(&leaf), Expect::Deny("lineage.depth_exceeded"))
         .await?;
     let orphan = json!({"credentials": {"workload": billing}, "action": "spawn", "resource": "agents:pool", "arguments": {"agent": "x"}, "parent": "w-does-not-exist"});
     d.authorize("a sub-agent naming an unknown parent", orphan, Expect::Deny("lineage.parent_unknown")).await?;
+    let squatter = json!({"credentials": {"workload": billing}, "action": "read", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/ledger.csv"}, "parent": root_id});
+    d.authorize(
+        "a call naming the chain's root by its public id, without holding its writ",
+        squatter,
+        Expect::Deny("lineage.parent_unknown"),
+    )
+    .await?;
 
     d.section("Forged and tampered credentials");
     let rogue = DevIssuer::generate(&d.td, d.issuer.issuer())?;

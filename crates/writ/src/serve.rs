@@ -82,8 +82,11 @@ pub fn run(config: &Config) -> Result<()> {
         // The writs verified are kept for the next start. Connections dropped after the
         // drain may still be running: verification is closed first, so none of them can
         // verify a writ the record misses.
-        if let Err(e) = dir.keep_served_used(engine.close_verification()) {
+        if let Err(e) = dir.keep_served_used(&engine.close_verification()) {
             tracing::error!(error = %format!("{e:#}"), "keeping the used writs failed: the next start refuses writs issued before it");
+        }
+        if let Err(e) = engine.flush_anonymous().await {
+            tracing::warn!(error = %e, "the count of unrecorded anonymous attempts could not be recorded");
         }
         engine.log().checkpoint_now().await.ok();
         eprintln!("writ: stopped; log size {}", engine.log().size());
@@ -92,10 +95,12 @@ pub fn run(config: &Config) -> Result<()> {
 }
 
 /// Keeps `/v1/verify`'s single use across restarts. A clean stop kept the writs verified
-/// (`enforce/served-used.json`), and this start takes them back. With no such record while
-/// the log holds decisions (the last run was killed), any writ issued before this start may
-/// have been used already: those are refused as `writ.replayed`. The start waits for the
-/// next whole second so that a writ's `iat` (seconds) tells the two runs apart.
+/// and the refuse-issued-before horizon (`enforce/served-used.json`), and this start takes
+/// both back, so a horizon set after a kill survives every later clean restart. With no
+/// such record while the log holds decisions (the last run was killed), any writ issued
+/// before this start may have been used already: those are refused as `writ.replayed`. The
+/// start waits for the next whole second so that a writ's `iat` (seconds) tells the two
+/// runs apart.
 fn single_use_across_restarts(dir: &DataDir, engine: &writ_engine::Engine) -> Result<()> {
     match dir.take_served_used()? {
         Some(used) => engine.restore_used_writs(used),

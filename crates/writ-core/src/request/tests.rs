@@ -118,3 +118,62 @@ proptest! {
         );
     }
 }
+
+/// Issue 13, item 3: the last member won, so a tool keeping the first one would run a call
+/// that neither the policy nor an approving operator saw.
+#[test]
+fn regression_duplicate_members_are_malformed_at_any_depth() {
+    for hostile in [
+        r#"{"action":"read","action":"delete","resource":"r"}"#,
+        r#"{"action":"a","resource":"r","arguments":{"path":"/zones/billing/x","path":"/zones/support/x"}}"#,
+        r#"{"action":"a","resource":"r","arguments":{"x":[{"k":1,"k":2}]}}"#,
+        r#"{"action":"a","resource":"r","credentials":{"workload":"t1","workload":"t2"}}"#,
+        r#"{"action":"a","resource":"r","arguments":{"amount":5,"amo\u0075nt":5000}}"#,
+    ] {
+        let err = ExecutionRequest::parse(hostile.as_bytes(), &Limits::default()).unwrap_err();
+        assert!(matches!(&err, Error::Malformed(m) if m.contains("duplicate member")), "{hostile}: {err}");
+    }
+}
+
+/// Issue 13, item 5: `120.0` was evaluated as a float (denied) but recorded in its RFC 8785
+/// form `120`, which replay evaluated as an integer (allowed). The parsed request now holds
+/// exactly what its canonical form reads back as.
+#[test]
+fn regression_numbers_are_evaluated_in_their_recorded_form() {
+    for (written, canonical) in [
+        ("120.0", json!(120)),
+        ("2500.0", json!(2500)),
+        ("-0", json!(0)),
+        ("-0.0", json!(0)),
+        ("2.5e3", json!(2500)),
+        ("1e1", json!(10)),
+        ("-7.0", json!(-7)),
+        ("2.5", json!(2.5)),
+        ("1e300", json!(1e300)),
+    ] {
+        let body = format!(r#"{{"action":"a","resource":"r","arguments":{{"amount":{written},"list":[{written}]}}}}"#);
+        let r = ExecutionRequest::parse(body.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!(r.arguments["amount"], canonical, "{written}");
+        assert_eq!(r.arguments["list"][0], canonical, "{written}");
+        // What is evaluated is what the log records: its canonical form parses back equal.
+        let recorded: Value = serde_json::from_slice(&canonical_json(&r.arguments).unwrap()).unwrap();
+        assert_eq!(recorded, r.arguments, "{written}");
+    }
+    // A float that reads back as an integer beyond 2^53 is refused like that integer.
+    let body = br#"{"action":"a","resource":"r","arguments":{"amount":9007199254740994.0}}"#;
+    assert!(ExecutionRequest::parse(body, &Limits::default()).is_err());
+}
+
+proptest! {
+    /// Whatever number is written, the parsed arguments equal their own recorded form.
+    #[test]
+    fn parsed_arguments_equal_their_recorded_form(x in proptest::num::f64::NORMAL | proptest::num::f64::ZERO, i in -1_000_000i64..1_000_000) {
+        for written in [format!("{x:?}"), format!("{x:e}"), format!("{i}.0"), format!("{i}e0")] {
+            let body = format!(r#"{{"action":"a","resource":"r","arguments":{{"n":{written}}}}}"#);
+            if let Ok(r) = ExecutionRequest::parse(body.as_bytes(), &Limits::default()) {
+                let recorded: Value = serde_json::from_slice(&canonical_json(&r.arguments).unwrap()).unwrap();
+                prop_assert_eq!(recorded, r.arguments);
+            }
+        }
+    }
+}

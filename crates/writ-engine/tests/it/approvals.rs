@@ -75,10 +75,10 @@ fn a_rejection_issues_nothing() {
     assert_eq!(rejected.status, ApprovalStatus::Rejected);
     assert_eq!(h.engine.approved_writ(&d.id).unwrap(), None);
     assert!(matches!(answer(&h, &d.id, true), Err(EngineError::Conflict(_))));
-    // A rejected decision cannot be a parent.
+    // A rejected decision cannot be a parent: it has no writ to present.
     let mut child = request(&h, "billing-1", "spawn", "agents:pool", json!({"agent": "x"}));
     child["parent"] = json!(d.id);
-    assert_denied(&h.authorize(&child), ReasonCode::LineageParentDenied);
+    assert_denied(&h.authorize(&child), ReasonCode::LineageParentUnknown);
 }
 
 #[test]
@@ -141,9 +141,10 @@ fn a_pending_decision_is_no_parent_until_approved() {
     assert_pending(&d);
     let mut child = request(&h, "billing-1", "spawn", "agents:pool", json!({"agent": "helper"}));
     child["parent"] = json!(d.id);
-    assert_denied(&h.authorize(&child), ReasonCode::LineageParentDenied);
+    assert_denied(&h.authorize(&child), ReasonCode::LineageParentUnknown);
     answer(&h, &d.id, true).unwrap();
     child["credentials"] = json!({"workload": h.credential("billing-1", Some("billing"))});
+    child["parent_writ"] = json!(h.engine.approved_writ(&d.id).unwrap().unwrap());
     assert_allowed(&h.authorize(&child));
 }
 

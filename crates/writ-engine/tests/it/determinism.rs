@@ -40,6 +40,7 @@ fn inputs(
             depth,
             scope: Some(Scope { zone: zones[(zone + (parent as usize) % 2) % 2].into(), actions: vec!["*".into()] }),
             action: "spawn".into(),
+            subject: Some("spiffe://demo.example/agent/a".into()),
         }),
     };
     let request = RecordedRequest {
@@ -51,6 +52,7 @@ fn inputs(
         audience: "writ-enforcement".into(),
         digest: "sha256:00".into(),
         credentials: BTreeMap::new(),
+        withheld: None,
     };
     let facts = Facts {
         identity: Checked::Ok(IdentityFact {
@@ -62,6 +64,7 @@ fn inputs(
         delegation: BTreeMap::new(),
         attestation: None,
         quarantined: false,
+        parent_writ: parent_fact.as_ref().map(|_| Checked::Ok("w-parent".to_owned())),
         parent: parent_fact,
         usage: Usage { last_minute: minute, last_hour: minute * 3 },
     };
@@ -75,7 +78,7 @@ proptest! {
         let bundle = Arc::new(starter_bundle().unwrap().compile().unwrap());
         let time = 1_795_651_200 + hour * 3600; // 2026-11-26T00:00:00Z + hours
         let (req, facts) = inputs(action, zone, amount, minute, depth, parent, time);
-        let limits = RecordedLimits { max_depth: 3 };
+        let limits = RecordedLimits { lineage_by_possession: true, max_depth: 3 };
         let first = serde_json::to_vec(&decide(&req, &facts, &limits, time, Some(&bundle)).outcome).unwrap();
         let threads: Vec<_> = (0..3).map(|_| {
             let (req, facts, bundle) = (req.clone(), facts.clone(), bundle.clone());

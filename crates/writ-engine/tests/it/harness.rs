@@ -157,6 +157,13 @@ impl Harness {
             .unwrap()
     }
 
+    /// A delegation credential: agent `from` lets agent `to` act under its writs (`may_act`).
+    pub fn delegation(&self, from: &str, to: &str) -> String {
+        let mut extra = Map::new();
+        extra.insert("may_act".into(), json!({"sub": format!("spiffe://demo.example/agent/{to}")}));
+        self.credential_with(from, Some("billing"), vec!["writ".into()], 600, self.now(), extra)
+    }
+
     pub fn attestation(&self, agent: &str, environment: &str) -> String {
         let subject = SpiffeId::parse(&format!("spiffe://demo.example/agent/{agent}")).unwrap();
         self.issuer
@@ -174,6 +181,16 @@ impl Harness {
 
     pub fn authorize(&self, request: &Value) -> Decision {
         rt().block_on(self.engine.authorize(&serde_json::to_vec(request).unwrap()))
+    }
+}
+
+/// Makes `req` (by agent `child`) a child of the allowed decision `parent` (by agent
+/// `parent_agent`): it presents the parent writ, and the parent's delegation when the child
+/// is another principal.
+pub fn under(h: &Harness, req: &mut Value, parent: &Decision, parent_agent: &str, child: &str) {
+    req["parent_writ"] = json!(parent.writ.as_deref().expect("an allowed parent has a writ"));
+    if parent_agent != child {
+        req["credentials"]["delegation"] = json!(h.delegation(parent_agent, child));
     }
 }
 

@@ -14,6 +14,7 @@ mod approvals;
 mod candidate;
 mod determinism;
 mod harness;
+mod hostile;
 mod keys;
 mod matrix;
 mod replay;

@@ -34,11 +34,18 @@ fn allowed_request_gets_a_writ_bound_to_it_that_verifies_once() {
 }
 
 /// Single use across a restart of the enforcement point: the used set a closing engine hands
-/// to a new one (a clean stop) keeps a used writ refused and an unused one valid; with the set
-/// lost (a kill), writs issued before the restart are refused as replayed, and writs
-/// issued at or after it verify.
+/// to the next one over the same log (a clean stop) keeps a used writ refused and an unused
+/// one valid; with the set lost (a kill), writs issued before the restart are refused as
+/// replayed, and writs issued at or after it verify.
 #[test]
 fn writ_replayed_across_a_restart() {
+    let reopen = |h: Harness, at: u64| {
+        let Harness { engine, dir, issuer, policy_key, .. } = h;
+        drop(engine);
+        let h = Harness::open(dir, Some((issuer, policy_key)));
+        h.clock.set(at);
+        h
+    };
     let h = Harness::new();
     let req = write_request(&h);
     let digest = digest_of(&req);
@@ -46,33 +53,45 @@ fn writ_replayed_across_a_restart() {
     let unused = assert_allowed(&h.authorize(&req));
     h.engine.verify(&used, &digest).unwrap();
     let kept = h.engine.close_verification();
-    assert_eq!(kept.len(), 1);
+    assert_eq!(kept.used.len(), 1);
+    assert_eq!(kept.refuse_issued_before, 0);
     // Closed: nothing verifies after the snapshot, so nothing can be missing from it.
     let r = h.engine.verify(&unused, &digest).unwrap_err();
     assert_eq!(r.reason, ReasonCode::WritReplayed, "{r:?}");
     assert!(r.detail.contains("stopping"), "{r:?}");
 
-    let clean = Harness::without_bundle();
-    clean.clock.set(h.now());
+    let t0 = h.now();
+    let clean = reopen(h, t0);
     clean.engine.restore_used_writs(kept);
     assert_eq!(clean.engine.verify(&used, &digest).unwrap_err().reason, ReasonCode::WritReplayed);
     clean.engine.verify(&unused, &digest).unwrap();
 
     // Killed: nothing kept. Writs from before the restart are refused, fresh ones are not.
-    let killed = Harness::without_bundle();
-    killed.clock.set(h.now() + 1);
-    killed.engine.refuse_writs_issued_before(h.now() + 1);
-    let before = assert_allowed(&h.authorize(&req));
+    let before = assert_allowed(&clean.authorize(&req));
+    let killed = reopen(clean, t0 + 1);
+    killed.engine.refuse_writs_issued_before(t0 + 1);
     let r = killed.engine.verify(&before, &digest).unwrap_err();
     assert_eq!(r.reason, ReasonCode::WritReplayed, "{r:?}");
     assert!(r.detail.contains("restarted"), "{r:?}");
-    h.clock.set(h.now() + 1);
-    let after = assert_allowed(&h.authorize(&req));
+    let after = assert_allowed(&killed.authorize(&req));
     killed.engine.verify(&after, &digest).unwrap();
     // Writs verified since the restart are kept with the time after which they lapse.
     let kept = killed.engine.close_verification();
-    assert_eq!(kept.len(), 1);
-    assert!(kept[0].1 > killed.now());
+    assert_eq!(kept.used.len(), 1);
+    assert!(kept.used[0].1 > killed.now());
+    // Issue 13, item 1: the horizon is kept too, so the clean restart after the kill still
+    // refuses the writ from before it (it verified `ok` again before), and the next too.
+    assert_eq!(kept.refuse_issued_before, t0 + 1);
+    let after_clean = reopen(killed, t0 + 2);
+    after_clean.engine.restore_used_writs(kept);
+    let r = after_clean.engine.verify(&before, &digest).unwrap_err();
+    assert_eq!(r.reason, ReasonCode::WritReplayed, "{r:?}");
+    assert_eq!(after_clean.engine.verify(&after, &digest).unwrap_err().reason, ReasonCode::WritReplayed);
+    let kept = after_clean.engine.close_verification();
+    assert_eq!(kept.refuse_issued_before, t0 + 1);
+    let again = reopen(after_clean, t0 + 3);
+    again.engine.restore_used_writs(kept);
+    assert_eq!(again.engine.verify(&before, &digest).unwrap_err().reason, ReasonCode::WritReplayed);
 }
 
 #[test]
@@ -211,10 +230,11 @@ fn quarantined_until_released() {
     assert_allowed(&h.authorize(&write_request(&h)));
 }
 
-fn spawn(h: &Harness, parent: Option<&str>, agent: &str) -> writ_engine::Decision {
+/// A spawn by `agent`, as a child of `parent` (its decision and agent) when given.
+fn spawn(h: &Harness, parent: Option<(&writ_engine::Decision, &str)>, agent: &str) -> writ_engine::Decision {
     let mut req = request(h, agent, "spawn", "agents:pool", json!({"agent": "worker"}));
-    if let Some(p) = parent {
-        req["parent"] = json!(p);
+    if let Some((p, parent_agent)) = parent {
+        under(h, &mut req, p, parent_agent, agent);
     }
     h.authorize(&req)
 }
@@ -222,17 +242,79 @@ fn spawn(h: &Harness, parent: Option<&str>, agent: &str) -> writ_engine::Decisio
 #[test]
 fn lineage_parent_unknown() {
     let h = Harness::new();
-    assert_denied(&spawn(&h, Some("w-00000000000000000000000000000000"), "a"), ReasonCode::LineageParentUnknown);
+    let mut req = request(&h, "a", "spawn", "agents:pool", json!({"agent": "worker"}));
+    req["parent"] = json!("w-00000000000000000000000000000000");
+    assert_denied(&h.authorize(&req), ReasonCode::LineageParentUnknown);
+    // A parent writ that does not verify proves nothing.
+    let mut req = request(&h, "a", "spawn", "agents:pool", json!({"agent": "worker"}));
+    req["parent_writ"] = json!("eyJhbGciOiJFZERTQSJ9.e30.AAAA");
+    assert_denied(&h.authorize(&req), ReasonCode::LineageParentUnknown);
+}
+
+/// Issue 13, item 6: a parent was a writ id, and ids are public in the log, so any principal
+/// of the zone could name another's writ as its parent and inherit its lineage. A child
+/// must now hold the parent writ, and the parent's principal must have delegated to it.
+#[test]
+fn regression_lineage_is_proven_by_possession_not_by_naming() {
+    let h = Harness::new();
+    let root = spawn(&h, None, "planner");
+    let root_writ = assert_allowed(&root).to_owned();
+    // Naming the public id alone: refused, whoever names it (the owner too).
+    for agent in ["intruder", "planner"] {
+        let mut named = request(&h, agent, "read", "fs:/zones/billing", json!({}));
+        named["parent"] = json!(root.id);
+        let d = h.authorize(&named);
+        assert_denied(&d, ReasonCode::LineageParentUnknown);
+        assert!(d.detail.contains("parent_writ"), "{d:?}");
+    }
+    // Holding the writ (say, leaked) without the owner's delegation: refused.
+    let mut stolen = request(&h, "intruder", "read", "fs:/zones/billing", json!({}));
+    stolen["parent_writ"] = json!(root_writ);
+    let d = h.authorize(&stolen);
+    assert_denied(&d, ReasonCode::LineageScopeEscalation);
+    assert!(d.detail.contains("did not delegate"), "{d:?}");
+    // A delegation by someone else than the parent's principal, or naming someone else.
+    for (from, to) in [("intruder", "intruder"), ("other", "intruder"), ("planner", "someone-else")] {
+        stolen["credentials"]["delegation"] = json!(h.delegation(from, to));
+        assert_denied(&h.authorize(&stolen), ReasonCode::LineageScopeEscalation);
+    }
+    // The writ presented is not the parent named.
+    let other = spawn(&h, None, "planner");
+    let mut mismatch = request(&h, "planner", "read", "fs:/zones/billing", json!({}));
+    mismatch["parent"] = json!(other.id);
+    mismatch["parent_writ"] = json!(root_writ);
+    assert_denied(&h.authorize(&mismatch), ReasonCode::RequestMalformed);
+    // A delegation credential cannot act as the delegating principal.
+    let mut impersonation = request(&h, "planner", "read", "fs:/zones/billing", json!({}));
+    impersonation["credentials"]["workload"] = json!(h.delegation("planner", "intruder"));
+    assert_denied(&h.authorize(&impersonation), ReasonCode::IdentityMalformed);
+    // The same principal with the writ, and a delegated principal: allowed, and the parent
+    // writ was not consumed by being shown.
+    let mut own = request(&h, "planner", "read", "fs:/zones/billing", json!({}));
+    own["parent_writ"] = json!(root_writ);
+    let child = h.authorize(&own);
+    assert_allowed(&child);
+    assert_eq!(h.engine.lineage(&child.id).unwrap().root, root.id);
+    let mut delegated = request(&h, "worker", "read", "fs:/zones/billing", json!({}));
+    under(&h, &mut delegated, &root, "planner", "worker");
+    assert_allowed(&h.authorize(&delegated));
+    let digest = request_digest("spawn", "agents:pool", &json!({"agent": "worker"})).unwrap();
+    h.engine.verify(&root_writ, &digest).unwrap();
 }
 
 #[test]
-fn lineage_parent_denied() {
+fn lineage_parent_denied_cannot_be_presented() {
+    // A denied decision has no writ to present: naming it is all one can do, which proves
+    // nothing (the lineage stage's `lineage.parent_denied` stays for recorded decisions).
     let h = Harness::new();
     let mut req = request(&h, "support-1", "write", "fs:/zones/support", json!({}));
     req["credentials"]["workload"] = json!(h.credential("support-1", Some("billing")));
     let denied = h.authorize(&req);
     assert_eq!(denied.outcome, writ_engine::Outcome::Deny);
-    assert_denied(&spawn(&h, Some(&denied.id), "child"), ReasonCode::LineageParentDenied);
+    assert!(denied.writ.is_none());
+    let mut child = request(&h, "support-1", "spawn", "agents:pool", json!({"agent": "worker"}));
+    child["parent"] = json!(denied.id);
+    assert_denied(&h.authorize(&child), ReasonCode::LineageParentUnknown);
 }
 
 #[test]
@@ -241,18 +323,57 @@ fn lineage_parent_expired() {
     let root = spawn(&h, None, "root");
     assert_allowed(&root);
     h.clock.advance(301); // writs live 300 s
-    assert_denied(&spawn(&h, Some(&root.id), "child"), ReasonCode::LineageParentExpired);
+    assert_denied(&spawn(&h, Some((&root, "root")), "child"), ReasonCode::LineageParentExpired);
 }
 
 #[test]
 fn lineage_parent_revoked_and_writ_revoked() {
     let h = Harness::new();
     let root = spawn(&h, None, "root");
-    let writ = assert_allowed(&root);
+    let writ = assert_allowed(&root).to_owned();
     rt().block_on(h.engine.revoke(&root.id, Some("op"), "compromised")).unwrap();
-    assert_denied(&spawn(&h, Some(&root.id), "child"), ReasonCode::LineageParentRevoked);
+    assert_denied(&spawn(&h, Some((&root, "root")), "child"), ReasonCode::LineageParentRevoked);
     let digest = request_digest("spawn", "agents:pool", &json!({"agent": "worker"})).unwrap();
     assert_eq!(h.engine.verify(&writ, &digest).unwrap_err().reason, ReasonCode::WritRevoked);
+}
+
+/// Issue 13, item 2: a revoked writ stops its whole lineage (its descendants' writs do not
+/// verify, and no grandchild is authorized under them), and an isolated principal's writs
+/// issued before its isolation no longer verify.
+#[test]
+fn regression_revocation_and_quarantine_reach_writs_already_issued() {
+    let h = Harness::new();
+    let root = spawn(&h, None, "root");
+    assert_allowed(&root);
+    let child = spawn(&h, Some((&root, "root")), "child");
+    let child_writ = assert_allowed(&child).to_owned();
+    let grandchild = spawn(&h, Some((&child, "child")), "grandchild");
+    let grandchild_writ = assert_allowed(&grandchild).to_owned();
+    let digest = request_digest("spawn", "agents:pool", &json!({"agent": "worker"})).unwrap();
+    rt().block_on(h.engine.revoke(&root.id, Some("op"), "compromised")).unwrap();
+    for writ in [&child_writ, &grandchild_writ] {
+        let r = h.engine.verify(writ, &digest).unwrap_err();
+        assert_eq!(r.reason, ReasonCode::WritRevoked, "{r:?}");
+        assert!(r.detail.contains(&root.id), "{r:?}");
+    }
+    assert_denied(&spawn(&h, Some((&grandchild, "grandchild")), "leaf"), ReasonCode::LineageParentRevoked);
+
+    // Quarantine: a writ issued before the isolation is refused with `quarantined`, and so
+    // is a writ issued to a principal below an isolated one.
+    let lone = h.authorize(&write_request(&h));
+    let lone_writ = assert_allowed(&lone).to_owned();
+    let below = spawn(&h, None, "billing-1");
+    let below_child = spawn(&h, Some((&below, "billing-1")), "helper");
+    let below_child_writ = assert_allowed(&below_child).to_owned();
+    let agent = SpiffeId::parse("spiffe://demo.example/agent/billing-1").unwrap();
+    rt().block_on(h.engine.quarantine(&agent, true, Some("op"), "compromised")).unwrap();
+    let write_digest =
+        request_digest("write", "fs:/zones/billing", &json!({"path": "/zones/billing/out.csv"})).unwrap();
+    assert_eq!(h.engine.verify(&lone_writ, &write_digest).unwrap_err().reason, ReasonCode::Quarantined);
+    assert_eq!(h.engine.verify(&below_child_writ, &digest).unwrap_err().reason, ReasonCode::Quarantined);
+    // Released: the writ verifies (once) again.
+    rt().block_on(h.engine.quarantine(&agent, false, Some("op"), "cleared")).unwrap();
+    h.engine.verify(&lone_writ, &write_digest).unwrap();
 }
 
 #[test]
@@ -261,7 +382,7 @@ fn lineage_depth_exceeded() {
     let mut parent = spawn(&h, None, "d0");
     assert_allowed(&parent);
     for depth in 1..=3 {
-        let child = spawn(&h, Some(&parent.id), &format!("d{depth}"));
+        let child = spawn(&h, Some((&parent, &format!("d{}", depth - 1))), &format!("d{depth}"));
         if depth < 3 {
             assert_allowed(&child);
         } else {
@@ -275,7 +396,7 @@ fn lineage_depth_exceeded() {
     let mut parent = h.authorize(&request(&h, "r", "read", "fs:/zones/billing", json!({})));
     for depth in 1..=4 {
         let mut req = request(&h, "r", "read", "fs:/zones/billing", json!({}));
-        req["parent"] = json!(parent.id);
+        under(&h, &mut req, &parent, "r", "r");
         let child = h.authorize(&req);
         if depth <= 3 {
             assert_allowed(&child);
@@ -299,17 +420,47 @@ fn lineage_scope_escalation() {
     assert_allowed(&root);
     // Its child writes: outside the delegated scope.
     let mut child = write_request(&h);
-    child["parent"] = json!(root.id);
+    under(&h, &mut child, &root, "planner", "billing-1");
     assert_denied(&h.authorize(&child), ReasonCode::LineageScopeEscalation);
     // A child in another zone.
     let mut other = request(&h, "support-1", "read", "fs:/zones/support", json!({}));
     other["credentials"]["workload"] = json!(h.credential("support-1", Some("support")));
-    other["parent"] = json!(root.id);
+    under(&h, &mut other, &root, "planner", "support-1");
     assert_denied(&h.authorize(&other), ReasonCode::LineageScopeEscalation);
     // A read in the same zone is within scope.
     let mut read = request(&h, "worker", "read", "fs:/zones/billing", json!({}));
-    read["parent"] = json!(root.id);
+    under(&h, &mut read, &root, "planner", "worker");
     assert_allowed(&h.authorize(&read));
+}
+
+/// Issue 13, item 4: a `scope` claim of the wrong type was read as "no restriction", so
+/// the child of such a root could take any action in its zone. Every claim writ reads
+/// with the wrong type is `identity.malformed`.
+#[test]
+fn regression_mistyped_claims_are_malformed() {
+    let h = Harness::new();
+    for (claim, value) in [
+        ("scope", json!("read")),
+        ("scope", json!({"actions": ["read"]})),
+        ("scope", json!(7)),
+        ("scope", json!(["read", 7])),
+        ("scope", json!(null)),
+        ("zone", json!(["billing"])),
+        ("zone", json!(1)),
+        ("zone", json!("")),
+        ("may_act", json!("spiffe://demo.example/agent/x")),
+        ("may_act", json!({"sub": "not a spiffe id"})),
+        ("may_act", json!({"sub": "spiffe://demo.example/agent/x", "act": {}})),
+    ] {
+        let mut extra = Map::new();
+        extra.insert(claim.into(), value.clone());
+        let mut req = request(&h, "planner", "spawn", "agents:pool", json!({"agent": "worker"}));
+        req["credentials"]["workload"] =
+            json!(h.credential_with("planner", None, vec!["writ".into()], 600, h.now(), extra));
+        let d = h.authorize(&req);
+        assert_denied(&d, ReasonCode::IdentityMalformed);
+        assert!(d.detail.contains(claim), "{claim} = {value}: {d:?}");
+    }
 }
 
 #[test]
@@ -442,7 +593,7 @@ fn state_survives_reopen() {
     let h = Harness::open(dir, Some((issuer, policy_key)));
     assert_eq!(h.engine.active_bundle(), bundle);
     assert_denied(&h.authorize(&write_request(&h)), ReasonCode::Quarantined);
-    assert_denied(&spawn(&h, Some(&root.id), "child"), ReasonCode::LineageParentRevoked);
+    assert_denied(&spawn(&h, Some((&root, "root")), "child"), ReasonCode::LineageParentRevoked);
 }
 
 /// `internal`: a panic inside a pipeline stage (forced through a fail point) is a deny with

@@ -8,7 +8,8 @@ use crate::harness::*;
 
 fn history(h: &Harness, n: usize) {
     let agents = ["billing-1", "billing-2", "support-1"];
-    let mut parent: Option<String> = None;
+    // The parent's decision and agent.
+    let mut parent: Option<(writ_engine::Decision, &str)> = None;
     for i in 0..n {
         let agent = agents[i % 3];
         let zone = if agent.starts_with("billing") { "billing" } else { "support" };
@@ -32,9 +33,22 @@ fn history(h: &Harness, n: usize) {
         };
         req["credentials"] = json!({"workload": h.credential(agent, Some(zone))});
         if i % 4 == 3
-            && let Some(p) = &parent
+            && let Some((p, parent_agent)) = &parent
         {
-            req["parent"] = json!(p);
+            under(h, &mut req, p, parent_agent, agent);
+        }
+        // Some lineage attempts by naming only, and with hostile argument spellings, and
+        // some anonymous ones: all must replay exactly.
+        if i % 13 == 5
+            && let Some((p, _)) = &parent
+        {
+            req["parent"] = json!(p.id);
+        }
+        if i % 11 == 1 {
+            req["arguments"]["bytes"] = json!(120.0);
+        }
+        if i % 17 == 2 {
+            req["credentials"]["workload"] = json!("not-a-token");
         }
         let d = h.authorize(&req);
         // Answer most decisions that wait for an approval; leave some waiting.
@@ -43,7 +57,7 @@ fn history(h: &Harness, n: usize) {
             assert!(answered.is_ok(), "{answered:?}");
         }
         if d.writ.is_some() && i % 10 == 0 {
-            parent = Some(d.id.clone());
+            parent = Some((d, agent));
         }
         if i % 97 == 0 {
             let s = SpiffeId::parse(&format!("spiffe://demo.example/agent/{agent}")).unwrap();

@@ -225,14 +225,14 @@ fn lineage_shows_the_chain_and_outcomes_are_reported_once_by_the_right_caller() 
     let spawn = |parent: Option<&str>| {
         let mut r = json!({"credentials": {"workload": token}, "action": "spawn", "resource": "agent:helper", "arguments": {"agent": "helper"}});
         if let Some(p) = parent {
-            r["parent"] = json!(p);
+            r["parent_writ"] = json!(p);
         }
         f.json("POST", "/v1/authorize", Some(r)).1
     };
     let root = spawn(None);
     assert_eq!(root["outcome"], "allow", "{root}");
     let root_id = root["id"].as_str().unwrap();
-    let child = spawn(Some(root_id));
+    let child = spawn(Some(root["writ"].as_str().unwrap()));
     let child_id = child["id"].as_str().unwrap();
     let bad = spawn(Some("no-such-writ"));
     assert_eq!(bad["reasons"][0], "lineage.parent_unknown");
@@ -382,12 +382,14 @@ fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
             orchestrator: Some("o".into()),
             machine: Some("m".into()),
             runtime: Some("r".into()),
+            delegation: Some("d".into()),
         },
         attestation: Some("a".into()),
         action: "a".into(),
         resource: "r".into(),
         arguments: json!({}),
         parent: Some("p".into()),
+        parent_writ: Some("p".into()),
         audience: Some("a".into()),
     };
     let real = serde_json::to_value(&full).unwrap();

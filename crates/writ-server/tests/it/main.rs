@@ -349,3 +349,72 @@ fn readiness_probes_an_idle_log_for_writes() {
     let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
     assert_eq!(d["outcome"], "allow", "{d}");
 }
+
+/// Issue 13, item 3: the last member won in `POST /v1/authorize` and inside `arguments` at
+/// `POST /v1/verify`; a tool keeping the first member would run a call nobody saw. Every
+/// body with a repeated member, at any depth, is `request.malformed`, and changes nothing.
+#[test]
+fn regression_duplicate_members_are_refused_in_every_body() {
+    let f = fixture(true);
+    let token = f.workload("spiffe://demo.example/agent/billing-1", "billing");
+    for body in [
+        format!(
+            r#"{{"credentials":{{"workload":"{token}"}},"action":"read","action":"write","resource":"fs:/zones/billing","arguments":{{}}}}"#
+        ),
+        format!(
+            r#"{{"credentials":{{"workload":"{token}"}},"action":"write","resource":"fs:/zones/billing","arguments":{{"path":"/zones/billing/a","path":"/zones/support/b"}}}}"#
+        ),
+    ] {
+        let (status, d, _) = f.call("POST", "/v1/authorize", Some(body.into_bytes()));
+        let d: Value = serde_json::from_slice(&d).unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((d["outcome"].as_str(), d["reasons"][0].as_str()), (Some("deny"), Some("request.malformed")), "{d}");
+        assert!(d["writ"].is_null());
+    }
+    // Verify: a duplicate inside the arguments of the call about to run is refused before
+    // the writ is looked at, so the writ is not consumed.
+    let req = f.request();
+    let (_, d) = f.json("POST", "/v1/authorize", Some(req.clone()));
+    let writ = d["writ"].as_str().unwrap().to_owned();
+    let hostile = format!(
+        r#"{{"writ":"{writ}","request":{{"action":"write","resource":"fs:/zones/billing","arguments":{{"path":"/a","path":"/zones/support/b"}}}}}}"#
+    );
+    let (status, body, _) = f.call("POST", "/v1/verify", Some(hostile.into_bytes()));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("request.malformed")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("duplicate member"), "{body}");
+    let verify = json!({"writ": writ, "request": {"action": req["action"], "resource": req["resource"], "arguments": req["arguments"]}});
+    assert_eq!(f.json("POST", "/v1/verify", Some(verify)).1["ok"], true);
+    // An operator route.
+    let op = format!("Bearer {}", f.operator());
+    let isolate = br#"{"subject":"spiffe://demo.example/agent/x","subject":"spiffe://demo.example/agent/billing-1","reason":"r"}"#;
+    let (status, _, _) = f.call_as("POST", "/v1/quarantine/isolate", Some(isolate.to_vec()), Some(&op));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.json_as("GET", "/v1/quarantine", None, Some(&f.operator())).1["quarantined"], json!([]));
+}
+
+/// Issue 13, item 2: a writ issued before its principal was isolated still verified.
+#[test]
+fn regression_verify_refuses_a_quarantined_principals_writ() {
+    let f = fixture(true);
+    let req = f.request();
+    let (_, d) = f.json("POST", "/v1/authorize", Some(req.clone()));
+    let verify = json!({"writ": d["writ"], "request": {"action": req["action"], "resource": req["resource"], "arguments": req["arguments"]}});
+    let op = f.operator();
+    let (status, _) = f.json_as(
+        "POST",
+        "/v1/quarantine/isolate",
+        Some(json!({"subject": "spiffe://demo.example/agent/billing-1", "reason": "compromised"})),
+        Some(&op),
+    );
+    assert_eq!(status, StatusCode::OK);
+    let (_, v) = f.json("POST", "/v1/verify", Some(verify.clone()));
+    assert_eq!((v["ok"].clone(), v["reason"].clone()), (json!(false), json!("quarantined")), "{v}");
+    f.json_as(
+        "POST",
+        "/v1/quarantine/release",
+        Some(json!({"subject": "spiffe://demo.example/agent/billing-1", "reason": "cleared"})),
+        Some(&op),
+    );
+    assert_eq!(f.json("POST", "/v1/verify", Some(verify)).1["ok"], true);
+}

@@ -142,12 +142,24 @@ fn serve_decides_proves_and_survives_a_restart() {
     // unused and is refused; writs issued after the restart verify.
     let before_kill = authorize(&server.addr)["writ"].as_str().unwrap().to_owned();
     drop(server);
-    let server = start_server(dir);
+    let mut server = start_server(dir);
     let (reason, detail) = verify_over_http(&server.addr, &before_kill, &call).unwrap_err();
     assert_eq!(reason, "writ.replayed", "{detail}");
     assert!(detail.contains("restarted"), "{detail}");
     let fresh = authorize(&server.addr)["writ"].as_str().unwrap().to_owned();
     verify_over_http(&server.addr, &fresh, &call).unwrap();
+
+    // Issue 13, item 1: a clean stop after the kill keeps the horizon, so the next start
+    // still refuses the writ from before the kill (it verified `ok: true` again before),
+    // and every later clean start too.
+    for _ in 0..2 {
+        let status = server.terminate();
+        assert!(status.success(), "SIGTERM: {status}\n{}", server_stderr(dir));
+        server = start_server(dir);
+        let (reason, detail) = verify_over_http(&server.addr, &before_kill, &call).unwrap_err();
+        assert_eq!(reason, "writ.replayed", "{detail}");
+        assert_eq!(verify_over_http(&server.addr, &fresh, &call).unwrap_err().0, "writ.replayed");
+    }
 }
 
 fn writ_cli(dir: &std::path::Path, args: &[&str]) -> String {
