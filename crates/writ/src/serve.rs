@@ -75,9 +75,18 @@ pub fn run(config: &Config) -> Result<()> {
                 let _ = ctrl_c.await;
             }
         };
-        let state = writ_server::AppState::with_limits(engine.clone(), config.limits)
+        let (limits, lowered) = crate::config::fit_descriptors(config.limits, descriptor_limit());
+        if let Some(why) = lowered {
+            tracing::warn!("{why}");
+        }
+        let state = writ_server::AppState::with_limits(engine.clone(), limits)
             .with_key_store(Arc::new(DataDirKeys(dir.clone())));
-        tracing::info!(%addr, data_dir = %dir.root().display(), "serving");
+        tracing::info!(
+            %addr,
+            data_dir = %dir.root().display(),
+            max_connections = limits.max_connections,
+            "serving"
+        );
         writ_server::serve(listener, state, shutdown).await?;
         // The writs verified are kept for the next start. Connections dropped after the
         // drain may still be running: verification is closed first, so none of them can
@@ -89,6 +98,17 @@ pub fn run(config: &Config) -> Result<()> {
         eprintln!("writ: stopped; log size {}", engine.log().size());
         anyhow::Ok(())
     })
+}
+
+/// The soft limit on open file descriptors (`ulimit -n`); unlimited as `u64::MAX`.
+#[cfg(unix)]
+fn descriptor_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+#[cfg(not(unix))]
+fn descriptor_limit() -> u64 {
+    u64::MAX
 }
 
 /// Keeps `/v1/verify`'s single use across restarts. A clean stop kept the writs verified

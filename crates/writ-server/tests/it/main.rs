@@ -26,6 +26,8 @@ use writ_policy::{sign_bundle, starter_bundle};
 use writ_server::{AppState, Limits, MAX_BODY, app};
 
 mod admin;
+mod conn;
+mod errors;
 
 pub(crate) struct Fixture {
     pub(crate) router: axum::Router,
@@ -49,7 +51,7 @@ pub(crate) struct MemoryKeys {
 impl writ_server::WritKeyStore for MemoryKeys {
     fn add(&self) -> Result<Vec<[u8; 32]>, String> {
         if self.fail_add.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err("disk full".into());
+            return Err("writing /srv/writ-data/keys/writ.keys: No space left on device (os error 28)".into());
         }
         let mut seeds = self.seeds.lock().unwrap();
         let next = [4 + seeds.len() as u8; 32];
