@@ -38,6 +38,11 @@ pub fn run(config: &Config) -> Result<()> {
         let listen = config.listen;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        // Said before the URL, which tells a supervisor (and the tests) that the server is up.
+        let (limits, lowered) = crate::config::fit_descriptors(config.limits, descriptor_limit());
+        if let Some(why) = lowered {
+            tracing::warn!("{why}");
+        }
         if !created.is_empty() {
             eprintln!("writ: created {} in {}", created.join(", "), dir.root().display());
         }
@@ -75,10 +80,6 @@ pub fn run(config: &Config) -> Result<()> {
                 let _ = ctrl_c.await;
             }
         };
-        let (limits, lowered) = crate::config::fit_descriptors(config.limits, descriptor_limit());
-        if let Some(why) = lowered {
-            tracing::warn!("{why}");
-        }
         let state = writ_server::AppState::with_limits(engine.clone(), limits)
             .with_key_store(Arc::new(DataDirKeys(dir.clone())));
         tracing::info!(
