@@ -236,11 +236,22 @@ pub(crate) async fn report_outcome(
         (status = 503, description = "No writable key store, or the log is unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn rotate_key(State(s): State<AppState>, Operator(op): Operator) -> Result<Response, ApiError> {
-    let unavailable =
-        |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, writ_core::ReasonCode::Internal, why);
-    let keys = s.keys.clone().ok_or_else(|| unavailable("this control plane has no writable key store".into()))?;
+    let keys = s.keys.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            writ_core::ReasonCode::Internal,
+            "this control plane has no writable key store",
+        )
+    })?;
     let _one = s.rotation.lock().await;
-    let seeds = keys.add().map_err(|e| unavailable(format!("storing the new key: {e}")))?;
+    // The key store's failure names files: it goes to the server's log, not to the client.
+    let seeds = keys.add().map_err(|e| {
+        ApiError::internal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            writ_core::ReasonCode::Internal,
+            format!("storing the new key: {e}"),
+        )
+    })?;
     let (kid, log_index) = match s.engine.rotate_writ_key(&seeds, Some(&op)).await {
         Ok(done) => done,
         Err(e) => {
@@ -248,8 +259,7 @@ pub(crate) async fn rotate_key(State(s): State<AppState>, Operator(op): Operator
             // key whose rotation the log does not hold.
             let mut err = ApiError::from(e);
             if let Err(undo) = keys.remove_newest() {
-                err.message =
-                    format!("{}; and the new key could not be removed from the key store: {undo}", err.message);
+                err = err.and_cause(format!("and the new key could not be removed from the key store: {undo}"));
             }
             return Err(err);
         }

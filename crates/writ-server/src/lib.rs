@@ -16,7 +16,8 @@
 //! - The web console at `/`: one self-contained page over these routes.
 //! - At the edge ([`Limits`]): bodies above the limit are `413`; more requests in flight
 //!   than allowed are refused at once with `503` and `Retry-After` (no unbounded queue);
-//!   a request that outlives the timeout is answered `503`.
+//!   a request that outlives the timeout is answered `503`. [`serve`] bounds connections:
+//!   how many are open, how long a request's head and the wait between requests may take.
 //!
 //! The OpenAPI document is generated from the route definitions (utoipa): each handler's
 //! `#[utoipa::path]` is next to it, and [`app`] registers the handler and its path in one
@@ -25,6 +26,7 @@
 mod admin;
 mod approvals;
 mod auth;
+mod conn;
 mod error;
 mod extract;
 mod metrics;
@@ -65,11 +67,26 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Longest a request may take before it is answered `503`.
     pub request_timeout: Duration,
+    /// Connections open at once. At the cap the connection that has waited longest with no
+    /// request in progress is closed to make room; if every one is in a request, new ones
+    /// wait in the listen backlog until one is over.
+    pub max_connections: usize,
+    /// Longest the head of a request may take to arrive (from the accept for a connection's
+    /// first request, from its first byte for the next ones); the connection is then closed.
+    pub header_timeout: Duration,
+    /// Longest a connection may wait for its next request after an answer; it is then closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_in_flight: 4096, request_timeout: Duration::from_secs(10) }
+        Limits {
+            max_in_flight: 4096,
+            request_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -124,7 +141,7 @@ impl AppState {
 
     /// State over an open engine.
     pub fn with_limits(engine: Arc<Engine>, limits: Limits) -> Self {
-        let metrics = Arc::new(Metrics::new(engine.clone()));
+        let metrics = Arc::new(Metrics::new(engine.clone(), &limits));
         let openapi = Arc::new(openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
         AppState(Arc::new(Shared {
             engine,
@@ -273,7 +290,7 @@ fn refuse(state: &AppState, e: &tower::BoxError) -> Response {
         )
         .into_response()
     } else {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, e.to_string()).into_response()
+        ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, e.to_string()).into_response()
     }
 }
 
@@ -308,38 +325,19 @@ async fn openapi_json(State(s): State<AppState>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], s.openapi.as_str().to_owned()).into_response()
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets the
-/// requests in flight finish (each connection closes after its current response) and
-/// returns. Connections still open `drain` after the signal (the request timeout plus a
-/// margin is enough for any request) are dropped: a stalled client cannot hold the stop.
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then stops accepting, lets
+/// the requests in flight finish (each connection closes after its current answer; those
+/// with no request begun close at once) and returns. Connections still open the request
+/// timeout plus 2 s after the signal are dropped: a stalled client cannot hold the stop.
+///
+/// Every connection is bounded ([`Limits`]): at most `max_connections` at once (the one
+/// idle longest makes room for a new one), the head of each request within `header_timeout`, the wait for
+/// the next request within `idle_timeout`, a request and its answer within the request
+/// timeout plus 2 s. See the `conn` module.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let drain = state.limits.request_timeout + DRAIN_MARGIN;
-    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = signalled.send(());
-    });
-    let server = std::future::IntoFuture::into_future(server);
-    tokio::pin!(server);
-    tokio::select! {
-        done = &mut server => done,
-        () = async {
-            // A dropped sender (the server ended first) never wins this arm.
-            if on_signal.await.is_ok() {
-                tokio::time::sleep(drain).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!(drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX), "connections still open after the drain: dropped");
-            Ok(())
-        }
-    }
+    conn::serve(listener, state, shutdown).await
 }
-
-/// How long past the request timeout a stop waits for open connections.
-const DRAIN_MARGIN: Duration = Duration::from_secs(2);

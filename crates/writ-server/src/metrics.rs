@@ -1,7 +1,8 @@
 //! Prometheus metrics (`/metrics`, the text exposition format) with the official
 //! `prometheus-client` crate: decisions by outcome and reason code, decision and request
-//! latency, verifications, overload refusals, and (read at scrape time) the log's size,
-//! group-commit batch sizes and the active bundle.
+//! latency, verifications, overload refusals, connections (open, the cap, closed by cause,
+//! waits at the cap, accept errors), and (read at scrape time) the log's size, group-commit
+//! batch sizes and the active bundle.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use writ_engine::{Decision, Engine};
@@ -47,6 +48,11 @@ struct RefusedLabels {
     why: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    cause: &'static str,
+}
+
 /// Latency buckets, in seconds: 50 µs to 5 s.
 const LATENCY_BUCKETS: [f64; 16] =
     [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -60,6 +66,11 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<RouteLabels, Histogram>,
     refused: Family<RefusedLabels, Counter>,
+    connections_open: Gauge,
+    connections_accepted: Counter,
+    connections_closed: Family<ClosedLabels, Counter>,
+    connection_cap_waits: Counter,
+    accept_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -74,7 +85,7 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     /// Metrics of a server over `engine`.
-    pub fn new(engine: Arc<Engine>) -> Metrics {
+    pub fn new(engine: Arc<Engine>, limits: &crate::Limits) -> Metrics {
         let mut registry = Registry::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
@@ -101,8 +112,50 @@ impl Metrics {
         );
         let refused = Family::<RefusedLabels, Counter>::default();
         registry.register("writ_http_refused", "Requests refused at the edge (overload, timeout)", refused.clone());
+        let connections_open = Gauge::default();
+        registry.register("writ_http_connections_open", "HTTP connections open now", connections_open.clone());
+        let connections_max = Gauge::<i64>::default();
+        connections_max.set(i64::try_from(limits.max_connections).unwrap_or(i64::MAX));
+        registry.register(
+            "writ_http_connections_max",
+            "The cap on open HTTP connections (limits.max_connections)",
+            connections_max,
+        );
+        let connections_accepted = Counter::default();
+        registry.register("writ_http_connections_accepted", "HTTP connections accepted", connections_accepted.clone());
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "writ_http_connections_closed",
+            "HTTP connections closed, by cause: done (by the client or after Connection: close), header_timeout, idle_timeout, response_timeout, cap (no request in progress, closed to make room at the cap), stop (no request begun at a stop), dropped (open after a stop's drain)",
+            connections_closed.clone(),
+        );
+        let connection_cap_waits = Counter::default();
+        registry.register(
+            "writ_http_connection_cap_waits",
+            "Connections accepted with every slot taken: the connection waiting longest with no request in progress is closed to make room (cause cap), or, if every one is in a request, the new one waits for a slot (and later ones in the listen backlog)",
+            connection_cap_waits.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "writ_http_accept_errors",
+            "Failed accepts (such as EMFILE: out of file descriptors)",
+            accept_errors.clone(),
+        );
         registry.register_collector(Box::new(EngineCollector { engine }));
-        Metrics { registry, decisions, decision_seconds, verifications, requests, request_seconds, refused }
+        Metrics {
+            registry,
+            decisions,
+            decision_seconds,
+            verifications,
+            requests,
+            request_seconds,
+            refused,
+            connections_open,
+            connections_accepted,
+            connections_closed,
+            connection_cap_waits,
+            accept_errors,
+        }
     }
 
     /// Counts one decision and its latency.
@@ -132,6 +185,28 @@ impl Metrics {
     /// Counts one request refused at the edge (`overload` or `timeout`).
     pub fn refused(&self, why: &'static str) {
         self.refused.get_or_create(&RefusedLabels { why }).inc();
+    }
+
+    /// Counts one accepted connection, open until [`Metrics::connection_closed`].
+    pub(crate) fn connection_opened(&self) {
+        self.connections_accepted.inc();
+        self.connections_open.inc();
+    }
+
+    /// Counts one connection closed, and why (`crate::conn::Closed`).
+    pub(crate) fn connection_closed(&self, cause: &'static str) {
+        self.connections_open.dec();
+        self.connections_closed.get_or_create(&ClosedLabels { cause }).inc();
+    }
+
+    /// Counts one wait of the accept loop for a free connection slot.
+    pub(crate) fn connection_cap_reached(&self) {
+        self.connection_cap_waits.inc();
+    }
+
+    /// Counts one failed accept.
+    pub(crate) fn accept_error(&self) {
+        self.accept_errors.inc();
     }
 
     /// The exposition text.

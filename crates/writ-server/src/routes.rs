@@ -23,6 +23,10 @@ use crate::schema::{
 };
 use crate::{AppState, MAX_ENTRIES, PROBE_EVERY};
 
+/// The detail of a deny the control plane could not record because of its own failure.
+pub(crate) const UNRECORDED: &str =
+    "the control plane failed to decide or record this request; its log names the cause under this decision id";
+
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
@@ -42,8 +46,15 @@ fn text(body: String) -> Response {
     ))]
 pub(crate) async fn authorize(State(s): State<AppState>, Limited(body): Body) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let decision = s.engine.authorize(&body).await;
+    let mut decision = s.engine.authorize(&body).await;
     s.metrics.decision(&decision, start.elapsed());
+    if decision.log_index.is_none()
+        && matches!(decision.reason(), Some(ReasonCode::Internal | ReasonCode::LogUnavailable))
+    {
+        // The control plane's own failure (the log store, a key, a panicked stage): the
+        // engine logged its cause under the decision id; the caller is not told it.
+        decision.detail = UNRECORDED.to_owned();
+    }
     Ok(Json(decision).into_response())
 }
 
@@ -284,6 +295,6 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiEr
     let body = s
         .metrics
         .render()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, e.to_string()))?;
+        .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }

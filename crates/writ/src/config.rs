@@ -9,10 +9,16 @@
 //! | `trust_domain`              | `--trust-domain`       | `WRIT_TRUST_DOMAIN`       | `demo.example`   |
 //! | `limits.max_in_flight`      | `--max-in-flight`      | `WRIT_MAX_IN_FLIGHT`      | 4096             |
 //! | `limits.request_timeout_ms` | `--request-timeout-ms` | `WRIT_REQUEST_TIMEOUT_MS` | 10000            |
+//! | `limits.max_connections`    | `--max-connections`    | `WRIT_MAX_CONNECTIONS`    | 1024 (\*)       |
+//! | `limits.header_timeout_ms`  | `--header-timeout-ms`  | `WRIT_HEADER_TIMEOUT_MS`  | 10000            |
+//! | `limits.idle_timeout_ms`    | `--idle-timeout-ms`    | `WRIT_IDLE_TIMEOUT_MS`    | 30000            |
 //! | `engine.writ_ttl_secs`      | `--writ-ttl-secs`      | `WRIT_WRIT_TTL_SECS`      | 300              |
 //! | `engine.max_depth`          | `--max-depth`          | `WRIT_MAX_DEPTH`          | 3                |
 //! | `engine.clock_skew_secs`    | `--clock-skew-secs`    | `WRIT_CLOCK_SKEW_SECS`    | 30               |
 //! | `engine.approval_ttl_secs`  | `--approval-ttl-secs`  | `WRIT_APPROVAL_TTL_SECS`  | 900              |
+//!
+//! (\*) `writ serve` lowers the connection cap to what the file-descriptor limit leaves after
+//! [`FD_RESERVE`] descriptors for the store and the rest, and says so.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +45,9 @@ pub struct File {
 pub struct LimitsFile {
     pub max_in_flight: Option<usize>,
     pub request_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +77,19 @@ pub struct ServeArgs {
     /// Longest a request may take before it is answered 503, in ms [default: 10000].
     #[arg(long, env = "WRIT_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Connections open at once; at the cap the one idle longest makes room, or, if every
+    /// one is in a request, new ones wait [default: 1024, lowered to fit the
+    /// file-descriptor limit].
+    #[arg(long, env = "WRIT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Longest the head of a request may take to arrive before the connection is closed, in
+    /// ms [default: 10000].
+    #[arg(long, env = "WRIT_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// Longest an open connection may wait for its next request before it is closed, in ms
+    /// [default: 30000].
+    #[arg(long, env = "WRIT_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Lifetime of issued writs, in seconds [default: 300].
     #[arg(long, env = "WRIT_WRIT_TTL_SECS")]
     pub writ_ttl_secs: Option<u64>,
@@ -116,12 +138,30 @@ pub fn resolve(args: &ServeArgs, data_dir: Option<PathBuf>) -> Result<Config> {
             .request_timeout_ms
             .or(file.limits.request_timeout_ms)
             .map_or(defaults.request_timeout, Duration::from_millis),
+        max_connections: args.max_connections.or(file.limits.max_connections).unwrap_or(defaults.max_connections),
+        header_timeout: args
+            .header_timeout_ms
+            .or(file.limits.header_timeout_ms)
+            .map_or(defaults.header_timeout, Duration::from_millis),
+        idle_timeout: args
+            .idle_timeout_ms
+            .or(file.limits.idle_timeout_ms)
+            .map_or(defaults.idle_timeout, Duration::from_millis),
     };
     if limits.max_in_flight == 0 {
         bail!("max_in_flight must be at least 1");
     }
     if limits.request_timeout.is_zero() {
         bail!("request_timeout_ms must be at least 1");
+    }
+    if limits.max_connections == 0 {
+        bail!("max_connections must be at least 1");
+    }
+    if limits.header_timeout.is_zero() {
+        bail!("header_timeout_ms must be at least 1");
+    }
+    if limits.idle_timeout.is_zero() {
+        bail!("idle_timeout_ms must be at least 1");
     }
     if engine.writ_ttl == 0 || engine.writ_ttl > 86_400 {
         bail!("writ_ttl_secs must be between 1 and 86400");
@@ -136,6 +176,26 @@ pub fn resolve(args: &ServeArgs, data_dir: Option<PathBuf>) -> Result<Config> {
         limits,
         engine,
     })
+}
+
+/// File descriptors `writ serve` keeps out of the connection cap: the store (database, WAL,
+/// shared memory, the reader pool), the lock and key files, the listener, the runtime's
+/// own, and room for `/readyz`'s probe and the audit reads. An idle server holds about 30.
+pub const FD_RESERVE: u64 = 64;
+
+/// The connection cap that fits `soft` (the soft `RLIMIT_NOFILE`) after [`FD_RESERVE`]:
+/// `limits` unchanged when it fits, else the cap lowered (at least 1) and why.
+pub fn fit_descriptors(mut limits: writ_server::Limits, soft: u64) -> (writ_server::Limits, Option<String>) {
+    let room = usize::try_from(soft.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX).max(1);
+    if limits.max_connections <= room {
+        return (limits, None);
+    }
+    let asked = limits.max_connections;
+    limits.max_connections = room;
+    let why = format!(
+        "max_connections lowered from {asked} to {room}: the file-descriptor limit (ulimit -n) is {soft} and {FD_RESERVE} are kept for the store and the rest"
+    );
+    (limits, Some(why))
 }
 
 #[cfg(test)]
@@ -160,10 +220,41 @@ mod tests {
         assert_eq!(c.engine.writ_ttl, 300, "default");
         assert_eq!(c.data_dir, PathBuf::from("writ-data"));
 
+        assert_eq!(c.limits.max_connections, 1024, "default");
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(10), "default");
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(30), "default");
+        std::fs::write(&path, "[limits]\nmax_connections = 8\nheader_timeout_ms = 1500\nidle_timeout_ms = 2500\n")
+            .unwrap();
+        let args = ServeArgs { config: Some(path.clone()), idle_timeout_ms: Some(700), ..ServeArgs::default() };
+        let c = resolve(&args, None).unwrap();
+        assert_eq!(c.limits.max_connections, 8);
+        assert_eq!(c.limits.header_timeout, Duration::from_millis(1500));
+        assert_eq!(c.limits.idle_timeout, Duration::from_millis(700), "the flag wins over the file");
+        for zero in ["max_connections = 0", "header_timeout_ms = 0", "idle_timeout_ms = 0"] {
+            std::fs::write(&path, format!("[limits]\n{zero}\n")).unwrap();
+            assert!(
+                resolve(&ServeArgs { config: Some(path.clone()), ..ServeArgs::default() }, None).is_err(),
+                "{zero}"
+            );
+        }
+
         std::fs::write(&path, "[limits]\nmax_in_flihgt = 8\n").unwrap();
         let e = resolve(&args, None).unwrap_err();
         assert!(format!("{e:#}").contains("max_in_flihgt"), "{e:#}");
         std::fs::write(&path, "[limits]\nmax_in_flight = 0\n").unwrap();
         assert!(resolve(&ServeArgs { config: Some(path), ..ServeArgs::default() }, None).is_err());
+    }
+
+    #[test]
+    fn the_connection_cap_fits_the_descriptor_limit() {
+        let limits = writ_server::Limits::default();
+        let (fit, why) = fit_descriptors(limits, 1_048_576);
+        assert_eq!(fit.max_connections, 1024);
+        assert!(why.is_none());
+        let (fit, why) = fit_descriptors(limits, 256);
+        assert_eq!(fit.max_connections, 256 - FD_RESERVE as usize);
+        assert!(why.unwrap().contains("lowered from 1024 to 192"));
+        let (fit, _) = fit_descriptors(limits, 10);
+        assert_eq!(fit.max_connections, 1, "never zero");
     }
 }

@@ -38,6 +38,11 @@ pub fn run(config: &Config) -> Result<()> {
         let listen = config.listen;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        // Said before the URL, which tells a supervisor (and the tests) that the server is up.
+        let (limits, lowered) = crate::config::fit_descriptors(config.limits, descriptor_limit());
+        if let Some(why) = lowered {
+            tracing::warn!("{why}");
+        }
         if !created.is_empty() {
             eprintln!("writ: created {} in {}", created.join(", "), dir.root().display());
         }
@@ -75,9 +80,14 @@ pub fn run(config: &Config) -> Result<()> {
                 let _ = ctrl_c.await;
             }
         };
-        let state = writ_server::AppState::with_limits(engine.clone(), config.limits)
+        let state = writ_server::AppState::with_limits(engine.clone(), limits)
             .with_key_store(Arc::new(DataDirKeys(dir.clone())));
-        tracing::info!(%addr, data_dir = %dir.root().display(), "serving");
+        tracing::info!(
+            %addr,
+            data_dir = %dir.root().display(),
+            max_connections = limits.max_connections,
+            "serving"
+        );
         writ_server::serve(listener, state, shutdown).await?;
         // The writs verified are kept for the next start. Connections dropped after the
         // drain may still be running: verification is closed first, so none of them can
@@ -92,6 +102,17 @@ pub fn run(config: &Config) -> Result<()> {
         eprintln!("writ: stopped; log size {}", engine.log().size());
         anyhow::Ok(())
     })
+}
+
+/// The soft limit on open file descriptors (`ulimit -n`); unlimited as `u64::MAX`.
+#[cfg(unix)]
+fn descriptor_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+#[cfg(not(unix))]
+fn descriptor_limit() -> u64 {
+    u64::MAX
 }
 
 /// Keeps `/v1/verify`'s single use across restarts. A clean stop kept the writs verified

@@ -405,7 +405,10 @@ fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
 
 #[test]
 fn overload_is_refused_at_once_and_slow_requests_time_out() {
-    let f = fixture_with(true, Limits { max_in_flight: 1, request_timeout: std::time::Duration::from_secs(10) });
+    let f = fixture_with(
+        true,
+        Limits { max_in_flight: 1, request_timeout: std::time::Duration::from_secs(10), ..Limits::default() },
+    );
     let req = serde_json::to_vec(&f.request()).unwrap();
     let statuses = rt().block_on(async {
         let mut tasks = Vec::new();
@@ -435,7 +438,10 @@ fn overload_is_refused_at_once_and_slow_requests_time_out() {
 
     // A store stuck behind another writer's lock: the request is answered 503 at the
     // timeout, not left hanging.
-    let slow = fixture_with(true, Limits { max_in_flight: 16, request_timeout: std::time::Duration::from_millis(200) });
+    let slow = fixture_with(
+        true,
+        Limits { max_in_flight: 16, request_timeout: std::time::Duration::from_millis(200), ..Limits::default() },
+    );
     let db = rusqlite::Connection::open(slow.dir.path().join("log.db")).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let (s, e) = slow.json("POST", "/v1/authorize", Some(slow.request()));

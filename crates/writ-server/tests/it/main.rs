@@ -26,6 +26,8 @@ use writ_policy::{sign_bundle, starter_bundle};
 use writ_server::{AppState, Limits, MAX_BODY, app};
 
 mod admin;
+mod conn;
+mod errors;
 
 pub(crate) struct Fixture {
     pub(crate) router: axum::Router,
@@ -49,7 +51,7 @@ pub(crate) struct MemoryKeys {
 impl writ_server::WritKeyStore for MemoryKeys {
     fn add(&self) -> Result<Vec<[u8; 32]>, String> {
         if self.fail_add.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err("disk full".into());
+            return Err("writing /srv/writ-data/keys/writ.keys: No space left on device (os error 28)".into());
         }
         let mut seeds = self.seeds.lock().unwrap();
         let next = [4 + seeds.len() as u8; 32];
@@ -230,17 +232,17 @@ fn denials_are_answers_and_bad_bodies_are_refused() {
     let (_, v) =
         f.json("POST", "/v1/verify", Some(json!({"writ": "not.a.writ", "request": {"action": "a", "resource": "r"}})));
     assert_eq!(v["reason"], "writ.bad_signature");
-    for (method, uri, status) in [
-        ("GET", "/v1/authorize", StatusCode::METHOD_NOT_ALLOWED),
-        ("GET", "/v1/nothing", StatusCode::NOT_FOUND),
-        ("GET", "/v1/log/entries?start=1", StatusCode::BAD_REQUEST),
-        ("GET", "/v1/log/receipt/-1", StatusCode::BAD_REQUEST),
+    for (method, uri, status, code) in [
+        ("GET", "/v1/authorize", StatusCode::METHOD_NOT_ALLOWED, "request.malformed"),
+        ("GET", "/v1/nothing", StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/v1/log/entries?start=1", StatusCode::BAD_REQUEST, "request.malformed"),
+        ("GET", "/v1/log/receipt/-1", StatusCode::BAD_REQUEST, "request.malformed"),
     ] {
         let (s, body, ctype) = f.call(method, uri, None);
         assert_eq!(s, status, "{uri}");
         assert_eq!(ctype, "application/json", "{uri}: every error is JSON");
         let e: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(e["error"], "request.malformed", "{uri}");
+        assert_eq!(e["error"], code, "{uri}");
     }
 }
 

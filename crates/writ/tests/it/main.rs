@@ -16,6 +16,7 @@ mod client;
 
 mod bench;
 mod demo;
+mod edge;
 mod engine;
 mod kill;
 mod log;

@@ -49,7 +49,18 @@ pub fn start_server(dir: &Path) -> Server {
 
 /// [`start_server`] with more `writ serve` flags.
 pub fn start_server_with(dir: &Path, flags: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_writ"))
+    spawn_server(Command::new(env!("CARGO_BIN_EXE_writ")), dir, flags)
+}
+
+/// [`start_server_with`] under a soft limit of `nofile` open file descriptors (`ulimit -n`).
+pub fn start_server_limited(dir: &Path, nofile: u64, flags: &[&str]) -> Server {
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_writ"));
+    spawn_server(sh, dir, flags)
+}
+
+fn spawn_server(mut command: Command, dir: &Path, flags: &[&str]) -> Server {
+    let mut child = command
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
