@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use writ_core::SpiffeId;
-use writ_engine::ExecStatus;
+use writ_engine::{EngineError, ExecStatus};
 use writ_policy::Bundle;
 
 use crate::AppState;
@@ -237,29 +237,12 @@ pub(crate) async fn rotate_key(State(s): State<AppState>, Operator(op): Operator
     let unavailable =
         |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, writ_core::ReasonCode::Internal, why);
     let keys = s.keys.clone().ok_or_else(|| unavailable("this control plane has no writable key store".into()))?;
-    let _one = s.rotation.lock().await;
-    let seeds = keys.add().map_err(|e| unavailable(format!("storing the new key: {e}")))?;
-    let (kid, log_index) = match s.engine.rotate_writ_key(&seeds, Some(&op)).await {
-        Ok(done) => done,
-        Err(e) => {
-            // Not in force: the stored key goes again, so a restart does not sign with a
-            // key whose rotation the log does not hold.
-            let mut err = ApiError::from(e);
-            if let Err(undo) = keys.remove_newest() {
-                err.message =
-                    format!("{}; and the new key could not be removed from the key store: {undo}", err.message);
-            }
-            return Err(err);
-        }
-    };
-    let jwks = s.engine.jwks();
-    let warning = keys.published(&jwks).err().map(|e| format!("the JWKS file was not updated: {e}"));
-    if let Some(w) = &warning {
-        tracing::error!(kid = %kid, "writ key rotated, but {w}");
-    }
-    let kids = jwks
-        .get("keys")
-        .and_then(serde_json::Value::as_array)
-        .map_or_else(Vec::new, |k| k.iter().filter_map(|k| k.get("kid")?.as_str().map(str::to_owned)).collect());
-    Ok(Json(RotationAnswer { kid, kids, log_index, warning }).into_response())
+    // The engine's one rotation path: store the key, record the rotation, undo on failure,
+    // publish.
+    let r = s.engine.rotate_writ_key_with(keys.as_ref(), Some(&op)).await.map_err(|e| match e {
+        // The key store (or a key it holds) failed: nothing is in force.
+        EngineError::Key(why) => unavailable(why),
+        other => ApiError::from(other),
+    })?;
+    Ok(Json(RotationAnswer { kid: r.kid, kids: r.kids, log_index: r.log_index, warning: r.warning }).into_response())
 }

@@ -17,6 +17,7 @@ mod client;
 mod bench;
 mod demo;
 mod engine;
+mod keys;
 mod kill;
 mod log;
 mod serve;
