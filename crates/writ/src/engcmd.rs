@@ -490,7 +490,7 @@ impl UsedWrits {
         use std::io::Write as _;
         // A line cut short by a crash is ended first, so that it cannot swallow this one.
         let sep = if self.text.is_empty() || self.text.ends_with('\n') { "" } else { "\n" };
-        write!(self.file, "{sep}{jti}\n").with_context(|| format!("recording the use in {}", self.path.display()))?;
+        writeln!(self.file, "{sep}{jti}").with_context(|| format!("recording the use in {}", self.path.display()))?;
         self.file.sync_all().with_context(|| format!("syncing {}", self.path.display()))?;
         if self.text.is_empty() {
             let parent = self.path.parent().unwrap_or(Path::new("."));
