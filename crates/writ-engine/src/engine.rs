@@ -16,6 +16,7 @@ use writ_policy::{Bundle, BundleDigest, CompiledBundle, verify_bundle_signature}
 use crate::EngineError;
 use crate::clock::Clock;
 use crate::decide::{Decided, decide};
+use crate::keys::{Recorded, Rotation, WritKeyStore, check_recorded};
 use crate::record::{
     AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact, Outcome,
     ParentFact, RecordedLimits, RecordedRequest, Withheld, WritRecord,
@@ -246,14 +247,19 @@ impl Engine {
             operator_actions: tokio::sync::Mutex::new(()),
             anonymous: Mutex::new(AnonymousBudget::default()),
         };
-        engine.rebuild()?;
+        let recorded = engine.rebuild()?;
+        // The log is the source of truth for which keys sign: a key it never recorded does not.
+        let kids = engine.writ_signer().map(|s| s.kids()).unwrap_or_default();
+        check_recorded(&kids, &recorded)?;
         Ok(engine)
     }
 
-    fn rebuild(&self) -> Result<(), EngineError> {
+    /// Rebuilds the state and the active bundle from the log; returns the latest key rotation.
+    fn rebuild(&self) -> Result<Recorded, EngineError> {
         let size = self.log.size();
         let mut state = State::default();
         let mut active = None;
+        let mut recorded = Recorded::default();
         let mut start = 0;
         while start < size {
             let end = (start + 1024).min(size);
@@ -264,13 +270,16 @@ impl Engine {
                     let bundle = bundle_from_parts(parts)?;
                     active = Some(Arc::new(Active { bundle: bundle.compile()? }));
                 }
+                if let Entry::KeyRotation { kids, .. } = &entry {
+                    recorded.latest = Some((i, kids.clone()));
+                }
                 state.apply(&entry, i);
             }
             start = end;
         }
         *self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))? = state;
         *self.active.write().map_err(|_| EngineError::Internal("bundle lock poisoned".into()))? = active;
-        Ok(())
+        Ok(recorded)
     }
 
     /// The writ signing keys as a JWKS document.
@@ -988,16 +997,50 @@ impl Engine {
         self.append(&entry).await
     }
 
-    /// Rotates the writ signing key: `seeds` are the keys to use from now on, oldest first,
-    /// and must be the present keys with new ones after them (every published key stays
-    /// published, so outstanding writs keep verifying). The rotation is recorded (key ids
-    /// only) before the new key signs anything. Returns the new current `kid` and the
-    /// entry's index.
-    pub async fn rotate_writ_key(
+    /// Rotates the writ signing key, the one way to do so (`writ keys rotate` and
+    /// `POST /v1/keys/rotate` both come here): a new key is added to `store` (durably), the
+    /// rotation is recorded in the log (key ids only), the new key signs from then on, and
+    /// the keys are handed to the store to publish. If the rotation cannot be recorded, the
+    /// new key is removed from the store again, so that no later start signs with a key the
+    /// log does not hold (and should that removal fail too, the next open refuses the store:
+    /// see [`crate::keys`]). Every older key stays published, so outstanding writs keep
+    /// verifying. One rotation at a time, under the operator-action lock.
+    pub async fn rotate_writ_key_with(
         &self,
-        seeds: &[[u8; 32]],
+        store: &dyn WritKeyStore,
         operator: Option<&str>,
-    ) -> Result<(String, u64), EngineError> {
+    ) -> Result<Rotation, EngineError> {
+        let _one = self.operator_actions.lock().await;
+        let seeds = store.add().map_err(|e| EngineError::Key(format!("storing the new key: {e}")))?;
+        let (kid, log_index) = match self.rotate_writ_key(&seeds, operator).await {
+            Ok(done) => done,
+            Err(e) => {
+                return Err(match store.remove_newest() {
+                    Ok(()) => e,
+                    Err(undo) => {
+                        tracing::error!(error = %e, %undo, "a writ key rotation failed and its key is still stored");
+                        EngineError::Key(format!(
+                            "{e}; and the new key could not be removed from the key store: {undo} (the next start \
+                             refuses the store until it is removed)"
+                        ))
+                    }
+                });
+            }
+        };
+        let jwks = self.jwks();
+        let warning = store.published(&jwks).err().map(|e| format!("the JWKS file was not updated: {e}"));
+        if let Some(w) = &warning {
+            tracing::error!(kid = %kid, "writ key rotated, but {w}");
+        }
+        let kids = self.writ_signer().map(|s| s.kids()).unwrap_or_default();
+        Ok(Rotation { kid, kids, log_index, warning })
+    }
+
+    /// Records a rotation to `seeds` and signs with them: the keys to use from now on, oldest
+    /// first, which must be the present keys with new ones after them. The rotation is
+    /// recorded (key ids only) before the new key signs anything. Returns the new current
+    /// `kid` and the entry's index.
+    async fn rotate_writ_key(&self, seeds: &[[u8; 32]], operator: Option<&str>) -> Result<(String, u64), EngineError> {
         let current = self.writ_signer().ok_or_else(|| EngineError::Internal("writ key lock poisoned".into()))?;
         let next = WritSigner::from_seeds(current.issuer(), seeds)?;
         let (before, after) = (current.kids(), next.kids());

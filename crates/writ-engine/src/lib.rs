@@ -10,13 +10,15 @@
 //! - [`replay_candidate`]: what a candidate bundle would have decided otherwise over the
 //!   recorded history (`writ policy replay`).
 //! - [`WritSigner`], [`WritVerifier`]: the writ's JWT form and its verification at an
-//!   enforcement point.
+//!   enforcement point; [`WritKeyStore`]: where the signing keys are kept, rotated only
+//!   through [`Engine::rotate_writ_key_with`], which records every rotation in the log.
 //! - [`Entry`]: what the engine writes to the log.
 
 mod candidate;
 mod clock;
 mod decide;
 mod engine;
+mod keys;
 mod record;
 mod replay;
 mod state;
@@ -26,6 +28,7 @@ pub use candidate::{BundleCounts, CandidateRange, CandidateReport, Change, Resol
 pub use clock::{Clock, FixedClock, SystemClock, parse_rfc3339, rfc3339};
 pub use decide::{Decided, Placement, decide};
 pub use engine::{AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL};
+pub use keys::{Rotation, WritKeyStore};
 pub use record::{
     AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact, Outcome,
     ParentFact, RecordedLimits, RecordedRequest, Usage, Withheld, WritRecord,
@@ -33,6 +36,7 @@ pub use record::{
 pub use replay::{Mismatch, ReplayReport, replay};
 pub use state::{
     Approval, ApprovalStatus, BundleSummary, Lineage, LineageNode, MAX_LINEAGE_NODES, OperatorAction, Resolution,
+    Standing,
 };
 pub use writ::{
     LogRef, Scope, UsedWrits, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id,

@@ -625,6 +625,43 @@ impl State {
     }
 }
 
+/// A read-only view of the standing of issued writs, rebuilt from a log: what an
+/// enforcement point outside the control plane (`writ verify`) checks after a writ's
+/// signature, time, audience and binding: no writ of its lineage revoked, its principal
+/// and every principal above it not isolated.
+pub struct Standing(State);
+
+impl std::fmt::Debug for Standing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Standing").finish_non_exhaustive()
+    }
+}
+
+impl Standing {
+    /// Reads every entry of `log`. An entry the engine cannot read fails (fail closed: a
+    /// revocation it held would otherwise be skipped).
+    pub fn from_log(log: &writ_log::Log) -> Result<Standing, crate::EngineError> {
+        let size = log.size();
+        let mut state = State::default();
+        let mut start = 0;
+        while start < size {
+            let end = (start + 1024).min(size);
+            for (i, bytes) in (start..).zip(log.entries(start, end)?) {
+                let entry: Entry = serde_json::from_slice(&bytes)
+                    .map_err(|e| crate::EngineError::Corrupt(format!("log entry {i} is not an engine entry: {e}")))?;
+                state.apply(&entry, i);
+            }
+            start = end;
+        }
+        Ok(Standing(state))
+    }
+
+    /// Whether the writ with these claims may still be used (see [`Standing`]).
+    pub fn check(&self, claims: &crate::WritClaims) -> Result<(), crate::WritRejection> {
+        self.0.standing(&claims.jti, &claims.sub).map_err(|(reason, detail)| crate::WritRejection::new(reason, detail))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use writ_core::SpiffeId;
-use writ_engine::ExecStatus;
+use writ_engine::{EngineError, ExecStatus};
 use writ_policy::Bundle;
 
 use crate::AppState;
@@ -236,42 +236,20 @@ pub(crate) async fn report_outcome(
         (status = 503, description = "No writable key store, or the log is unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn rotate_key(State(s): State<AppState>, Operator(op): Operator) -> Result<Response, ApiError> {
-    let keys = s.keys.clone().ok_or_else(|| {
-        ApiError::new(
+    let unavailable =
+        |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, writ_core::ReasonCode::Internal, why);
+    let keys = s.keys.clone().ok_or_else(|| unavailable("this control plane has no writable key store".into()))?;
+    // The engine's one rotation path: store the key, record the rotation, undo on failure,
+    // publish.
+    let r = s.engine.rotate_writ_key_with(keys.as_ref(), Some(&op)).await.map_err(|e| match e {
+        // The key store (or a key it holds) failed: nothing is in force.
+        // Its cause names files: it goes to the server's log, not to the client.
+        EngineError::Key(why) => ApiError::internal(
             StatusCode::SERVICE_UNAVAILABLE,
             writ_core::ReasonCode::Internal,
-            "this control plane has no writable key store",
-        )
+            format!("storing the new key: {why}"),
+        ),
+        other => ApiError::from(other),
     })?;
-    let _one = s.rotation.lock().await;
-    // The key store's failure names files: it goes to the server's log, not to the client.
-    let seeds = keys.add().map_err(|e| {
-        ApiError::internal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            writ_core::ReasonCode::Internal,
-            format!("storing the new key: {e}"),
-        )
-    })?;
-    let (kid, log_index) = match s.engine.rotate_writ_key(&seeds, Some(&op)).await {
-        Ok(done) => done,
-        Err(e) => {
-            // Not in force: the stored key goes again, so a restart does not sign with a
-            // key whose rotation the log does not hold.
-            let mut err = ApiError::from(e);
-            if let Err(undo) = keys.remove_newest() {
-                err = err.and_cause(format!("and the new key could not be removed from the key store: {undo}"));
-            }
-            return Err(err);
-        }
-    };
-    let jwks = s.engine.jwks();
-    let warning = keys.published(&jwks).err().map(|e| format!("the JWKS file was not updated: {e}"));
-    if let Some(w) = &warning {
-        tracing::error!(kid = %kid, "writ key rotated, but {w}");
-    }
-    let kids = jwks
-        .get("keys")
-        .and_then(serde_json::Value::as_array)
-        .map_or_else(Vec::new, |k| k.iter().filter_map(|k| k.get("kid")?.as_str().map(str::to_owned)).collect());
-    Ok(Json(RotationAnswer { kid, kids, log_index, warning }).into_response())
+    Ok(Json(RotationAnswer { kid: r.kid, kids: r.kids, log_index: r.log_index, warning: r.warning }).into_response())
 }

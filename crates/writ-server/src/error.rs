@@ -100,16 +100,6 @@ impl ApiError {
     pub fn log_unavailable(cause: impl Into<String>) -> Self {
         Self::internal(StatusCode::SERVICE_UNAVAILABLE, ReasonCode::LogUnavailable, cause)
     }
-
-    /// Adds to the cause kept in the server's log (never sent).
-    #[must_use]
-    pub(crate) fn and_cause(mut self, more: impl std::fmt::Display) -> Self {
-        self.cause = Some(match self.cause.take() {
-            Some(c) => format!("{c}; {more}"),
-            None => more.to_string(),
-        });
-        self
-    }
 }
 
 /// A fresh error id: 16 hex digits. It names one answer in the server's log; it needs to be

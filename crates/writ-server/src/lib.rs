@@ -52,6 +52,9 @@ use writ_engine::Engine;
 
 pub use error::{ApiError, ErrorBody};
 pub use metrics::Metrics;
+/// Where the writ signing keys are kept: `POST /v1/keys/rotate` rotates through it with
+/// [`Engine::rotate_writ_key_with`], the engine's one rotation path.
+pub use writ_engine::WritKeyStore;
 
 /// Largest decision or verification body accepted, in bytes (the engine's request limit).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -104,8 +107,6 @@ pub struct Shared {
     limits: Limits,
     openapi: Arc<String>,
     keys: Option<Arc<dyn WritKeyStore>>,
-    // One rotation at a time: the key store and the engine change together.
-    rotation: Arc<tokio::sync::Mutex<()>>,
     // The last write probe of `/readyz` and when it ran: at most one synced probe per
     // `PROBE_EVERY`, however often an anonymous caller asks.
     probed: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
@@ -113,18 +114,6 @@ pub struct Shared {
 
 /// How long `/readyz` reuses the answer of its last write probe of the log.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// Where the writ signing keys are kept. A rotation (`POST /v1/keys/rotate`) adds a key
-/// here, durably, before the engine records the rotation and signs with it; if the
-/// rotation cannot be recorded, the key is removed again.
-pub trait WritKeyStore: Send + Sync {
-    /// Adds a fresh key; returns every key, oldest first.
-    fn add(&self) -> Result<Vec<[u8; 32]>, String>;
-    /// Removes the newest key (its rotation was not recorded).
-    fn remove_newest(&self) -> Result<(), String>;
-    /// The rotation is in force and these are the published keys (a JWKS document).
-    fn published(&self, jwks: &serde_json::Value) -> Result<(), String>;
-}
 
 impl std::ops::Deref for AppState {
     type Target = Shared;
@@ -143,15 +132,7 @@ impl AppState {
     pub fn with_limits(engine: Arc<Engine>, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::new(engine.clone(), &limits));
         let openapi = Arc::new(openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
-        AppState(Arc::new(Shared {
-            engine,
-            metrics,
-            limits,
-            openapi,
-            keys: None,
-            rotation: Arc::default(),
-            probed: Arc::default(),
-        }))
+        AppState(Arc::new(Shared { engine, metrics, limits, openapi, keys: None, probed: Arc::default() }))
     }
 
     /// The same state with a writ key store, which makes `POST /v1/keys/rotate` work;

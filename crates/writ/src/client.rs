@@ -226,6 +226,27 @@ pub fn resolve_base_url(url: &str) -> anyhow::Result<SocketAddr> {
     if authority.is_empty() || authority.contains('/') || authority.contains('@') {
         anyhow::bail!("{url:?}: give the server's base URL, http://host:port");
     }
+    resolve_authority(url, authority)
+}
+
+/// The socket address and the path (with its query; `/` when the URL has none) of a plain
+/// `http://host[:port][/path]` URL.
+pub fn resolve_url(url: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("{url:?}: only http:// URLs are supported (no TLS in this client)"))?;
+    let (authority, path) = match rest.split_once('/') {
+        Some((authority, path)) => (authority, format!("/{path}")),
+        None => (rest, "/".to_owned()),
+    };
+    if authority.is_empty() || authority.contains('@') || path.contains('#') || path.contains(char::is_whitespace) {
+        anyhow::bail!("{url:?}: give a URL http://host[:port][/path]");
+    }
+    Ok((resolve_authority(url, authority)?, path))
+}
+
+/// `host[:port]` (port 80 by default) resolved to its first address.
+fn resolve_authority(url: &str, authority: &str) -> anyhow::Result<SocketAddr> {
     let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
         authority.to_owned()
     } else {
@@ -253,6 +274,18 @@ mod tests {
         assert_eq!(resolve_base_url("http://127.0.0.1").unwrap(), "127.0.0.1:80".parse().unwrap());
         for bad in ["https://127.0.0.1:7070", "127.0.0.1:7070", "http://", "http://127.0.0.1:7070/v2", "http://u@h:1"] {
             assert!(resolve_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_with_paths() {
+        let at = |url: &str| resolve_url(url).unwrap();
+        let local: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert_eq!(at("http://127.0.0.1:7070"), (local, "/".to_owned()));
+        assert_eq!(at("http://127.0.0.1:7070/.well-known/jwks.json"), (local, "/.well-known/jwks.json".to_owned()));
+        assert_eq!(at("http://127.0.0.1:7070/k?v=1"), (local, "/k?v=1".to_owned()));
+        for bad in ["https://127.0.0.1:7070/k", "file:///etc/passwd", "http:///k", "http://u@h:1/k", "http://h:1/a b"] {
+            assert!(resolve_url(bad).is_err(), "{bad}");
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   log/log.db        the log store (SQLite, WAL)
 //!   log/log.vkey      the log's verifier key (signed-note vkey), safe to publish
 //!   log/writer.lock   held by the one process that appends
-//!   keys/writ.keys    writ signing seeds, hex, one per line, oldest first, the last signs (0600)
+//!   keys/writ.keys    writ signing seeds, hex, one per line, oldest first, the last signs (0600);
+//!                     changed only by the engine's rotation, which records it in the log
 //!   keys/policy.key   the policy-signing key (signed-note private key, 0600)
 //!   keys/dev-issuer.json  the development identity issuer's secret (0600): workloads,
 //!                         orchestrators, machines, runtimes, attestations
@@ -14,7 +15,8 @@
 //!   trust/bundle.json     the trust bundle: issuers per SPIFFE trust domain (JWKS)
 //!   trust/policy.vkeys    verifier keys trusted to sign policy bundles, one per line
 //!   trust/jwks.json       the writ signing keys as a JWKS (public; what enforcement points trust)
-//!   enforce/used.txt      writ ids already used at this enforcement point (`writ verify`)
+//!   enforce/used.txt      writ ids already used at this enforcement point (`writ verify`),
+//!                         locked by each run from reading it to recording its writ
 //!   enforce/served-used.json  writs verified by `writ serve` (`/v1/verify`) that could still
 //!                         verify, kept by a clean stop and taken back by the next start
 //! ```
@@ -207,8 +209,9 @@ impl DataDir {
     }
 
     /// Adds a new writ signing key; the old ones stay published so outstanding writs verify.
-    /// Returns every key, oldest first.
-    pub fn rotate_writ_key(&self) -> Result<Vec<[u8; 32]>> {
+    /// Returns every key, oldest first. Only through the engine's rotation, which records it
+    /// (see the [`writ_engine::WritKeyStore`] implementation below).
+    fn rotate_writ_key(&self) -> Result<Vec<[u8; 32]>> {
         let mut seeds = self.writ_seeds()?;
         seeds.push(writ_engine::WritSigner::generate_seed()?);
         self.write_writ_seeds(&seeds)?;
@@ -217,7 +220,7 @@ impl DataDir {
 
     /// Removes the newest writ signing key (a rotation that could not be recorded); the
     /// first key is never removed.
-    pub fn remove_newest_writ_key(&self) -> Result<()> {
+    fn remove_newest_writ_key(&self) -> Result<()> {
         let mut seeds = self.writ_seeds()?;
         if seeds.len() < 2 {
             anyhow::bail!("keys/writ.keys holds one key: it is not removed");
@@ -289,13 +292,35 @@ impl DataDir {
             log: Arc::new(log),
             clock: Arc::new(writ_engine::SystemClock),
         })
-        .with_context(|| {
-            format!(
+        .map_err(|e| match e {
+            // The key store and the log disagree: say which file, not the demo-log hint.
+            writ_engine::EngineError::Key(_) => anyhow::Error::new(e).context(format!(
+                "opening the engine over {}: keys/writ.keys does not match the key rotations the log records",
+                self.root.display()
+            )),
+            other => anyhow::Error::new(other).context(format!(
                 "opening the engine over {} (a log written by `writ log demo` or `writ log append` holds no engine records: use another --data-dir)",
                 self.root.display()
-            )
+            )),
         })?;
         Ok((engine, lock))
+    }
+}
+
+/// The writ signing keys of the data directory (`keys/writ.keys`, published as
+/// `trust/jwks.json`): what `writ keys rotate` and `POST /v1/keys/rotate` hand to
+/// [`writ_engine::Engine::rotate_writ_key_with`].
+impl writ_engine::WritKeyStore for DataDir {
+    fn add(&self) -> Result<Vec<[u8; 32]>, String> {
+        self.rotate_writ_key().map_err(|e| format!("{e:#}"))
+    }
+
+    fn remove_newest(&self) -> Result<(), String> {
+        self.remove_newest_writ_key().map_err(|e| format!("{e:#}"))
+    }
+
+    fn published(&self, jwks: &serde_json::Value) -> Result<(), String> {
+        self.publish_jwks(jwks).map_err(|e| format!("{e:#}"))
     }
 }
 

@@ -187,17 +187,32 @@ pub fn keys(dir: &DataDir, cmd: KeysCommand) -> Result<ExitCode> {
         KeysCommand::Generate { trust_domain } => {
             let created = dir.init_all(&trust_domain)?;
             let signer = writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?;
-            dir.publish_jwks(&signer.jwks())?;
+            // The first key is published here; after that, whoever rotates (through the
+            // engine, which checks the keys against the log) publishes, and so does every
+            // start of `writ serve`.
+            if created.iter().any(|c| c == "keys/writ.keys") {
+                dir.publish_jwks(&signer.jwks())?;
+            }
             print(&json!({"created": created, "writ_kids": signer.kids(), "log_vkey": dir.log_verifier()?.to_vkey()}))?;
         }
         KeysCommand::Jwks => {
             print(&writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?.jwks())?;
         }
         KeysCommand::Rotate => {
-            let n = dir.rotate_writ_key()?.len();
-            let signer = writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?;
-            dir.publish_jwks(&signer.jwks())?;
-            print(&json!({"keys": n, "current_kid": signer.kids().last(), "jwks": signer.jwks()}))?;
+            // The engine's one rotation path, as `POST /v1/keys/rotate` takes it: the new key
+            // is stored, the rotation recorded in the log, the key removed again if that
+            // fails, and the JWKS published (under the writer lock: not beside `writ serve`).
+            let (engine, _lock) = dir.open_engine()?;
+            let rt = tokio::runtime::Builder::new_current_thread().build()?;
+            let r = rt.block_on(engine.rotate_writ_key_with(dir, None))?;
+            engine.log().checkpoint_now_blocking().ok();
+            print(&json!({"kid": r.kid, "kids": r.kids, "log_index": r.log_index, "warning": r.warning}))?;
+            if let Some(w) = r.warning {
+                bail!(
+                    "the rotation is recorded and in force, but {w}: enforcement points reading {} do not trust the new key until it is published (`writ serve` publishes at every start)",
+                    dir.path("trust/jwks.json").display()
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -329,53 +344,160 @@ pub fn authorize(dir: &DataDir, request: &Path) -> Result<ExitCode> {
     Ok(if decision.outcome == Outcome::Allow { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// `writ verify`: this process acts as an enforcement point. Keys come from the data
-/// directory's JWKS, revocations from its log, and used writ ids persist in
-/// `enforce/used.txt` so that a writ verifies once.
-pub fn verify(dir: &DataDir, writ: &str, request: &Path, audience: &str) -> Result<ExitCode> {
-    let token =
-        if Path::new(writ).exists() { std::fs::read_to_string(writ)?.trim().to_owned() } else { writ.to_owned() };
-    let body = read_input(request)?;
+/// `writ verify`'s arguments.
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The writ (or a file holding it).
+    #[arg(long)]
+    writ: String,
+    /// The request about to run (JSON file, `-` for stdin).
+    #[arg(long)]
+    request: PathBuf,
+    /// This enforcement point's audience.
+    #[arg(long, default_value = "writ-enforcement")]
+    audience: String,
+    /// The writ signing keys to trust: a JWKS file [default: <data-dir>/trust/jwks.json].
+    #[arg(long, conflicts_with = "jwks_url")]
+    jwks: Option<PathBuf>,
+    /// Fetch the JWKS to trust from this URL instead: plain `http://` only, such as a
+    /// control plane's `http://127.0.0.1:7070/.well-known/jwks.json` (a URL without a path
+    /// means that path).
+    #[arg(long)]
+    jwks_url: Option<String>,
+}
+
+/// `writ verify`: this process acts as an enforcement point, which holds no signing key.
+/// Keys come from public material only (a JWKS file, by default the data directory's
+/// `trust/jwks.json`, or a JWKS URL), revocations from the data directory's log (read-only),
+/// and used writ ids persist in `enforce/used.txt`, read and appended under an exclusive
+/// lock so that a writ verifies once however many verifications run at once.
+pub fn verify(dir: &DataDir, args: &VerifyArgs) -> Result<ExitCode> {
+    let token = if Path::new(&args.writ).exists() {
+        std::fs::read_to_string(&args.writ)?.trim().to_owned()
+    } else {
+        args.writ.clone()
+    };
+    let body = read_input(&args.request)?;
     let req = ExecutionRequest::parse(&body, &Limits::default())?;
     let digest = req.digest()?;
-    let signer = writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?;
-    let verifier = WritVerifier::new("writ", &signer.jwks(), audience, 30)?;
-    let used_path = dir.path("enforce/used.txt");
-    std::fs::create_dir_all(dir.path("enforce"))?;
-    let used = std::fs::read_to_string(&used_path).unwrap_or_default();
-    verifier.remember_used(used.lines().map(str::to_owned));
-    let log = dir.open_log_read_only()?;
-    let revoked = revoked_ids(&log)?;
-    match verifier.verify(&token, &digest, now(), &|jti| revoked.contains(jti)) {
+    let verifier = WritVerifier::new("writ", &trusted_jwks(dir, args)?, &args.audience, 30)?;
+    let standing = standing(dir)?;
+    // From here to the durable record of its use, no other verification reads the used set.
+    let used = UsedWrits::lock(dir)?;
+    verifier.remember_used(used.ids());
+    match verifier.verify_with(&token, &digest, now(), &|claims| standing.check(claims)) {
         Ok(v) => {
-            use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&used_path)?;
-            writeln!(f, "{}", v.claims.jti)?;
-            f.sync_all()?;
+            used.record(&v.claims.jti)?;
             print(&json!({"ok": true, "claims": v.claims}))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(r) => {
+            drop(used);
             print(&json!({"ok": false, "reason": r.reason, "detail": r.detail}))?;
             Ok(ExitCode::from(1))
         }
     }
 }
 
-fn revoked_ids(log: &writ_log::Log) -> Result<std::collections::HashSet<String>> {
-    let mut out = std::collections::HashSet::new();
-    let size = log.size();
-    let mut start = 0;
-    while start < size {
-        let end = (start + 1024).min(size);
-        for e in log.entries(start, end)? {
-            if let Ok(writ_engine::Entry::Revocation { jti, .. }) = serde_json::from_slice(&e) {
-                out.insert(jti);
-            }
-        }
-        start = end;
+/// Largest JWKS document `writ verify` accepts, in bytes.
+const MAX_JWKS: usize = 1024 * 1024;
+
+/// The writ signing keys `writ verify` trusts: a JWKS file or URL, public material only
+/// (never the private keys in `keys/`, which an enforcement point does not hold).
+fn trusted_jwks(dir: &DataDir, args: &VerifyArgs) -> Result<Value> {
+    if let Some(url) = &args.jwks_url {
+        return fetch_jwks(url);
     }
-    Ok(out)
+    let path = args.jwks.clone().unwrap_or_else(|| dir.path("trust/jwks.json"));
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading the JWKS {} (give the control plane's keys with --jwks FILE or --jwks-url URL)",
+            path.display()
+        )
+    })?;
+    if bytes.len() > MAX_JWKS {
+        bail!("the JWKS {} is over {MAX_JWKS} bytes", path.display());
+    }
+    serde_json::from_slice(&bytes).with_context(|| format!("the JWKS {} is not JSON", path.display()))
+}
+
+/// Fetches a JWKS over plain HTTP from the URL the user named (and nowhere else).
+fn fetch_jwks(url: &str) -> Result<Value> {
+    let (addr, path) = crate::client::resolve_url(url)?;
+    let path = if path == "/" { "/.well-known/jwks.json".to_owned() } else { path };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let reply = rt.block_on(async {
+        let mut conn = crate::client::Conn::connect(addr).await?;
+        conn.set_timeout(std::time::Duration::from_secs(10));
+        conn.get(&path).await
+    });
+    let reply = reply.with_context(|| format!("fetching the JWKS from {url}"))?;
+    if reply.status != hyper::StatusCode::OK {
+        bail!("fetching the JWKS from {url}: answered {}", reply.status);
+    }
+    if reply.body.len() > MAX_JWKS {
+        bail!("the JWKS at {url} is over {MAX_JWKS} bytes");
+    }
+    reply.json().with_context(|| format!("the JWKS at {url}"))
+}
+
+/// The writs revoked so far, from the data directory's log (read-only, so it works beside
+/// a running `writ serve`). A step of its own, so that verification can take revocations
+/// (and more of the log's facts) from elsewhere without touching the rest.
+/// The standing of issued writs (revocations across each lineage, quarantine), read from the
+/// log: without it, whether the writ was revoked or its principal isolated is unknown.
+fn standing(dir: &DataDir) -> Result<writ_engine::Standing> {
+    let log = dir.open_log_read_only().context("reading the log (without it, the writ's standing is unknown)")?;
+    Ok(writ_engine::Standing::from_log(&log)?)
+}
+
+/// The writ ids used at this enforcement point (`enforce/used.txt`, one per line), held
+/// under an exclusive lock on the file from the moment they are read until the use of a
+/// writ is appended and synced (or the verification fails): concurrent `writ verify`
+/// processes take turns, so one writ verifies once. The lock is released when this is
+/// dropped (or the process ends).
+struct UsedWrits {
+    file: std::fs::File,
+    path: PathBuf,
+    text: String,
+}
+
+impl UsedWrits {
+    /// Opens and locks the record, waiting for any other verification holding it. A record
+    /// that cannot be read fails the verification: an unknown used set is not an empty one.
+    fn lock(dir: &DataDir) -> Result<UsedWrits> {
+        let enforce = dir.path("enforce");
+        std::fs::create_dir_all(&enforce).with_context(|| format!("creating {}", enforce.display()))?;
+        let path = enforce.join("used.txt");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.lock().with_context(|| format!("locking {}", path.display()))?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).with_context(|| format!("reading the used writs in {}", path.display()))?;
+        Ok(UsedWrits { file, path, text })
+    }
+
+    fn ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned)
+    }
+
+    /// Appends `jti` and syncs it (and, for a new record, its directory) before the lock goes.
+    fn record(mut self, jti: &str) -> Result<()> {
+        use std::io::Write as _;
+        // A line cut short by a crash is ended first, so that it cannot swallow this one.
+        let sep = if self.text.is_empty() || self.text.ends_with('\n') { "" } else { "\n" };
+        writeln!(self.file, "{sep}{jti}").with_context(|| format!("recording the use in {}", self.path.display()))?;
+        self.file.sync_all().with_context(|| format!("syncing {}", self.path.display()))?;
+        if self.text.is_empty() {
+            let parent = self.path.parent().unwrap_or(Path::new("."));
+            std::fs::File::open(parent).and_then(|d| d.sync_all())?;
+        }
+        Ok(())
+    }
 }
 
 pub fn replay_log(dir: &DataDir) -> Result<ExitCode> {

@@ -74,17 +74,8 @@ enum Command {
         request: PathBuf,
     },
     /// One verification at an enforcement point: does this writ authorize this request?
-    Verify {
-        /// The writ (or a file holding it).
-        #[arg(long)]
-        writ: String,
-        /// The request about to run (JSON file, `-` for stdin).
-        #[arg(long)]
-        request: PathBuf,
-        /// This enforcement point's audience.
-        #[arg(long, default_value = "writ-enforcement")]
-        audience: String,
-    },
+    /// Trusts public keys only (a JWKS file or URL); single use across concurrent runs.
+    Verify(engcmd::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,7 +94,7 @@ fn main() -> ExitCode {
         Command::Quarantine(cmd) => engcmd::quarantine(&dir, cmd),
         Command::Revoke { jti, reason } => engcmd::revoke(&dir, &jti, &reason),
         Command::Authorize { request } => engcmd::authorize(&dir, &request),
-        Command::Verify { writ, request, audience } => engcmd::verify(&dir, &writ, &request, &audience),
+        Command::Verify(args) => engcmd::verify(&dir, &args),
     };
     match result {
         Ok(code) => code,

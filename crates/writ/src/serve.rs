@@ -81,7 +81,7 @@ pub fn run(config: &Config) -> Result<()> {
             }
         };
         let state = writ_server::AppState::with_limits(engine.clone(), limits)
-            .with_key_store(Arc::new(DataDirKeys(dir.clone())));
+            .with_key_store(Arc::new(dir.clone()));
         tracing::info!(
             %addr,
             data_dir = %dir.root().display(),
@@ -153,22 +153,4 @@ fn init_tracing() {
     // A subscriber already set (a second `run` in one process) is kept.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
-}
-
-/// The writ signing keys in the data directory (`keys/writ.keys`, `trust/jwks.json`), for
-/// `POST /v1/keys/rotate`.
-struct DataDirKeys(DataDir);
-
-impl writ_server::WritKeyStore for DataDirKeys {
-    fn add(&self) -> Result<Vec<[u8; 32]>, String> {
-        self.0.rotate_writ_key().map_err(|e| format!("{e:#}"))
-    }
-
-    fn remove_newest(&self) -> Result<(), String> {
-        self.0.remove_newest_writ_key().map_err(|e| format!("{e:#}"))
-    }
-
-    fn published(&self, jwks: &serde_json::Value) -> Result<(), String> {
-        self.0.publish_jwks(jwks).map_err(|e| format!("{e:#}"))
-    }
 }

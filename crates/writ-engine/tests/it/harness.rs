@@ -95,6 +95,16 @@ impl Harness {
 
     /// Opens (or reopens) an engine over `dir`, keeping the given issuer and keys.
     pub fn open(dir: tempfile::TempDir, keys: Option<(DevIssuer, NoteSigner)>) -> Harness {
+        Harness::open_with(dir, keys, &[[3; 32]]).map_err(|(e, _)| e).unwrap()
+    }
+
+    /// [`Harness::open`] with these writ signing seeds; the engine's refusal comes back with
+    /// the directory.
+    pub fn open_with(
+        dir: tempfile::TempDir,
+        keys: Option<(DevIssuer, NoteSigner)>,
+        seeds: &[[u8; 32]],
+    ) -> Result<Harness, (writ_engine::EngineError, tempfile::TempDir)> {
         let fail = Arc::new(AtomicBool::new(false));
         let store = Switchable {
             inner: SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap(),
@@ -112,16 +122,18 @@ impl Harness {
         let mut bundle = TrustBundle::new();
         bundle.add(issuer.bundle_entry(&[Role::Workload, Role::Operator, Role::Attestor])).unwrap();
         let clock = Arc::new(FixedClock::new(parse_rfc3339(T0).unwrap()));
-        let engine = Engine::open(EngineParts {
+        let engine = match Engine::open(EngineParts {
             config: EngineConfig::default(),
             trust_bundle: bundle,
             policy_keys: vec![policy_key.verifier()],
-            writ_signer: WritSigner::from_seeds("writ", &[[3; 32]]).unwrap(),
+            writ_signer: WritSigner::from_seeds("writ", seeds).unwrap(),
             log: Arc::new(log),
             clock: clock.clone(),
-        })
-        .unwrap();
-        Harness { engine, clock, issuer, policy_key, store_fails: fail, dir }
+        }) {
+            Ok(engine) => engine,
+            Err(e) => return Err((e, dir)),
+        };
+        Ok(Harness { engine, clock, issuer, policy_key, store_fails: fail, dir })
     }
 
     pub fn activate(&self, bundle: &Bundle) -> Result<(), writ_engine::EngineError> {

@@ -187,4 +187,15 @@ fn operator_commands_quarantine_and_revoke() {
     );
     assert_eq!(json_out(&v)["reason"], "writ.revoked");
     assert_eq!(json_out(&writ(dir, &["log", "replay"], None))["mismatches"], json!([]));
+
+    // Issue 13, item 2, at the CLI verifier: a writ issued before its principal was
+    // isolated is refused with `quarantined`, and verifies once the principal is released.
+    let issued = json_out(&writ(dir, &["authorize", "--request", "-"], Some(&request)));
+    let issued = issued["writ"].as_str().unwrap().to_owned();
+    assert!(writ(dir, &["quarantine", "isolate", agent], None).status.success());
+    let v = writ(dir, &["verify", "--writ", &issued, "--request", req_file.to_str().unwrap()], None);
+    assert_eq!((v.status.code(), json_out(&v)["reason"].clone()), (Some(1), json!("quarantined")));
+    assert!(writ(dir, &["quarantine", "release", agent], None).status.success());
+    let v = writ(dir, &["verify", "--writ", &issued, "--request", req_file.to_str().unwrap()], None);
+    assert_eq!(json_out(&v)["ok"], true);
 }
