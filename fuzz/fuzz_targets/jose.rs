@@ -18,7 +18,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ed25519_dalek::Signer as _;
 use libfuzzer_sys::fuzz_target;
-use p256::ecdsa::signature::Signer as _;
 use serde_json::json;
 use writ_identity::{IdentityVerifier, Role, TrustBundle, VerifierConfig};
 

@@ -34,6 +34,6 @@ fuzz_target!(|data: &[u8]| {
     let mut bundle = TrustBundle::new();
     if bundle.add(entry).is_ok() {
         let again = TrustBundle::from_json(bundle.to_json().as_bytes()).expect("a bundle's own JSON parses");
-        assert_eq!(again, bundle);
+        assert_eq!(again.to_value(), bundle.to_value());
     }
 });
