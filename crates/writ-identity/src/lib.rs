@@ -22,6 +22,9 @@ mod jwk;
 mod role;
 mod verify;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod testkit;
 

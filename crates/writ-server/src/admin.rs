@@ -70,16 +70,23 @@ pub(crate) async fn upload_bundle(
     Operator(op): Operator,
     Limited(body): BundleBody,
 ) -> Result<Response, ApiError> {
-    let up: UploadBody = parse(&body, "upload body")?;
-    let b = &up.bundle;
-    let bundle = Bundle::from_parts(&b.manifest, &b.policies, &b.schema, b.entities.as_deref(), b.tests.as_deref())
-        .map_err(|e| ApiError::bad_request(format!("bundle: {e}")))?;
+    let (up, bundle) = parse_upload(&body)?;
     let digest = if up.activate {
         s.engine.activate(&bundle, &up.signature, Some(&op)).await?
     } else {
         s.engine.upload(&bundle, &up.signature, Some(&op)).await?
     };
     Ok(Json(json!({ "digest": digest.to_string(), "active": up.activate })).into_response())
+}
+
+/// An upload body and the bundle built from its parts, before any signature is checked:
+/// everything `POST /v1/bundles` reads from the bytes it is sent.
+pub(crate) fn parse_upload(body: &[u8]) -> Result<(UploadBody, Bundle), ApiError> {
+    let up: UploadBody = parse(body, "upload body")?;
+    let b = &up.bundle;
+    let bundle = Bundle::from_parts(&b.manifest, &b.policies, &b.schema, b.entities.as_deref(), b.tests.as_deref())
+        .map_err(|e| ApiError::bad_request(format!("bundle: {e}")))?;
+    Ok((up, bundle))
 }
 
 /// Activate a bundle the log holds (uploaded, or active before: a rollback).
@@ -215,15 +222,22 @@ pub(crate) async fn report_outcome(
     reporter: Reporter,
     Limited(body): Body,
 ) -> Result<Response, ApiError> {
-    let o: OutcomeBody = parse(&body, "outcome")?;
+    let (o, status) = parse_outcome(&body)?;
+    let index =
+        s.engine.report_outcome(&o.jti, &reporter.subject, reporter.operator, status, o.exit_code, &o.detail).await?;
+    Ok((StatusCode::OK, Json(json!({ "log_index": index }))).into_response())
+}
+
+/// An outcome report's body and the status it names: everything `POST /v1/outcomes` reads
+/// from the bytes it is sent.
+pub(crate) fn parse_outcome(body: &[u8]) -> Result<(OutcomeBody, ExecStatus), ApiError> {
+    let o: OutcomeBody = parse(body, "outcome")?;
     let status = match o.status {
         ExecStatusDoc::Succeeded => ExecStatus::Succeeded,
         ExecStatusDoc::Failed => ExecStatus::Failed,
         ExecStatusDoc::NotRun => ExecStatus::NotRun,
     };
-    let index =
-        s.engine.report_outcome(&o.jti, &reporter.subject, reporter.operator, status, o.exit_code, &o.detail).await?;
-    Ok((StatusCode::OK, Json(json!({ "log_index": index }))).into_response())
+    Ok((o, status))
 }
 
 /// Rotate the writ signing key: a new key signs writs from now on; every older key stays

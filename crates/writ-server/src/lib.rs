@@ -33,6 +33,9 @@ mod metrics;
 mod routes;
 mod schema;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -82,10 +82,13 @@ fn a_candidate_reports_exactly_the_decisions_it_would_change() {
     assert_eq!((r.name.as_str(), r.version.as_str()), ("writ-starter", "2.0.0-rc1"));
     assert_eq!((r.unparsed, r.policies_changed), (0, 0));
 
-    // Writes anywhere: the denied write would be allowed; the forged credential is still
-    // denied at identity, whatever the bundle.
-    let wider =
-        starter_with("when { resource has zone && resource.zone == principal.zone };", "when { resource has zone };");
+    // Writes in any zone (the path still under the resource's directory): the denied write
+    // would be allowed; the forged credential is still denied at identity, whatever the
+    // bundle.
+    let wider = starter_with(
+        "resource has zone && resource.zone == principal.zone &&\n  context.arguments has path",
+        "resource has zone &&\n  context.arguments has path",
+    );
     let r = run(store.as_ref(), &wider, 0, None, 100);
     assert_eq!(r.changed, 1, "{r:#?}");
     assert_eq!(r.changes[0].id, write_other.id);

@@ -83,8 +83,8 @@ fn keys_policy_authorize_verify_replay() {
     let again = writ(dir, &["verify", "--writ", &w, "--request", req_file.to_str().unwrap()], None);
     assert_eq!(again.status.code(), Some(1));
     assert_eq!(json_out(&again)["reason"], "writ.replayed");
-    // A denied request exits 1 with its reason.
-    let other = request.replace("fs:/zones/billing", "fs:/zones/support");
+    // A denied request exits 1 with its reason: a write in another zone's directory.
+    let other = request.replace("/zones/billing", "/zones/support");
     let denied = writ(dir, &["authorize", "--request", "-"], Some(&other));
     assert_eq!(denied.status.code(), Some(1));
     assert_eq!(json_out(&denied)["reasons"], json!(["policy.denied"]));
