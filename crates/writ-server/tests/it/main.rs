@@ -193,7 +193,7 @@ impl Fixture {
 
     pub(crate) fn request(&self) -> Value {
         let token = self.workload("spiffe://demo.example/agent/billing-1", "billing");
-        json!({"credentials": {"workload": token}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/a"}})
+        json!({"credentials": {"workload": token}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/a"}})
     }
 }
 
@@ -379,7 +379,7 @@ fn regression_duplicate_members_are_refused_in_every_body() {
     let (_, d) = f.json("POST", "/v1/authorize", Some(req.clone()));
     let writ = d["writ"].as_str().unwrap().to_owned();
     let hostile = format!(
-        r#"{{"writ":"{writ}","request":{{"action":"write","resource":"fs:/zones/billing","arguments":{{"path":"/a","path":"/zones/support/b"}}}}}}"#
+        r#"{{"writ":"{writ}","request":{{"action":"write","resource":"fs:/zones/billing","arguments":{{"path":"/zones/billing/a","path":"/zones/support/b"}}}}}}"#
     );
     let (status, body, _) = f.call("POST", "/v1/verify", Some(hostile.into_bytes()));
     let body: Value = serde_json::from_slice(&body).unwrap();
