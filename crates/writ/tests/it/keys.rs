@@ -13,30 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::{Value, json};
 
-use crate::support::start_server;
-
-fn writ(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_writ"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn json_out(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-}
+use crate::support::{issue, json_out, start_server, writ};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -47,15 +24,7 @@ fn stderr(o: &Output) -> String {
 fn setup(dir: &Path) -> PathBuf {
     assert!(writ(dir, &["keys", "generate"], None).status.success());
     assert!(writ(dir, &["policy", "activate", "--starter"], None).status.success());
-    let token = String::from_utf8(
-        writ(
-            dir,
-            &["identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-1", "--zone", "billing"],
-            None,
-        )
-        .stdout,
-    )
-    .unwrap();
+    let token = issue(dir, "spiffe://demo.example/agent/billing-1", "billing");
     let request = json!({"credentials": {"workload": token.trim()}, "action": "read", "resource": "fs:/zones/billing", "arguments": {}});
     let file = dir.join("req.json");
     std::fs::write(&file, request.to_string()).unwrap();
@@ -252,15 +221,7 @@ fn writ_verify_takes_the_jwks_from_a_url() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let server = start_server(dir);
-    let token = String::from_utf8(
-        writ(
-            dir,
-            &["identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-1", "--zone", "billing"],
-            None,
-        )
-        .stdout,
-    )
-    .unwrap();
+    let token = issue(dir, "spiffe://demo.example/agent/billing-1", "billing");
     let request = json!({"credentials": {"workload": token.trim()}, "action": "read", "resource": "fs:/zones/billing", "arguments": {}});
     let req = dir.join("req.json");
     std::fs::write(&req, request.to_string()).unwrap();

@@ -76,3 +76,35 @@ fn spawn_server(mut command: Command, dir: &Path, flags: &[&str]) -> Server {
     let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_else(|| panic!("{line:?}"));
     Server { addr: addr.to_owned(), child }
 }
+
+/// Runs `writ --data-dir DIR ARGS`, with `stdin` as its standard input.
+pub fn writ(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_writ"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// The JSON a command printed (its output and errors in the panic message otherwise).
+pub fn json_out(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+/// A workload credential of the development issuer for `spiffe_id` in `zone`.
+pub fn issue(dir: &Path, spiffe_id: &str, zone: &str) -> String {
+    let out = writ(dir, &["identity", "issue", "--spiffe-id", spiffe_id, "--zone", zone], None);
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
