@@ -176,6 +176,17 @@ struct AnonymousBudget {
     unrecorded: u64,
 }
 
+impl AnonymousBudget {
+    /// The attempts counted since the last summary, as the entry that records them.
+    fn take_summary(&mut self, now: u64) -> Option<Entry> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let reasons = std::mem::take(&mut self.pending);
+        Some(Entry::AnonymousAttempts { time: now, since: self.since, until: self.until, reasons })
+    }
+}
+
 /// The active bundle.
 struct Active {
     bundle: CompiledBundle,
@@ -435,6 +446,22 @@ impl Engine {
             Some(Checked::Ok(jti)) => Some(jti.clone()),
             _ => None,
         });
+        // An anonymous caller does not get its arguments into the permanent log (the identity
+        // stage denies it before anything reads them).
+        let (arguments, withheld) = if matches!(facts.identity, Checked::Failed { .. }) {
+            match writ_core::canonical_json(&arguments) {
+                Ok(bytes) => (
+                    Value::Null,
+                    Some(Withheld {
+                        arguments_digest: sha256_hex(&bytes),
+                        arguments_size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+                    }),
+                ),
+                Err(e) => return Decision::unrecorded(id, request_id, ReasonCode::Internal, e.to_string()),
+            }
+        } else {
+            (arguments, None)
+        };
         let recorded = RecordedRequest {
             request_id: request_id.clone(),
             action,
@@ -444,7 +471,7 @@ impl Engine {
             audience: audience.unwrap_or_else(|| self.config.writ_audience.clone()),
             digest: digest.to_string(),
             credentials,
-            withheld: None,
+            withheld,
         };
         // Decisions of one principal for one action are serialised from reading the usage
         // counters to recording the decision, so that concurrent calls cannot both pass a
@@ -489,20 +516,6 @@ impl Engine {
             }
             _ => None,
         };
-        let mut recorded = recorded;
-        if matches!(facts.identity, Checked::Failed { .. }) {
-            // An anonymous caller does not get its arguments into the permanent log.
-            match writ_core::canonical_json(&recorded.arguments) {
-                Ok(bytes) => {
-                    recorded.withheld = Some(Withheld {
-                        arguments_digest: sha256_hex(&bytes),
-                        arguments_size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
-                    });
-                    recorded.arguments = Value::Null;
-                }
-                Err(e) => return Decision::unrecorded(id, request_id, ReasonCode::Internal, e.to_string()),
-            }
-        }
         let entry = Entry::Decision {
             id: id.clone(),
             time: now,
@@ -652,11 +665,7 @@ impl Engine {
             return Err(());
         }
         b.tokens -= 1;
-        if b.pending.is_empty() {
-            return Ok(None);
-        }
-        let reasons = std::mem::take(&mut b.pending);
-        Ok(Some(Entry::AnonymousAttempts { time: now, since: b.since, until: b.until, reasons }))
+        Ok(b.take_summary(now))
     }
 
     /// Requests without a verified identity answered (denied) without a log record of
@@ -668,15 +677,15 @@ impl Engine {
     /// Records the attempts answered beyond the anonymous budget and not yet counted in the
     /// log (for a stopping control plane).
     pub async fn flush_anonymous(&self) -> Result<(), EngineError> {
-        let summary = {
-            let mut b = self.anonymous.lock().map_err(|_| EngineError::Internal("budget lock poisoned".into()))?;
-            if b.pending.is_empty() {
-                return Ok(());
-            }
-            let reasons = std::mem::take(&mut b.pending);
-            Entry::AnonymousAttempts { time: self.clock.now(), since: b.since, until: b.until, reasons }
-        };
-        self.append(&summary).await.map(|_| ())
+        let summary = self
+            .anonymous
+            .lock()
+            .map_err(|_| EngineError::Internal("budget lock poisoned".into()))?
+            .take_summary(self.clock.now());
+        match summary {
+            Some(summary) => self.append(&summary).await.map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// Appends the entry; only once it is durable is an allow answered, with its writ.

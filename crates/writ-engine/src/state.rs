@@ -470,24 +470,35 @@ impl State {
         }
     }
 
-    /// The first writ, walking up from `id` through its parents, that was revoked (`id`
-    /// itself included); also `Some` when the chain cannot be walked to its root (a parent
-    /// the state does not hold, or a chain longer than any depth limit): fail closed.
-    pub(crate) fn revoked_in_lineage(&self, id: &str) -> Option<String> {
+    /// Walks up from `id` through its parents, bounded by [`MAX_LINEAGE_WALK`], and returns
+    /// what `found` says of the first writ it says something of (it sees each id, and its
+    /// decision if the state holds one). `Err` with the id where the walk stopped when the
+    /// chain cannot be walked to its root: a writ the state does not hold, or a chain
+    /// longer than the bound.
+    fn find_in_lineage<T>(
+        &self,
+        id: &str,
+        found: impl Fn(&str, Option<&DecisionFact>) -> Option<T>,
+    ) -> Result<Option<T>, String> {
         let mut at = id;
         for _ in 0..MAX_LINEAGE_WALK {
-            if self.revoked.contains_key(at) {
-                return Some(at.to_owned());
+            let d = self.decisions.get(at).map(|d| &**d);
+            if let Some(t) = found(at, d) {
+                return Ok(Some(t));
             }
-            match self.decisions.get(at) {
-                None => return Some(at.to_owned()),
-                Some(d) => match d.parent.as_deref() {
-                    None => return None,
-                    Some(p) => at = p,
-                },
+            match d.map(|d| d.parent.as_deref()) {
+                None => return Err(at.to_owned()),
+                Some(None) => return Ok(None),
+                Some(Some(p)) => at = p,
             }
         }
-        Some(at.to_owned())
+        Err(at.to_owned())
+    }
+
+    /// The first writ, walking up from `id` through its parents, that was revoked (`id`
+    /// itself included); also `Some` when the chain cannot be walked to its root: fail closed.
+    pub(crate) fn revoked_in_lineage(&self, id: &str) -> Option<String> {
+        self.find_in_lineage(id, |at, _| self.revoked.contains_key(at).then(|| at.to_owned())).unwrap_or_else(Some)
     }
 
     /// Whether a writ may still be used, beyond its signature and time: its principal (and
@@ -497,33 +508,28 @@ impl State {
         if self.is_quarantined(subject) {
             return Err((ReasonCode::Quarantined, format!("{subject} is isolated until an operator releases it")));
         }
-        let mut at = jti;
-        for _ in 0..MAX_LINEAGE_WALK {
-            let above = if at == jti { String::new() } else { format!("writ {at} above it in its lineage: ") };
+        let above = |at: &str| if at == jti { String::new() } else { format!("writ {at} above it in its lineage: ") };
+        let refusal = self.find_in_lineage(jti, |at, d| {
             if self.revoked.contains_key(at) {
-                return Err((ReasonCode::WritRevoked, format!("{above}the writ was revoked")));
+                return Some((ReasonCode::WritRevoked, format!("{}the writ was revoked", above(at))));
             }
-            let Some(d) = self.decisions.get(at) else {
-                return Err((
-                    ReasonCode::WritRevoked,
-                    format!("{above}not in the log: its standing cannot be established"),
-                ));
-            };
-            if self.is_quarantined(&d.subject) {
-                return Err((
-                    ReasonCode::Quarantined,
-                    format!("{above}{} is isolated until an operator releases it", d.subject),
-                ));
-            }
-            match d.parent.as_deref() {
-                None => return Ok(()),
-                Some(p) => at = p,
-            }
+            let d = d.filter(|d| self.is_quarantined(&d.subject))?;
+            Some((
+                ReasonCode::Quarantined,
+                format!("{}{} is isolated until an operator releases it", above(at), d.subject),
+            ))
+        });
+        match refusal {
+            Ok(None) => Ok(()),
+            Ok(Some(r)) => Err(r),
+            Err(at) => Err((
+                ReasonCode::WritRevoked,
+                format!(
+                    "{}not in the log, or its lineage is longer than any depth limit: its standing cannot be established",
+                    above(&at)
+                ),
+            )),
         }
-        Err((
-            ReasonCode::WritRevoked,
-            "a lineage longer than any depth limit: its standing cannot be established".into(),
-        ))
     }
 
     pub(crate) fn is_quarantined(&self, subject: &str) -> bool {

@@ -65,12 +65,7 @@ fn a_failing_key_store_answers_an_error_id_not_its_path() {
 fn a_failing_log_store_answers_an_error_id_not_sqlite() {
     let f = fixture(true);
     let op = f.operator();
-    let paths: Vec<String> = ["log.db", "log.db-wal", ""]
-        .iter()
-        .map(|p| f.dir.path().join(p).to_str().unwrap().trim_end_matches('/').to_owned())
-        .collect();
-    let chattr =
-        |flag: &str| std::process::Command::new("chattr").arg(flag).args(&paths).status().is_ok_and(|s| s.success());
+    let chattr = |flag: &str| f.chattr_store(flag);
     if !chattr("+i") {
         eprintln!("skipped: chattr +i is not available here");
         return;

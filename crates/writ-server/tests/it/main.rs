@@ -191,6 +191,16 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Sets or clears (`+i`, `-i`) the immutable flag on the log store's files and folder
+    /// (it binds root too); false where chattr cannot do it here.
+    pub(crate) fn chattr_store(&self, flag: &str) -> bool {
+        let paths: Vec<String> = ["log.db", "log.db-wal", ""]
+            .iter()
+            .map(|p| self.dir.path().join(p).to_str().unwrap().trim_end_matches('/').to_owned())
+            .collect();
+        std::process::Command::new("chattr").arg(flag).args(&paths).status().is_ok_and(|s| s.success())
+    }
+
     pub(crate) fn request(&self) -> Value {
         let token = self.workload("spiffe://demo.example/agent/billing-1", "billing");
         json!({"credentials": {"workload": token}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/a"}})
@@ -327,12 +337,7 @@ fn readiness_probes_an_idle_log_for_writes() {
     let f = fixture(true);
     let (status, _) = f.json("GET", "/readyz", None);
     assert_eq!(status, StatusCode::OK);
-    let paths: Vec<String> = ["log.db", "log.db-wal", ""]
-        .iter()
-        .map(|p| f.dir.path().join(p).to_str().unwrap().trim_end_matches('/').to_owned())
-        .collect();
-    let chattr =
-        |flag: &str| std::process::Command::new("chattr").arg(flag).args(&paths).status().is_ok_and(|s| s.success());
+    let chattr = |flag: &str| f.chattr_store(flag);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     if !chattr("+i") {
         eprintln!("skipped: chattr +i is not available here");
