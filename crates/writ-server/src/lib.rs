@@ -255,6 +255,7 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(edge)
+        .layer(middleware::from_fn(end_with_newline))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BODY))
         .with_state(state)
@@ -275,6 +276,37 @@ fn refuse(state: &AppState, e: &tower::BoxError) -> Response {
         .into_response()
     } else {
         ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, e.to_string()).into_response()
+    }
+}
+
+/// Every JSON answer ends with a newline, so that it prints as a line of its own (`curl` in a
+/// shell) and a stream of answers splits on lines. The bodies are built whole in memory, so
+/// this appends one byte to a buffer; the length header (if any) is recomputed by the server.
+async fn end_with_newline(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            let mut with_newline = Vec::with_capacity(bytes.len() + 1);
+            with_newline.extend_from_slice(&bytes);
+            if bytes.last() != Some(&b'\n') {
+                with_newline.push(b'\n');
+            }
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(with_newline))
+        }
+        Err(e) => {
+            ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, format!("answer body: {e}"))
+                .into_response()
+        }
     }
 }
 

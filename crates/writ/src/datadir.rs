@@ -129,7 +129,12 @@ impl DataDir {
         let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(file),
-            Err(_) => bail!("another writ process is writing to {} (lock {})", self.root.display(), path.display()),
+            Err(_) => bail!(
+                "another writ process is writing to {} (lock {}); if it is `writ serve`, act through its API: add \
+                 --url http://127.0.0.1:7070 (its address) or set WRIT_URL",
+                self.root.display(),
+                path.display()
+            ),
         }
     }
 }

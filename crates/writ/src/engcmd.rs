@@ -15,6 +15,7 @@ use writ_identity::{AttestationRequest, IssueRequest};
 use writ_policy::{Bundle, sign_bundle, starter_bundle};
 
 use crate::datadir::DataDir;
+use crate::remote::{self, Remote, print};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -26,7 +27,11 @@ pub enum KeysCommand {
         trust_domain: String,
     },
     /// Add a new writ signing key; older keys stay published so outstanding writs verify.
-    Rotate,
+    /// With `--url`, the running server rotates (recorded in the log, JWKS published).
+    Rotate {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Print the writ signing keys as a JWKS document (what `/.well-known/jwks.json` serves).
     Jwks,
 }
@@ -79,11 +84,16 @@ pub enum PolicyCommand {
     /// Sign a bundle with the policy key; writes `bundle.sig` in the directory.
     Sign { dir: PathBuf },
     /// Activate a signed bundle (recorded in the log). `--starter` activates the built-in
-    /// starter bundle, signed with this directory's policy key.
+    /// starter bundle, signed with this directory's policy key. With `--url`, the bundle
+    /// is uploaded to the running server and activated there in one request. Exit status 1
+    /// if the bundle is refused (unsigned, untrusted signer, invalid).
     Activate {
+        #[arg(required_unless_present = "starter")]
         dir: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dir")]
         starter: bool,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Write the starter bundle's files into a directory, to edit.
     Init { dir: PathBuf },
@@ -114,6 +124,15 @@ pub enum PolicyCommand {
     },
 }
 
+/// `writ quarantine`'s arguments: where it acts, and what it does.
+#[derive(clap::Args)]
+pub struct QuarantineArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[command(subcommand)]
+    command: QuarantineCommand,
+}
+
 #[derive(Subcommand)]
 pub enum QuarantineCommand {
     /// Isolate an identity: every request it makes is denied (`quarantined`).
@@ -132,7 +151,17 @@ pub enum QuarantineCommand {
     List,
 }
 
-pub fn quarantine(dir: &DataDir, cmd: QuarantineCommand) -> Result<ExitCode> {
+pub fn quarantine(dir: &DataDir, args: QuarantineArgs) -> Result<ExitCode> {
+    let cmd = args.command;
+    if let Some(mut api) = args.remote.api(dir, true)? {
+        return match cmd {
+            QuarantineCommand::Isolate { spiffe_id, reason } => remote::quarantine(&mut api, &spiffe_id, true, &reason),
+            QuarantineCommand::Release { spiffe_id, reason } => {
+                remote::quarantine(&mut api, &spiffe_id, false, &reason)
+            }
+            QuarantineCommand::List => remote::quarantine_list(&mut api),
+        };
+    }
     let (engine, _lock) = dir.open_engine()?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     match cmd {
@@ -154,17 +183,15 @@ pub fn quarantine(dir: &DataDir, cmd: QuarantineCommand) -> Result<ExitCode> {
 }
 
 /// `writ revoke`: revoke a writ (it no longer verifies or serves as a parent).
-pub fn revoke(dir: &DataDir, jti: &str, reason: &str) -> Result<ExitCode> {
+pub fn revoke(dir: &DataDir, jti: &str, reason: &str, target: &Remote) -> Result<ExitCode> {
+    if let Some(mut api) = target.api(dir, true)? {
+        return remote::revoke(&mut api, jti, reason);
+    }
     let (engine, _lock) = dir.open_engine()?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     let index = rt.block_on(engine.revoke(jti, None, reason))?;
     print(&json!({"revoked": jti, "log_index": index}))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn print(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }
 
 fn now() -> u64 {
@@ -198,7 +225,10 @@ pub fn keys(dir: &DataDir, cmd: KeysCommand) -> Result<ExitCode> {
         KeysCommand::Jwks => {
             print(&writ_engine::WritSigner::from_seeds("writ", &dir.writ_seeds()?)?.jwks())?;
         }
-        KeysCommand::Rotate => {
+        KeysCommand::Rotate { remote: target } => {
+            if let Some(mut api) = target.api(dir, true)? {
+                return remote::rotate(&mut api);
+            }
             // The engine's one rotation path, as `POST /v1/keys/rotate` takes it: the new key
             // is stored, the rotation recorded in the log, the key removed again if that
             // fails, and the JWKS published (under the writer lock: not beside `writ serve`).
@@ -287,7 +317,7 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
             std::fs::write(bdir.join("bundle.sig"), &sig)?;
             print(&json!({"digest": bundle.digest().to_string(), "signature": bdir.join("bundle.sig")}))?;
         }
-        PolicyCommand::Activate { dir: bdir, starter } => {
+        PolicyCommand::Activate { dir: bdir, starter, remote: target } => {
             let (bundle, sig) = match (bdir, starter) {
                 (None, true) => {
                     let b = starter_bundle()?;
@@ -302,6 +332,9 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
                 }
                 _ => bail!("give a bundle directory or --starter"),
             };
+            if let Some(mut api) = target.api(dir, true)? {
+                return remote::activate(&mut api, &bundle, &sig);
+            }
             let (engine, _lock) = dir.open_engine()?;
             let rt = tokio::runtime::Builder::new_current_thread().build()?;
             match rt.block_on(engine.activate(&bundle, &sig, None)) {
@@ -334,8 +367,12 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn authorize(dir: &DataDir, request: &Path) -> Result<ExitCode> {
+pub fn authorize(dir: &DataDir, request: &Path, url: Option<String>) -> Result<ExitCode> {
     let body = read_input(request)?;
+    let target = Remote { url, ..Remote::default() };
+    if let Some(mut api) = target.api(dir, false)? {
+        return remote::authorize(&mut api, &body);
+    }
     let (engine, _lock) = dir.open_engine()?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     let decision = rt.block_on(engine.authorize(&body));

@@ -18,6 +18,7 @@ mod demo;
 mod engcmd;
 mod logbench;
 mod logcmd;
+mod remote;
 mod serve;
 
 use std::path::PathBuf;
@@ -59,19 +60,24 @@ enum Command {
     #[command(subcommand)]
     Policy(engcmd::PolicyCommand),
     /// Quarantine: isolate or release identities (recorded in the log).
-    #[command(subcommand)]
-    Quarantine(engcmd::QuarantineCommand),
+    Quarantine(engcmd::QuarantineArgs),
     /// Revoke a writ (recorded in the log): it no longer verifies or serves as a parent.
     Revoke {
         /// The writ id (`jti`).
         jti: String,
         #[arg(long, default_value = "revoked by an operator")]
         reason: String,
+        #[command(flatten)]
+        remote: remote::Remote,
     },
-    /// One decision: a request (JSON file, `-` for stdin) in, the decision (JSON) out.
+    /// One decision: a request (JSON file, `-` for stdin) with its credentials in, the
+    /// decision (JSON) out. Exit status 0 on allow, 1 on deny or pending.
     Authorize {
         #[arg(long)]
         request: PathBuf,
+        /// Ask the `writ serve` at this base URL instead of deciding on the data directory.
+        #[arg(long, env = "WRIT_URL", value_name = "URL")]
+        url: Option<String>,
     },
     /// One verification at an enforcement point: does this writ authorize this request?
     /// Trusts public keys only (a JWKS file or URL); single use across concurrent runs.
@@ -91,9 +97,9 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => engcmd::keys(&dir, cmd),
         Command::Identity(cmd) => engcmd::identity(&dir, cmd),
         Command::Policy(cmd) => engcmd::policy(&dir, cmd),
-        Command::Quarantine(cmd) => engcmd::quarantine(&dir, cmd),
-        Command::Revoke { jti, reason } => engcmd::revoke(&dir, &jti, &reason),
-        Command::Authorize { request } => engcmd::authorize(&dir, &request),
+        Command::Quarantine(args) => engcmd::quarantine(&dir, args),
+        Command::Revoke { jti, reason, remote } => engcmd::revoke(&dir, &jti, &reason, &remote),
+        Command::Authorize { request, url } => engcmd::authorize(&dir, &request, url),
         Command::Verify(args) => engcmd::verify(&dir, &args),
     };
     match result {

@@ -20,6 +20,9 @@ const FIRST_OPERATOR_TTL: u64 = 12 * 3600;
 
 pub fn run(config: &Config) -> Result<()> {
     init_tracing();
+    // The port first: a start that cannot listen writes nothing (no data directory, keys,
+    // activation or "shown once" credential for a server that never ran).
+    let listener = bind(config.listen)?;
     let dir = DataDir::new(&config.data_dir);
     let trust_domain = config.trust_domain.as_str();
     let created = dir.init_all(trust_domain)?;
@@ -35,8 +38,7 @@ pub fn run(config: &Config) -> Result<()> {
     dir.publish_jwks(&engine.jwks())?;
     let engine = Arc::new(engine);
     rt.block_on(async {
-        let listen = config.listen;
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         // Said before the URL, which tells a supervisor (and the tests) that the server is up.
         let (limits, lowered) = crate::config::fit_descriptors(config.limits, descriptor_limit());
@@ -55,7 +57,8 @@ pub fn run(config: &Config) -> Result<()> {
             let token = dir.mint_operator(&admin, FIRST_OPERATOR_TTL)?;
             eprintln!("writ: operator credential for {admin} (valid 12 h; shown once):\n\n{token}\n");
             eprintln!(
-                "writ: use it as `Authorization: Bearer <credential>` on the admin routes and in the console; mint more with\n  writ --data-dir {} identity issue --operator --spiffe-id spiffe://{trust_domain}/operator/<name> --ttl 3600",
+                "writ: use it as `Authorization: Bearer <credential>` on the admin routes and in the console, or as\n  writ quarantine list --url http://{addr} --credential <credential>\n(without --credential, operator commands given --url mint a 5-minute one from {}); mint more with\n  writ --data-dir {} identity issue --operator --spiffe-id spiffe://{trust_domain}/operator/<name> --ttl 3600",
+                dir.root().display(),
                 dir.root().display()
             );
         }
@@ -102,6 +105,19 @@ pub fn run(config: &Config) -> Result<()> {
         eprintln!("writ: stopped; log size {}", engine.log().size());
         anyhow::Ok(())
     })
+}
+
+/// Binds the listening socket (the standard library's, made non-blocking for tokio), with a
+/// message that says what to do when the address is taken.
+fn bind(listen: std::net::SocketAddr) -> Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "{listen} is already in use (another `writ serve`?): stop it, or listen elsewhere with --listen HOST:PORT; nothing was written"
+        ),
+        _ => anyhow::Error::new(e).context(format!("binding {listen}; nothing was written")),
+    })?;
+    listener.set_nonblocking(true).context("making the listening socket non-blocking")?;
+    Ok(listener)
 }
 
 /// The soft limit on open file descriptors (`ulimit -n`); unlimited as `u64::MAX`.

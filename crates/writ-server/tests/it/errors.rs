@@ -88,3 +88,31 @@ fn a_failing_log_store_answers_an_error_id_not_sqlite() {
     assert!(d["detail"].as_str().unwrap().contains("decision id"), "{d}");
     assert_no_internals(&d, f.dir.path());
 }
+
+#[test]
+fn every_json_answer_ends_with_one_newline() {
+    let f = fixture(true);
+    let op = format!("Bearer {}", f.operator());
+    let authorize = serde_json::to_vec(&f.request()).unwrap();
+    let mut checked = 0;
+    for (method, uri, body, auth) in [
+        ("GET", "/readyz", None, None),
+        ("GET", "/.well-known/jwks.json", None, None),
+        ("GET", "/v1/log/checkpoint", None, None),
+        ("GET", "/v1/nothing", None, None),
+        ("POST", "/v1/authorize", Some(authorize.clone()), None),
+        ("POST", "/v1/authorize", Some(b"{".to_vec()), None),
+        ("GET", "/v1/quarantine", None, None),
+        ("GET", "/v1/quarantine", None, Some(op.as_str())),
+        ("GET", "/v1/openapi.json", None, None),
+    ] {
+        let (status, bytes, ctype) = f.call_as(method, uri, body, auth);
+        if !ctype.starts_with("application/json") {
+            continue;
+        }
+        assert!(bytes.ends_with(b"\n") && !bytes.ends_with(b"\n\n"), "{method} {uri} ({status}) {bytes:?}");
+        let _: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{method} {uri}: {e}"));
+        checked += 1;
+    }
+    assert!(checked >= 7, "only {checked} JSON answers seen");
+}

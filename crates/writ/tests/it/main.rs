@@ -21,5 +21,6 @@ mod engine;
 mod keys;
 mod kill;
 mod log;
+mod remote;
 mod serve;
 mod support;

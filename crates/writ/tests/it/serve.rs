@@ -20,7 +20,13 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u
     http_as(addr, method, path, body, None)
 }
 
-fn http_as(addr: &str, method: &str, path: &str, body: Option<&str>, bearer: Option<&str>) -> (u16, Vec<u8>) {
+pub(crate) fn http_as(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     let body = body.unwrap_or("");
     let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
