@@ -7,11 +7,18 @@
 - The `req` claim is recomputed with the `rfc8785` package (Trail of Bits' RFC 8785 JSON
   Canonicalization Scheme) and Python's hashlib, and must equal the writ's.
 - A tampered writ must fail PyJWT's signature check.
+- The documentation's test vectors (docs/vectors/*.json) are checked offline: request
+  digests with `rfc8785`, the writ with PyJWT, the log's leaf hashes, proofs, signed
+  checkpoint and receipt with hashlib and `cryptography`. The checks use the Python
+  snippets of docs/writ-format.md and docs/log-format.md, extracted from the pages as they
+  are, so the documented code is the code that runs; the live writs are verified with the
+  documented `verify_writ` too.
 
 Usage: WRIT_BIN=path/to/writ python3 verify_writs.py
 Prints one line per check and a closing "N passed, M failed"; exits 1 on any failure.
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -20,6 +27,8 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+
+from pathlib import Path
 
 import jwt
 import rfc8785
@@ -43,6 +52,128 @@ def writ(data_dir, *args, stdin=None):
     return out.returncode, out.stdout, out.stderr
 
 
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def snippet(page, name):
+    """The Python code block that follows `<!-- snippet: NAME -->` on a docs page, run as
+    it is written there; its functions are returned by name."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    marker = f"<!-- snippet: {name} -->\n```python\n"
+    start = text.index(marker) + len(marker)
+    namespace = {}
+    exec(compile(text[start:text.index("```\n", start)], f"docs/{page} ({name})", "exec"), namespace)
+    return namespace
+
+
+DOC_WRIT = snippet("writ-format.md", "verify_writ.py")
+DOC_LOG = snippet("log-format.md", "verify_log.py")
+
+
+def rejected(reason, f, *args, **kwargs):
+    """Whether f(*args, **kwargs) raises the documented WritRejected with `reason`."""
+    try:
+        f(*args, **kwargs)
+    except DOC_WRIT["WritRejected"] as e:
+        return e.args[0] == reason
+    return False
+
+
+def check_docs_vectors():
+    vectors = DOCS / "vectors"
+    digests = json.loads((vectors / "request-digests.json").read_text(encoding="utf-8"))["vectors"]
+    check("docs: at least five request digest vectors", len(digests) >= 5)
+    for v in digests:
+        body = json.loads(v["request"])
+        obj = {"action": body["action"], "resource": body["resource"], "arguments": body.get("arguments", {})}
+        canonical = rfc8785.dumps(obj)
+        check(f"docs digest {v['name']}: rfc8785 gives the documented canonical bytes",
+              canonical == v["canonical"].encode("utf-8"), f"{canonical!r} != {v['canonical']!r}")
+        got = DOC_WRIT["request_digest"](obj["action"], obj["resource"], obj["arguments"])
+        check(f"docs digest {v['name']}: the documented request_digest gives the digest", got == v["digest"],
+              f"{got} != {v['digest']}")
+
+    w = json.loads((vectors / "writ.json").read_text(encoding="utf-8"))
+    verify = DOC_WRIT["verify_writ"]
+    call = w["request"]
+    args = (w["jwks"], call["action"], call["resource"], call["arguments"])
+    start, end = w["valid_from"], w["valid_until"]
+    key = w["jwks"]["keys"][0]
+    thumbprint = base64.urlsafe_b64encode(hashlib.sha256(
+        json.dumps({"crv": key["crv"], "kty": key["kty"], "x": key["x"]}, separators=(",", ":")).encode()
+    ).digest()).rstrip(b"=").decode()
+    check("docs writ: the kid is the key's RFC 7638 thumbprint (RFC 8037 A.3's)",
+          key["kid"] == thumbprint == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
+    check("docs writ: the digest is the documented request's", w["digest"] in {v["digest"] for v in digests})
+    used = set()
+    try:
+        claims = verify(w["writ"], *args, used, now=start, skew=0)
+        check("docs writ: verifies at valid_from with the documented verify_writ", claims == w["claims"])
+    except DOC_WRIT["WritRejected"] as e:
+        check("docs writ: verifies at valid_from", False, repr(e))
+    check("docs writ: a second use is writ.replayed", rejected("writ.replayed", verify, w["writ"], *args, used,
+                                                              now=start, skew=0))
+    check("docs writ: at valid_until it is writ.expired",
+          rejected("writ.expired", verify, w["writ"], *args, set(), now=end, skew=0))
+    check("docs writ: before valid_from it is writ.expired",
+          rejected("writ.expired", verify, w["writ"], *args, set(), now=start - 1, skew=0))
+    check("docs writ: another call is writ.binding_mismatch",
+          rejected("writ.binding_mismatch", verify, w["writ"], w["jwks"], call["action"], call["resource"],
+                   {**call["arguments"], "path": "/etc/passwd"}, set(), now=start, skew=0))
+    check("docs writ: another audience is writ.audience",
+          rejected("writ.audience", verify, w["writ"], *args, set(), now=start, skew=0, audience="elsewhere"))
+    head, payload, sig = w["writ"].split(".")
+    flipped = f"{head}.{payload}.{'B' if sig[0] == 'A' else 'A'}{sig[1:]}"
+    check("docs writ: a flipped signature is writ.bad_signature",
+          rejected("writ.bad_signature", verify, flipped, *args, set(), now=start, skew=0))
+    check("docs writ: a key outside the JWKS is writ.bad_signature",
+          rejected("writ.bad_signature", verify, w["writ"], {"keys": []}, *args[1:], set(), now=start, skew=0))
+    # PyJWT alone, as any JWT user would call it, at the writ's own time.
+    pyjwk = jwt.PyJWKSet.from_dict(w["jwks"]).keys[0]
+    plain = jwt.decode(w["writ"], pyjwk.key, algorithms=["EdDSA"], audience=w["audience"], issuer=w["issuer"],
+                       options={"verify_exp": False, "verify_nbf": False, "verify_iat": False})
+    check("docs writ: PyJWT's decode gives the documented claims", plain == w["claims"])
+
+    log = json.loads((vectors / "log.json").read_text(encoding="utf-8"))
+    entries = [e["entry"].encode("utf-8") for e in log["entries"]]
+    leaves = [DOC_LOG["leaf_hash"](e) for e in entries]
+    check("docs log: every leaf hash is SHA-256(0x00 || entry)",
+          [base64.b64encode(h).decode() for h in leaves] == [e["leaf_hash"] for e in log["entries"]])
+    root = base64.b64decode(log["root"])
+    origin, size, cp_root = DOC_LOG["open_checkpoint"](log["checkpoint"], log["vkey"])
+    check("docs log: the checkpoint verifies with the vkey and names the root",
+          (size, cp_root) == (log["tree_size"], root) and size == len(entries))
+    inc = log["inclusion"]
+    proof = [base64.b64decode(h) for h in inc["proof"]]
+    check("docs log: the inclusion proof leads to the root",
+          DOC_LOG["root_from_inclusion"](inc["index"], inc["tree_size"], leaves[inc["index"]], proof) == root)
+    check("docs log: the inclusion proof fails for another leaf",
+          DOC_LOG["root_from_inclusion"](inc["index"], inc["tree_size"], leaves[0], proof) != root)
+    con = log["consistency"]
+    cproof = [base64.b64decode(h) for h in con["proof"]]
+    old_root = base64.b64decode(con["from_root"])
+    check("docs log: the consistency proof holds",
+          DOC_LOG["consistent"](con["from"], con["to"], old_root, root, cproof))
+    check("docs log: the consistency proof fails for another old root",
+          not DOC_LOG["consistent"](con["from"], con["to"], leaves[0], root, cproof))
+    try:
+        DOC_LOG["verify_receipt"](log["receipt"], entries[inc["index"]], log["vkey"])
+        check("docs log: the receipt proves its entry", True)
+    except Exception as e:  # noqa: BLE001 - any failure is a failed check
+        check("docs log: the receipt proves its entry", False, repr(e))
+    try:
+        DOC_LOG["verify_receipt"](log["receipt"], entries[inc["index"]] + b" ", log["vkey"])
+        check("docs log: the receipt fails for a changed entry", False, "accepted")
+    except Exception:  # noqa: BLE001 - a refusal is what is checked
+        check("docs log: the receipt fails for a changed entry", True)
+    try:
+        bad = log["checkpoint"].replace(f"\n{log['tree_size']}\n", f"\n{log['tree_size'] + 1}\n", 1)
+        DOC_LOG["open_checkpoint"](bad, log["vkey"])
+        check("docs log: a changed checkpoint fails its signature", False, "accepted")
+    except Exception:  # noqa: BLE001 - a refusal is what is checked
+        check("docs log: a changed checkpoint fails its signature", True)
+
+
 REQUESTS = [
     ("read", "fs:/zones/billing", {"path": "/zones/billing/ledger.csv"}),
     ("write", "fs:/zones/billing", {"path": "/zones/billing/ünïcødé €.csv", "bytes": 1024}),
@@ -52,7 +183,7 @@ REQUESTS = [
 ]
 
 
-def run_checks(base, jwks, token):
+def run_checks(base, jwks, token, served):
     for action, resource, arguments in REQUESTS:
         body = {"credentials": {"workload": token}, "action": action, "resource": resource, "arguments": arguments}
         status, out = http(base, "/v1/authorize", body)
@@ -77,6 +208,11 @@ def run_checks(base, jwks, token):
         check(f"{name}: req equals the independent RFC 8785 digest", claims["req"] == want, f"{claims['req']} != {want}")
         check(f"{name}: claims name the request", claims["act"] == action and claims["res"] == resource
               and claims["sub"] == "spiffe://demo.example/agent/billing-1" and claims["log"]["index"] == decision["log_index"])
+        try:
+            documented = DOC_WRIT["verify_writ"](w, served, action, resource, arguments, set())
+            check(f"{name}: the documented verify_writ accepts it", documented == claims)
+        except DOC_WRIT["WritRejected"] as e:
+            check(f"{name}: the documented verify_writ accepts it", False, repr(e))
         # Flip one character of the signature.
         head, payload, sig = w.split(".")
         bad = f"{head}.{payload}.{sig[:-2]}{'A' if sig[-2] != 'A' else 'B'}{sig[-1]}"
@@ -98,6 +234,8 @@ def http(base, path, body=None):
         return e.code, e.read()
 
 
+check_docs_vectors()
+
 with tempfile.TemporaryDirectory() as d:
     server = subprocess.Popen([WRIT, "--data-dir", d, "serve", "--listen", "127.0.0.1:0"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -114,7 +252,7 @@ with tempfile.TemporaryDirectory() as d:
         code, token, err = writ(d, "identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-1",
                                 "--zone", "billing")
         token = token.strip()
-        run_checks(base, jwks, token)
+        run_checks(base, jwks, token, served)
     finally:
         server.terminate()
         server.wait(timeout=20)

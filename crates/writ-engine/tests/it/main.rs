@@ -19,3 +19,4 @@ mod keys;
 mod matrix;
 mod replay;
 mod rules;
+mod vectors;
