@@ -21,5 +21,6 @@ mod engine;
 mod keys;
 mod kill;
 mod log;
+mod policy;
 mod serve;
 mod support;
