@@ -107,26 +107,21 @@ try {
   assert.match(await page.textContent("#lineage"), /spawn/);
 
   // Human approval from the console: a payment the starter bundle sends to an operator
-  // (1,000 to 9,999, in its 09:00-17:00 UTC window) is listed; the operator approves it
-  // with a click; the agent then collects its writ.
-  const hour = new Date().getUTCHours();
-  if (hour >= 9 && hour < 16) {
-    const agent = execFileSync(writ, ["--data-dir", dir, "identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-7", "--zone", "billing", "--ttl", "600"]).toString().trim();
-    const asked = await (await fetch(base + "/v1/authorize", { method: "POST", body: JSON.stringify({ credentials: { workload: agent }, action: "payment", resource: "payments:stripe", arguments: { amount: 4321, currency: "EUR" } }) })).json();
-    assert.equal(asked.outcome, "pending", JSON.stringify(asked));
-    await page.click("#saveToken");
-    const button = `#approvals button[data-approve="${asked.id}"]`;
-    await page.waitForSelector(button, { timeout: 10_000 });
-    assert.match(await page.textContent("#approvals"), /4321/);
-    await page.click(button);
-    await page.waitForFunction((id) => !document.querySelector(`#approvals button[data-approve="${id}"]`), asked.id, { timeout: 10_000 });
-    const collected = await (await fetch(`${base}/v1/approvals/${asked.id}`, { headers: { Authorization: "Bearer " + agent } })).json();
-    assert.equal(collected.status, "approved", JSON.stringify(collected));
-    assert.equal(collected.resolution.reason, "approved from the console");
-    assert.ok(typeof collected.writ === "string" && collected.writ.split(".").length === 3);
-  } else {
-    console.log(`console browser test: approval step skipped (${hour}:00 UTC is outside the starter bundle's payment window)`);
-  }
+  // (1,000 to 9,999, at any hour) is listed; the operator approves it with a click; the
+  // agent then collects its writ.
+  const agent = execFileSync(writ, ["--data-dir", dir, "identity", "issue", "--spiffe-id", "spiffe://demo.example/agent/billing-7", "--zone", "billing", "--ttl", "600"]).toString().trim();
+  const asked = await (await fetch(base + "/v1/authorize", { method: "POST", body: JSON.stringify({ credentials: { workload: agent }, action: "payment", resource: "payments:stripe", arguments: { amount: 4321, currency: "EUR" } }) })).json();
+  assert.equal(asked.outcome, "pending", JSON.stringify(asked));
+  await page.click("#saveToken");
+  const button = `#approvals button[data-approve="${asked.id}"]`;
+  await page.waitForSelector(button, { timeout: 10_000 });
+  assert.match(await page.textContent("#approvals"), /4321/);
+  await page.click(button);
+  await page.waitForFunction((id) => !document.querySelector(`#approvals button[data-approve="${id}"]`), asked.id, { timeout: 10_000 });
+  const collected = await (await fetch(`${base}/v1/approvals/${asked.id}`, { headers: { Authorization: "Bearer " + agent } })).json();
+  assert.equal(collected.status, "approved", JSON.stringify(collected));
+  assert.equal(collected.resolution.reason, "approved from the console");
+  assert.ok(typeof collected.writ === "string" && collected.writ.split(".").length === 3);
 
   assert.deepEqual(errors, [], "no script errors");
   console.log(`console browser test: ok (${await page.$$eval("#entries tr", (r) => r.length)} rows, proof verified in chromium)`);

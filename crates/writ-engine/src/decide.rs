@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value, json};
 use writ_core::ReasonCode;
-use writ_policy::{CompiledBundle, EntityInput, PolicyInput, PolicyOutcome};
+use writ_policy::{CompiledBundle, EntityInput, Explanation, PolicyInput, PolicyOutcome};
 
 use crate::clock::rfc3339;
 use crate::record::{
@@ -35,6 +35,10 @@ pub struct Decided {
     pub outcome: DecisionOutcome,
     /// Lineage placement (allow and pending only).
     pub placement: Option<Placement>,
+    /// For a `policy.denied` deny by the bundle's policies: the forbids that decided or the
+    /// permits that came closest, with their `@reason` (its text is also the `detail`).
+    /// Not recorded in the log: a function of the recorded request and bundle.
+    pub explanation: Option<Explanation>,
 }
 
 fn deny(reason: ReasonCode, detail: impl Into<String>) -> Decided {
@@ -46,6 +50,7 @@ fn deny(reason: ReasonCode, detail: impl Into<String>) -> Decided {
             detail: detail.into(),
         },
         placement: None,
+        explanation: None,
     }
 }
 
@@ -244,14 +249,17 @@ pub fn decide(
                 policies,
             },
             placement: Some(placement),
+            explanation: None,
         },
         PolicyOutcome::Approval { policies, detail } => Decided {
             outcome: DecisionOutcome { outcome: Outcome::Pending, reasons: Vec::new(), detail, policies },
             placement: Some(placement),
+            explanation: None,
         },
-        PolicyOutcome::Deny { reason, policies, detail } => Decided {
+        PolicyOutcome::Deny { reason, policies, detail, explanation } => Decided {
             outcome: DecisionOutcome { outcome: Outcome::Deny, reasons: vec![reason], policies, detail },
             placement: None,
+            explanation,
         },
     }
 }

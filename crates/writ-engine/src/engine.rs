@@ -109,6 +109,10 @@ pub struct Decision {
     pub policies: Vec<String>,
     /// Human-readable detail.
     pub detail: String,
+    /// For a `policy.denied` deny: the forbids that decided or the closest permits, with
+    /// their `@reason` (not recorded in the log; the `detail` is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<writ_policy::Explanation>,
     /// Index of the decision in the log (absent only when the log could not record it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_index: Option<u64>,
@@ -133,6 +137,7 @@ impl Decision {
             reasons: vec![reason],
             policies: Vec::new(),
             detail,
+            explanation: None,
             log_index: None,
             writ: None,
         }
@@ -487,7 +492,7 @@ impl Engine {
             fault_point("decide", &recorded.action);
             decide(&recorded, &facts, &limits, now, bundle)
         }));
-        let Ok(Decided { outcome, placement }) = staged else {
+        let Ok(Decided { outcome, placement, explanation }) = staged else {
             return panicked();
         };
         let writ = match (&outcome.outcome, placement, &facts.identity) {
@@ -527,7 +532,12 @@ impl Engine {
             decision: outcome,
             writ,
         };
-        self.record(id, request_id, entry).await
+        let mut answer = self.record(id, request_id, entry).await;
+        // Only the recorded decision is explained, not a failure to record it.
+        if answer.log_index.is_some() {
+            answer.explanation = explanation;
+        }
+        answer
     }
 
     /// The lock that serialises decisions of `subject` for `action`.
@@ -709,6 +719,7 @@ impl Engine {
                             "{} (not recorded one by one: too many requests without a verified identity; counted in the log's next anonymous_attempts entry)",
                             decision.detail
                         ),
+                        explanation: None,
                         log_index: None,
                         writ: None,
                     };
@@ -751,6 +762,7 @@ impl Engine {
             reasons: decision.reasons,
             policies: decision.policies,
             detail: decision.detail,
+            explanation: None,
             log_index: Some(appended.index),
             writ: None,
         };

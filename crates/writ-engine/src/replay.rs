@@ -1,6 +1,8 @@
 //! `writ log replay`: re-evaluates every recorded decision from its recorded inputs, with
 //! the bundle that was active (rebuilt from its activation entry in the same log), and
 //! reports every decision that does not reproduce. On an untampered log it finds none.
+//! A decision reproduces when its outcome, reason codes and deciding policies do; its
+//! `detail` is human text (a deny's explanation) whose wording may change between versions.
 //! Approval entries are checked against the pending decisions they answer: once each,
 //! before the deadline, issuing exactly the writ the decision placed.
 
@@ -132,7 +134,13 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                     None => None,
                 };
                 let again = decide(&request, &facts, &limits, time, compiled);
-                if again.outcome != decision {
+                // The detail is human text whose wording may improve between versions
+                // (denies that explain themselves): what must reproduce is the outcome, the
+                // reason codes and the policies that decided.
+                let same = again.outcome.outcome == decision.outcome
+                    && again.outcome.reasons == decision.reasons
+                    && again.outcome.policies == decision.policies;
+                if !same {
                     report.mismatches.push(Mismatch {
                         index,
                         detail: format!("recorded {decision:?}, replayed {:?}", again.outcome),

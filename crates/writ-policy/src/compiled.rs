@@ -6,6 +6,9 @@
 //! [`PolicyOutcome::Approval`], not an allow: requiring approval is the stricter reading,
 //! so a broad permit matching beside it does not waive it. The annotation on a `forbid` is
 //! refused when the bundle compiles (a forbid cannot be approved away).
+//!
+//! A `policy.denied` deny explains itself (module `explain`): the forbids that decided with
+//! their `@reason`, or, when no permit applied, the permits that came closest with theirs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -24,6 +27,7 @@ use writ_core::ReasonCode;
 
 use crate::PolicyError;
 use crate::bundle::{Bundle, BundleDigest};
+use crate::explain::{ClosestPermit, Explanation, ForbiddenBy, MAX_CLOSEST, NO_REASON, PermitScope, reason_of};
 
 const AGENT: &str = "Writ::Agent";
 const RESOURCE: &str = "Writ::Resource";
@@ -84,12 +88,16 @@ pub enum PolicyOutcome {
         policies: Vec<String>,
         /// Human-readable detail.
         detail: String,
+        /// For a `policy.denied` deny by the policies (not an undeclared action): the
+        /// forbids that decided or the permits that came closest, with their `@reason`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        explanation: Option<Explanation>,
     },
 }
 
 impl PolicyOutcome {
     fn deny(reason: ReasonCode, detail: impl Into<String>) -> Self {
-        PolicyOutcome::Deny { reason, policies: Vec::new(), detail: detail.into() }
+        PolicyOutcome::Deny { reason, policies: Vec::new(), detail: detail.into(), explanation: None }
     }
 
     /// True for an allow.
@@ -110,6 +118,12 @@ pub struct CompiledBundle {
     require_attestation: HashSet<String>,
     // Permit policies that need a human approval, by id, with the annotation's text.
     approval: BTreeMap<String, String>,
+    // Every permit's scope and `@reason`, by id: the candidates for the closest permits.
+    permits: Vec<PermitScope>,
+    // Every forbid's `@reason`, by id.
+    forbids: BTreeMap<String, String>,
+    // Ids of the policies without `@reason` (`writ policy check` warns about them).
+    unexplained: Vec<String>,
     authorizer: Authorizer,
     // `Writ::Agent`, `Writ::Action`, `Writ::Resource`, parsed once (parsing a name runs
     // Cedar's parser).
@@ -155,6 +169,10 @@ impl CompiledBundle {
             }
         }
         let parsed = PolicySet::from_str(policies_src).map_err(|e| invalid(format!("policies: {e}")))?;
+        let action_type = type_name(ACTION)?;
+        let declared: Vec<EntityUid> = schema.actions().filter(|a| *a.type_name() == action_type).cloned().collect();
+        let action_entities = schema.action_entities().map_err(|e| invalid(format!("schema actions: {e}")))?;
+        let (mut permits, mut forbids, mut unexplained) = (Vec::new(), BTreeMap::new(), Vec::new());
         // Name each policy by its @id annotation, so decisions and logs say which rule.
         let mut policies = PolicySet::new();
         let mut approval = BTreeMap::new();
@@ -175,6 +193,16 @@ impl CompiledBundle {
                 }
                 approval.insert(id.to_owned(), why.to_owned());
             }
+            let reason = reason_of(p);
+            if reason.is_none() {
+                unexplained.push(id.to_owned());
+            }
+            match p.effect() {
+                cedar_policy::Effect::Permit => permits.push(PermitScope::new(id, p, &declared, &action_entities)),
+                cedar_policy::Effect::Forbid => {
+                    forbids.insert(id.to_owned(), reason.unwrap_or_else(|| NO_REASON.to_owned()));
+                }
+            }
             policies.add(p.new_id(PolicyId::new(id))).map_err(|e| invalid(format!("policy @id({id:?}): {e}")))?;
         }
         if parsed.templates().next().is_some() {
@@ -191,11 +219,9 @@ impl CompiledBundle {
                 Entities::from_json_value(v.clone(), Some(&schema)).map_err(|e| invalid(format!("entities: {e}")))?
             }
         };
-        let actions: HashSet<String> = schema
-            .actions()
-            .filter(|a| a.type_name().to_string() == ACTION)
-            .map(|a| a.id().unescaped().to_owned())
-            .collect();
+        let actions: HashSet<String> = declared.iter().map(|a| a.id().unescaped().to_owned()).collect();
+        permits.sort_by(|a, b| a.id.cmp(&b.id));
+        unexplained.sort();
         let m = bundle.manifest();
         let require_attestation: HashSet<String> = m.require_attestation.iter().cloned().collect();
         if let Some(a) = require_attestation.iter().find(|a| !actions.contains(*a)) {
@@ -211,8 +237,11 @@ impl CompiledBundle {
             actions,
             require_attestation,
             approval,
+            permits,
+            forbids,
+            unexplained,
             authorizer: Authorizer::new(),
-            types: [type_name(AGENT)?, type_name(ACTION)?, type_name(RESOURCE)?],
+            types: [type_name(AGENT)?, action_type, type_name(RESOURCE)?],
             principals: Mutex::new(HashMap::new()),
             validated: Mutex::new(HashSet::new()),
         })
@@ -241,6 +270,12 @@ impl CompiledBundle {
     /// Ids of the policies that permit only with a human approval.
     pub fn approval_policies(&self) -> impl Iterator<Item = &str> {
         self.approval.keys().map(String::as_str)
+    }
+
+    /// Ids of the policies without a `@reason` annotation (their denies explain themselves
+    /// with a generic text).
+    pub fn policies_without_reason(&self) -> impl Iterator<Item = &str> {
+        self.unexplained.iter().map(String::as_str)
     }
 
     /// True if the schema declares this action.
@@ -297,7 +332,7 @@ impl CompiledBundle {
         let shape = shape_of(input);
         let known = self.validated.lock().is_ok_and(|v| v.contains(&shape));
         let schema = if known { None } else { Some(&self.schema) };
-        let request = match Request::new(principal, action, resource, context, schema) {
+        let request = match Request::new(principal, action, resource.clone(), context, schema) {
             Ok(r) => r,
             Err(e) => return PolicyOutcome::deny(ReasonCode::RequestMalformed, format!("request: {e}")),
         };
@@ -318,6 +353,7 @@ impl CompiledBundle {
                 reason: ReasonCode::PolicyEvaluationError,
                 policies,
                 detail: errors.join("; "),
+                explanation: None,
             };
         }
         match response.decision() {
@@ -337,18 +373,43 @@ impl CompiledBundle {
                 }
             }
             Decision::Deny => {
-                let detail = if policies.is_empty() {
-                    "no policy permits this".to_owned()
-                } else {
-                    format!("forbidden by {}", policies.join(", "))
-                };
-                PolicyOutcome::Deny { reason: ReasonCode::PolicyDenied, policies, detail }
+                let explanation = self.explain(&policies, &input.action, &resource, entities.as_ref());
+                let detail = explanation.text();
+                PolicyOutcome::Deny {
+                    reason: ReasonCode::PolicyDenied,
+                    policies,
+                    detail,
+                    explanation: Some(explanation),
+                }
             }
         }
     }
 }
 
 impl CompiledBundle {
+    /// Why Cedar denied: the forbids that decided (`forbids`, empty when no permit
+    /// applied), else the permits whose scope admits this action and resource.
+    fn explain(&self, forbids: &[String], action: &str, resource: &EntityUid, entities: &Entities) -> Explanation {
+        if !forbids.is_empty() {
+            let forbidden_by = forbids
+                .iter()
+                .map(|id| ForbiddenBy {
+                    policy: id.clone(),
+                    reason: self.forbids.get(id).cloned().unwrap_or_else(|| NO_REASON.to_owned()),
+                })
+                .collect();
+            return Explanation { forbidden_by, ..Explanation::default() };
+        }
+        let [_, _, resource_type] = &self.types;
+        let mut closest = self.permits.iter().filter(|p| p.admits(action, resource, resource_type, entities));
+        let closest_permits: Vec<ClosestPermit> = closest
+            .by_ref()
+            .take(MAX_CLOSEST)
+            .map(|p| ClosestPermit { policy: p.id.clone(), requires: p.requires.clone() })
+            .collect();
+        Explanation { closest_permits, more_permits: closest.count(), forbidden_by: Vec::new() }
+    }
+
     /// The bundle's entities plus the principal built from its verified attributes, from
     /// the cache when this principal was seen with the same attributes.
     fn entities_with(&self, uid: &EntityUid, principal: &EntityInput) -> Result<Arc<Entities>, String> {

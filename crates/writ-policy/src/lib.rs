@@ -13,16 +13,26 @@
 //! that do not match the action's declared context deny with `request.malformed`, and an
 //! action the schema does not declare denies with `policy.denied`.
 //!
+//! A `policy.denied` deny explains itself ([`Explanation`]): a policy may carry
+//! `@reason("…")` (for a permit, what it requires; for a forbid, why it forbids), and a
+//! deny names the forbids that decided with their reason or, when no permit applied, the
+//! permits that came closest (same action, resource admitted by their scope) with what they
+//! require. The reason codes stay as they are.
+//!
 //! Conventions every bundle follows: principals are `Writ::Agent` entities (id = SPIFFE
 //! ID), resources `Writ::Resource`, actions `Writ::Action`; every action's context has
 //! `now` (a Cedar `datetime`).
 
 mod bundle;
 mod compiled;
+mod explain;
 mod testcases;
 
 pub use bundle::{Bundle, BundleDigest, Manifest, sign_bundle, verify_bundle_signature};
 pub use compiled::{CompiledBundle, EntityInput, PolicyInput, PolicyOutcome};
+pub use explain::{
+    ClosestPermit, Explanation, ForbiddenBy, MAX_CLOSEST, MAX_REASON_CHARS, NO_REASON, REASON_ANNOTATION,
+};
 pub use testcases::{Expect, TestCase, TestReport, TestResult};
 
 use writ_core::ReasonCode;

@@ -70,12 +70,47 @@ pub struct DecisionDoc {
     pub reasons: Vec<String>,
     /// Determining policies.
     pub policies: Vec<String>,
-    /// Detail for humans.
+    /// Detail for humans. For a `policy.denied` deny, the text of `explanation`.
     pub detail: String,
+    /// For a `policy.denied` deny by the bundle's policies: the forbids that decided or the
+    /// permits that came closest, in the bundle author's words (`@reason`). Human text, not
+    /// something to branch on: the reason codes say what was decided.
+    pub explanation: Option<ExplanationDoc>,
     /// The decision's index in the log.
     pub log_index: Option<u64>,
     /// The writ (JWT), on allow.
     pub writ: Option<String>,
+}
+
+/// Why the policies denied.
+#[derive(Serialize, ToSchema)]
+pub struct ExplanationDoc {
+    /// When no permit applied: the permits whose scope matched this action and resource
+    /// but whose conditions did not hold, by policy id (at most 8).
+    pub closest_permits: Vec<ClosestPermitDoc>,
+    /// Closest permits left out beyond the 8 listed (absent when none).
+    pub more_permits: Option<u64>,
+    /// The forbid policies that decided.
+    pub forbidden_by: Vec<ForbiddenByDoc>,
+}
+
+/// A permit that came closest.
+#[derive(Serialize, ToSchema)]
+pub struct ClosestPermitDoc {
+    /// The policy's `@id`.
+    pub policy: String,
+    /// What it requires: its `@reason` (at most 280 characters, control characters
+    /// escaped), or `(no @reason given)`.
+    pub requires: String,
+}
+
+/// A forbid that decided.
+#[derive(Serialize, ToSchema)]
+pub struct ForbiddenByDoc {
+    /// The policy's `@id`.
+    pub policy: String,
+    /// Why it forbids: its `@reason`, or `(no @reason given)`.
+    pub reason: String,
 }
 
 /// The call a writ is checked against.

@@ -3,13 +3,19 @@
 //! history for the console.
 //!
 //! The fleet uses the starter bundle: reads anywhere, writes inside and outside an agent's
-//! zone, payments below and above the limit and (depending on the hour) outside the
-//! business-hours window, payments that wait for an operator's approval (one approved and
-//! collected by the agent, one rejected), a sub-agent chain that runs into the depth limit, a forged and a
+//! zone, a payment above every limit (whose deny names the permits that came closest),
+//! payments that wait for an operator's approval (one approved and collected by the agent,
+//! one rejected), a sub-agent chain that runs into the depth limit, a forged and a
 //! tampered credential, a replayed writ and a writ presented for another call, a rogue
 //! agent that an operator quarantines after repeated violations, execution outcomes, and a
 //! policy activation that changes outcomes, revokes the writs issued before it, and is then
 //! rolled back.
+//!
+//! Every live step's outcome is the same at any hour. The starter bundle's time windows
+//! (payments below 1,000 from 09:00 to 17:00 UTC, maintenance outside those hours) are
+//! shown with a clock the demo controls: the requests are evaluated with the starter
+//! bundle at 10:30 and at 03:00 UTC today by the engine's decision function, as
+//! `writ policy eval --at` does, and printed as evaluated, not recorded.
 //!
 //! Every step states the outcome it expects; the run prints each step, then a summary by
 //! outcome and reason code, and exits non-zero if any step did not go as expected. The
@@ -28,11 +34,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value, json};
 use writ_core::SpiffeId;
+use writ_engine::Outcome;
 use writ_identity::{DevIssuer, IssueRequest};
-use writ_policy::{Bundle, sign_bundle};
+use writ_policy::{Bundle, CompiledBundle, sign_bundle};
 
 use crate::client::{Conn, resolve_base_url};
 use crate::datadir::DataDir;
+use crate::engcmd::{EvalArgs, evaluate_policy};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -123,6 +131,59 @@ impl Demo {
         }
     }
 
+    /// One request evaluated with the starter bundle at a time the demo sets (as
+    /// `writ policy eval --at` does): nothing is recorded, the server is not asked.
+    fn evaluate(
+        &mut self,
+        label: &str,
+        bundle: &CompiledBundle,
+        request: &Value,
+        at: u64,
+        expect: Expect,
+    ) -> Result<()> {
+        let (Some(action), Some(resource)) = (request["action"].as_str(), request["resource"].as_str()) else {
+            bail!("{label}: the request has no action or resource");
+        };
+        let body = json!({"action": action, "resource": resource, "arguments": request["arguments"]});
+        let parsed = writ_core::ExecutionRequest::parse(&serde_json::to_vec(&body)?, &writ_core::Limits::default())?;
+        let args = EvalArgs {
+            dir: None,
+            starter: true,
+            request: String::new(),
+            principal: self.id("agent/billing-1")?.to_string(),
+            claims: vec!["zone=billing".to_owned()],
+            at: None,
+            last_minute: 0,
+            last_hour: 0,
+            depth: 0,
+            parent_action: None,
+            runtime: Vec::new(),
+            json: false,
+        };
+        let decided = evaluate_policy(bundle, &args, &parsed, at)?;
+        let o = &decided.outcome;
+        let (outcome, reason) = match o.outcome {
+            Outcome::Allow => ("allow", String::new()),
+            Outcome::Pending => ("pending", String::new()),
+            Outcome::Deny => ("deny", o.reasons.first().map(ToString::to_string).unwrap_or_default()),
+        };
+        let ok = match expect {
+            Expect::Allow => o.outcome == Outcome::Allow,
+            Expect::Pending => o.outcome == Outcome::Pending,
+            Expect::Deny(code) => o.outcome == Outcome::Deny && (code.is_empty() || reason == code),
+        };
+        let when = writ_engine::rfc3339(at);
+        let label = format!("{label} at {}", when.get(11..16).unwrap_or(when.as_str()));
+        self.check(
+            &label,
+            ok,
+            &format!("{outcome:<5} {reason} (evaluated, not recorded)"),
+            &format!("{expect:?}"),
+            Some(o.detail.as_str()),
+        );
+        Ok(())
+    }
+
     /// A verification at an enforcement point; returns the reason (empty if it verified).
     async fn verify(&mut self, label: &str, writ: &Value, call: &Value, expect: &str) -> Result<()> {
         let reply = self.conn.post_json("/v1/verify", &json!({"writ": writ, "request": call}), None).await?;
@@ -186,8 +247,7 @@ pub fn run(dir: &DataDir, args: Args) -> Result<ExitCode> {
 }
 
 async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()> {
-    let hour = (now() % 86_400) / 3600;
-    let business_hours = (9..17).contains(&hour);
+    let today = now() - now() % 86_400;
     let run = format!("{:04x}", fastrand::u16(..));
     let billing = d.credential("agent/billing-1", "billing")?;
     let support = d.credential("agent/support-1", "support")?;
@@ -220,60 +280,74 @@ async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()>
     let cross = json!({"credentials": {"workload": support}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/out.csv"}});
     d.authorize("support-1 writes into the billing zone", cross, Expect::Deny("policy.denied")).await?;
 
-    // Payments and maintenance have complementary windows in the starter bundle, so that
-    // at any hour one call is inside its window and one outside.
-    d.section("Time windows (payments 09:00-17:00 UTC, maintenance outside those hours)");
+    // Payments and maintenance have complementary windows in the starter bundle. Their
+    // outcome depends on the hour, so they are evaluated at two hours of today with the
+    // starter bundle (`writ policy eval --at`), not sent to the server.
+    d.section(
+        "Time windows (payments below 1,000 09:00-17:00 UTC, maintenance outside), evaluated at 10:30 and 03:00 UTC",
+    );
+    let starter = writ_policy::starter_bundle()?.compile()?;
     let pay = |amount: u64| json!({"credentials": {"workload": billing}, "action": "payment", "resource": "payments:stripe", "arguments": {"amount": amount, "currency": "EUR"}});
     let maintenance = json!({"credentials": {"workload": billing}, "action": "maintenance", "resource": "service:billing-db", "arguments": {"task": "restart"}});
-    if business_hours {
-        d.authorize("a payment of 250 inside its window", pay(250), Expect::Allow).await?;
-        d.authorize("a database restart, outside its window", maintenance, Expect::Deny("policy.denied")).await?;
-    } else {
-        d.authorize("a payment of 250, outside its window", pay(250), Expect::Deny("policy.denied")).await?;
-        d.authorize("a database restart inside its window", maintenance, Expect::Allow).await?;
-    }
-    d.authorize("a payment of 50000, above every limit", pay(50_000), Expect::Deny("policy.denied")).await?;
+    let (morning, night) = (today + 10 * 3600 + 1800, today + 3 * 3600);
+    d.evaluate("a payment of 250, inside its window", &starter, &pay(250), morning, Expect::Allow)?;
+    d.evaluate("a payment of 250, outside its window", &starter, &pay(250), night, Expect::Deny("policy.denied"))?;
+    d.evaluate(
+        "a database restart, outside its window",
+        &starter,
+        &maintenance,
+        morning,
+        Expect::Deny("policy.denied"),
+    )?;
+    d.evaluate("a database restart, inside its window", &starter, &maintenance, night, Expect::Allow)?;
 
-    d.section("Human approval (payments of 1,000 to 9,999)");
-    if business_hours {
-        // An agent of its own per run: payments waiting for approval count against the
-        // payment rate rule (5 a minute), and the demo may run several times a minute.
-        let treasury = d.credential(&format!("agent/treasury-{run}"), "billing")?;
-        let pay = |amount: u64| json!({"credentials": {"workload": treasury}, "action": "payment", "resource": "payments:stripe", "arguments": {"amount": amount, "currency": "EUR"}});
-        let asked = d
-            .authorize(&format!("treasury-{run}: a payment of 2500 waits for an operator"), pay(2500), Expect::Pending)
-            .await?;
-        let id = asked["id"].as_str().unwrap_or_default().to_owned();
-        let status = format!("/v1/approvals/{id}");
-        let bearer = format!("Bearer {treasury}");
-        let before =
-            d.conn.send(hyper::Method::GET, &status, &[("authorization", &bearer)], Default::default()).await?;
-        let before = before.json()?;
-        let waiting = before["status"] == "pending" && before.get("writ").is_none();
-        d.check(
-            "the agent asks: still pending, no writ",
-            waiting,
-            before["status"].as_str().unwrap_or("?"),
-            "pending",
-            None,
-        );
-        d.admin("an operator approves it", &format!("{status}/approve"), &json!({"reason": "invoice checked"})).await?;
-        let after = d.conn.send(hyper::Method::GET, &status, &[("authorization", &bearer)], Default::default()).await?;
-        let after = after.json()?;
-        let approved = after["status"] == "approved" && after["writ"].is_string();
-        d.check("the agent collects its writ", approved, after["status"].as_str().unwrap_or("?"), "approved", None);
-        d.verify("the approved writ verifies for that payment", &after["writ"], &call(&pay(2500)), "verified").await?;
-        let second = d.authorize("a payment of 4000 waits for an operator", pay(4000), Expect::Pending).await?;
-        let second = second["id"].as_str().unwrap_or_default().to_owned();
-        d.admin(
-            "an operator rejects it",
-            &format!("/v1/approvals/{second}/reject"),
-            &json!({"reason": "unknown payee"}),
-        )
-        .await?;
-    } else {
-        d.authorize("a payment of 2500 outside 09:00-17:00 UTC", pay(2500), Expect::Deny("policy.denied")).await?;
+    d.section("A deny that explains itself (live: the same at any hour)");
+    let over = d.authorize("a payment of 50000, above every limit", pay(50_000), Expect::Deny("policy.denied")).await?;
+    if let Some(closest) = over["explanation"]["closest_permits"].as_array() {
+        for p in closest {
+            println!(
+                "       closest permit {} requires: {}",
+                p["policy"].as_str().unwrap_or("?"),
+                p["requires"].as_str().unwrap_or("?")
+            );
+        }
     }
+    let named = over["explanation"]["closest_permits"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|p| p["policy"] == "payment-needs-approval"));
+    d.check("its explanation names the closest permits", named, if named { "named" } else { "missing" }, "named", None);
+
+    d.section("Human approval (payments of 1,000 to 9,999, at any hour)");
+    // An agent of its own per run: payments waiting for approval count against the
+    // payment rate rule (5 a minute), and the demo may run several times a minute.
+    let treasury = d.credential(&format!("agent/treasury-{run}"), "billing")?;
+    let pay = |amount: u64| json!({"credentials": {"workload": treasury}, "action": "payment", "resource": "payments:stripe", "arguments": {"amount": amount, "currency": "EUR"}});
+    let asked = d
+        .authorize(&format!("treasury-{run}: a payment of 2500 waits for an operator"), pay(2500), Expect::Pending)
+        .await?;
+    let id = asked["id"].as_str().unwrap_or_default().to_owned();
+    let status = format!("/v1/approvals/{id}");
+    let bearer = format!("Bearer {treasury}");
+    let before = d.conn.send(hyper::Method::GET, &status, &[("authorization", &bearer)], Default::default()).await?;
+    let before = before.json()?;
+    let waiting = before["status"] == "pending" && before.get("writ").is_none();
+    d.check(
+        "the agent asks: still pending, no writ",
+        waiting,
+        before["status"].as_str().unwrap_or("?"),
+        "pending",
+        None,
+    );
+    d.admin("an operator approves it", &format!("{status}/approve"), &json!({"reason": "invoice checked"})).await?;
+    let after = d.conn.send(hyper::Method::GET, &status, &[("authorization", &bearer)], Default::default()).await?;
+    let after = after.json()?;
+    let approved = after["status"] == "approved" && after["writ"].is_string();
+    d.check("the agent collects its writ", approved, after["status"].as_str().unwrap_or("?"), "approved", None);
+    d.verify("the approved writ verifies for that payment", &after["writ"], &call(&pay(2500)), "verified").await?;
+    let second = d.authorize("a payment of 4000 waits for an operator", pay(4000), Expect::Pending).await?;
+    let second = second["id"].as_str().unwrap_or_default().to_owned();
+    d.admin("an operator rejects it", &format!("/v1/approvals/{second}/reject"), &json!({"reason": "unknown payee"}))
+        .await?;
 
     d.section("Sub-agent chain (the bundle: spawns below depth 3; the engine: nothing deeper than 3)");
     // A child proves its parent by presenting the parent's writ (ids are public in the log).

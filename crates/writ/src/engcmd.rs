@@ -17,6 +17,11 @@ use writ_policy::{Bundle, sign_bundle, starter_bundle};
 use crate::datadir::DataDir;
 use crate::remote::{self, Remote, print};
 
+mod policy;
+
+pub use policy::EvalArgs;
+pub(crate) use policy::evaluate as evaluate_policy;
+
 #[derive(Subcommand)]
 pub enum KeysCommand {
     /// Create every missing key: log, writ signing, policy signing, development issuer,
@@ -77,10 +82,22 @@ pub enum IdentityCommand {
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
-    /// Validate a bundle directory against its schema (strict mode).
+    /// Validate a bundle directory against its schema (strict mode). Policies without a
+    /// `@reason("…")` annotation are listed under `warnings` (their denies explain
+    /// themselves with a generic text); they do not fail the check.
     Check { dir: PathBuf },
-    /// Run a bundle's own test cases (tests.json).
-    Test { dir: PathBuf },
+    /// Run a bundle's own test cases (tests.json): a PASS/FAIL line per case (a failure
+    /// with what was expected, what was decided and why) and a total. Exit status 1 if any
+    /// case fails.
+    Test {
+        dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate one request against a bundle, writing nothing (no log, no data directory):
+    /// the decision, the policies that decided, the reason codes and the explanation.
+    Eval(EvalArgs),
     /// Sign a bundle with the policy key; writes `bundle.sig` in the directory.
     Sign { dir: PathBuf },
     /// Activate a signed bundle (recorded in the log). `--starter` activates the built-in
@@ -293,19 +310,33 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Check { dir: bdir } => {
             let bundle = Bundle::load_dir(&bdir)?;
             match bundle.compile() {
-                Ok(c) => print(
-                    &json!({"ok": true, "name": c.name(), "version": c.version(), "digest": c.digest().to_string()}),
-                )?,
+                Ok(c) => {
+                    let warnings: Vec<String> = c
+                        .policies_without_reason()
+                        .map(|id| {
+                            format!(
+                                "policy {id:?} has no @reason(\"…\"): its denies explain themselves with a generic text"
+                            )
+                        })
+                        .collect();
+                    print(
+                        &json!({"ok": true, "name": c.name(), "version": c.version(), "digest": c.digest().to_string(), "warnings": warnings}),
+                    )?;
+                }
                 Err(e) => {
                     print(&json!({"ok": false, "digest": bundle.digest().to_string(), "error": e.to_string()}))?;
                     return Ok(ExitCode::from(1));
                 }
             }
         }
-        PolicyCommand::Test { dir: bdir } => {
+        PolicyCommand::Test { dir: bdir, json } => {
             let bundle = Bundle::load_dir(&bdir)?;
             let report = bundle.compile()?.run_tests(bundle.tests());
-            print(&serde_json::to_value(&report)?)?;
+            if json {
+                print(&serde_json::to_value(&report)?)?;
+            } else {
+                policy::print_tests(&report, bundle.tests());
+            }
             if report.failed > 0 {
                 return Ok(ExitCode::from(1));
             }
@@ -345,6 +376,7 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
                 }
             }
         }
+        PolicyCommand::Eval(args) => return policy::eval(&args),
         PolicyCommand::Init { dir: bdir } => {
             starter_bundle()?.write_dir(&bdir)?;
             print(&json!({"written": bdir}))?;

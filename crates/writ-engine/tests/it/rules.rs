@@ -37,6 +37,42 @@ fn payments_only_in_business_hours_and_below_the_limit() {
     assert_denied(&pay(&h, -5), ReasonCode::PolicyDenied);
 }
 
+/// Issue 14: a payment that needs an operator's approval waits for one at any hour; a
+/// small payment outside its window is denied with the same reason code as before, and the
+/// deny names the permits that came closest and what they require.
+#[test]
+fn payments_needing_approval_wait_at_any_hour_and_denies_explain_themselves() {
+    let h = Harness::new();
+    for time in ["2026-11-26T03:00:00Z", "2026-11-26T10:30:00Z", "2026-11-26T23:59:59Z"] {
+        h.clock.set(parse_rfc3339(time).unwrap());
+        let d = pay(&h, 2500);
+        assert_eq!(d.outcome, writ_engine::Outcome::Pending, "{time}: {d:?}");
+        assert!(d.explanation.is_none());
+    }
+    h.clock.set(parse_rfc3339("2026-11-26T03:00:00Z").unwrap());
+    let d = pay(&h, 250);
+    assert_denied(&d, ReasonCode::PolicyDenied);
+    assert_eq!(d.reasons, [ReasonCode::PolicyDenied], "the reason codes stay as they are");
+    assert!(d.log_index.is_some());
+    let e = d.explanation.as_ref().expect("a policy deny explains itself");
+    let closest: Vec<&str> = e.closest_permits.iter().map(|p| p.policy.as_str()).collect();
+    assert_eq!(closest, ["payment-business-hours", "payment-needs-approval"]);
+    assert!(
+        d.detail.contains("payment-business-hours requires: a payment of 1 to 999, between 09:00 and 17:00 UTC"),
+        "{}",
+        d.detail
+    );
+    let answer = serde_json::to_value(&d).unwrap();
+    assert_eq!(answer["explanation"]["closest_permits"][0]["policy"], "payment-business-hours");
+    assert_eq!(answer["reasons"], json!(["policy.denied"]));
+    // A deny before the policy stage carries none.
+    let anonymous = h.authorize(&json!({"action": "payment", "resource": "payments:stripe", "arguments": {}}));
+    assert!(anonymous.explanation.is_none() && serde_json::to_value(&anonymous).unwrap().get("explanation").is_none());
+    // The recorded decisions (explanation wording included in their detail) replay.
+    let report = writ_engine::replay(h.engine.log().store().as_ref()).unwrap();
+    assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
+}
+
 #[test]
 fn at_most_five_payments_a_minute() {
     let h = Harness::new();

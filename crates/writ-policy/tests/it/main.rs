@@ -16,6 +16,8 @@ use writ_policy::{
     Bundle, EntityInput, PolicyError, PolicyInput, PolicyOutcome, sign_bundle, starter_bundle, verify_bundle_signature,
 };
 
+mod explain;
+
 const SCHEMA: &str = include_str!("../../starter/schema.cedarschema");
 const MANIFEST: &str = r#"{"name": "t", "version": "1"}"#;
 

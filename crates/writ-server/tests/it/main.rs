@@ -256,6 +256,36 @@ fn denials_are_answers_and_bad_bodies_are_refused() {
     }
 }
 
+/// Issue 14: a policy deny explains itself in `detail` and in `explanation`; the reason
+/// codes are what they were, and the OpenAPI document describes the field.
+#[test]
+fn a_policy_deny_explains_itself() {
+    let f = fixture(true);
+    let token = f.workload("spiffe://demo.example/agent/billing-1", "billing");
+    let over = json!({"credentials": {"workload": token}, "action": "payment", "resource": "payments:stripe", "arguments": {"amount": 50000, "currency": "EUR"}});
+    let (status, d) = f.json("POST", "/v1/authorize", Some(over));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((d["outcome"].clone(), d["reasons"].clone()), (json!("deny"), json!(["policy.denied"])), "{d}");
+    let closest: Vec<&str> =
+        d["explanation"]["closest_permits"].as_array().unwrap().iter().map(|p| p["policy"].as_str().unwrap()).collect();
+    assert_eq!(closest, ["payment-business-hours", "payment-needs-approval"], "{d}");
+    assert_eq!(d["explanation"]["forbidden_by"], json!([]));
+    assert!(d["explanation"]["closest_permits"][1]["requires"].as_str().unwrap().contains("approved by an operator"));
+    assert!(
+        d["detail"].as_str().unwrap().starts_with("no policy permits this; closest: payment-business-hours requires:")
+    );
+    let hostile = json!({"credentials": {"workload": f.workload("spiffe://demo.example/agent/billing-1", "billing")}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/../support/x"}});
+    let (_, d) = f.json("POST", "/v1/authorize", Some(hostile));
+    assert_eq!(d["reasons"], json!(["policy.denied"]));
+    assert_eq!(d["explanation"]["forbidden_by"][0]["policy"], "write-path-normalised", "{d}");
+    assert_eq!(d["explanation"]["closest_permits"], json!([]));
+    let allowed = f.json("POST", "/v1/authorize", Some(f.request())).1;
+    assert!(allowed.get("explanation").is_none(), "{allowed}");
+    let (_, doc) = f.json("GET", "/v1/openapi.json", None);
+    let props = &doc["components"]["schemas"]["DecisionDoc"]["properties"];
+    assert!(props.get("explanation").is_some(), "{props}");
+}
+
 #[test]
 fn proofs_from_the_api_verify_offline_against_the_signed_checkpoint() {
     let f = fixture(true);

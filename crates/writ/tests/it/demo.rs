@@ -26,6 +26,9 @@ fn the_demo_goes_as_expected_twice_and_leaves_an_auditable_log() {
             "deny  lineage.parent_unknown",
             "deny  lineage.depth_exceeded",
             "outside",
+            "(evaluated, not recorded)",
+            "pending",
+            "closest permit payment-needs-approval requires:",
             "every step went as expected",
         ] {
             assert!(stdout.contains(needle), "run {run}: {needle:?} missing:\n{stdout}");

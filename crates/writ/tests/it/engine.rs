@@ -21,7 +21,7 @@ fn keys_policy_authorize_verify_replay() {
     let bundle = dir.join("bundle");
     assert!(writ(dir, &["policy", "init", bundle.to_str().unwrap()], None).status.success());
     assert_eq!(json_out(&writ(dir, &["policy", "check", bundle.to_str().unwrap()], None))["ok"], true);
-    let tests = json_out(&writ(dir, &["policy", "test", bundle.to_str().unwrap()], None));
+    let tests = json_out(&writ(dir, &["policy", "test", "--json", bundle.to_str().unwrap()], None));
     assert_eq!(tests["failed"], 0, "{tests}");
     // Activation without a signature is refused.
     let unsigned = writ(dir, &["policy", "activate", bundle.to_str().unwrap()], None);

@@ -21,6 +21,7 @@ mod engine;
 mod keys;
 mod kill;
 mod log;
+mod policy;
 mod remote;
 mod serve;
 mod support;
