@@ -88,7 +88,7 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
             Entry::Activation { accepted: true, parts, digest, .. } => {
                 match bundle_from_parts(&parts).and_then(|b| {
                     if b.digest().to_string() != digest {
-                        return Err(EngineError::Corrupt("recorded parts do not hash to the recorded digest".into()));
+                        return Err(EngineError::PartsMismatch { index });
                     }
                     Ok(b.compile()?)
                 }) {
@@ -96,7 +96,7 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                         active = Some(digest.clone());
                         bundles.insert(digest, c);
                     }
-                    Err(e) => report.mismatches.push(Mismatch { index, detail: format!("activation: {e}") }),
+                    Err(e) => report.mismatches.push(Mismatch { index, detail: format!("activation: {}", e.detail()) }),
                 }
             }
             Entry::Decision {

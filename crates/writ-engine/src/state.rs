@@ -654,7 +654,7 @@ impl Standing {
             let end = (start + 1024).min(size);
             for (i, bytes) in (start..).zip(log.entries(start, end)?) {
                 let entry: Entry = serde_json::from_slice(&bytes)
-                    .map_err(|e| crate::EngineError::Corrupt(format!("log entry {i} is not an engine entry: {e}")))?;
+                    .map_err(|e| crate::EngineError::UnreadableEntry { index: i, source: crate::Cause::new(e) })?;
                 state.apply(&entry, i);
             }
             start = end;

@@ -7,9 +7,9 @@ use writ_log::Appended;
 
 use super::pipeline::Bound;
 use super::{Engine, MAX_OUTCOME_DETAIL};
-use crate::EngineError;
 use crate::record::{Entry, ParentFact, WritRecord};
 use crate::state::{Approval, ApprovalStatus};
+use crate::{EngineError, Missing};
 
 impl Engine {
     /// The decision `id` that needed a human approval, as it stands now.
@@ -37,7 +37,7 @@ impl Engine {
         reason: &str,
     ) -> Result<Approval, EngineError> {
         if reason.len() > MAX_OUTCOME_DETAIL {
-            return Err(EngineError::Invalid(format!("reason is longer than {MAX_OUTCOME_DETAIL} bytes")));
+            return Err(EngineError::TooLong { field: "reason", max: MAX_OUTCOME_DETAIL });
         }
         // One operator action at a time: two answers to one decision, or an approval and a
         // revocation or quarantine, are checked and recorded in order.
@@ -46,46 +46,40 @@ impl Engine {
         let active = self
             .active
             .read()
-            .map_err(|_| EngineError::Internal("bundle lock poisoned".into()))?
+            .map_err(|_| EngineError::Poisoned("bundle"))?
             .as_ref()
             .map(|a| a.bundle.digest().to_string());
         let writ = {
-            let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
+            let state = self.state.lock().map_err(|_| EngineError::Poisoned("state"))?;
             let pending = state
                 .approval(id, now)
-                .ok_or_else(|| EngineError::NotFound(format!("no decision {id} awaits approval")))?;
+                .ok_or_else(|| EngineError::NotFound(Missing::PendingApproval(id.to_owned())))?;
             match pending.status {
                 ApprovalStatus::Pending => {}
                 ApprovalStatus::Expired => {
-                    return Err(EngineError::Conflict(format!(
-                        "the approval window of {id} closed at {}",
-                        pending.deadline
-                    )));
+                    return Err(EngineError::PastDeadline { id: id.to_owned(), deadline: pending.deadline });
                 }
                 ApprovalStatus::Approved | ApprovalStatus::Rejected => {
-                    return Err(EngineError::Conflict(format!("{id} was already answered")));
+                    return Err(EngineError::ApprovalAlreadyAnswered { id: id.to_owned() });
                 }
             }
             if approve {
                 if pending.bundle != active {
-                    return Err(EngineError::Conflict(format!(
-                        "the policy changed since {id} was decided (active bundle {}); the request must be asked again",
-                        active.as_deref().unwrap_or("none")
-                    )));
+                    return Err(EngineError::PolicyChanged { id: id.to_owned(), active });
                 }
                 if state.is_quarantined(&pending.subject) {
-                    return Err(EngineError::Conflict(format!("{} is quarantined", pending.subject)));
+                    return Err(EngineError::Quarantined { subject: pending.subject });
                 }
                 if state.is_revoked(id) {
-                    return Err(EngineError::Conflict(format!("{id} was revoked")));
+                    return Err(EngineError::Revoked { id: id.to_owned() });
                 }
                 if let Some(parent) = &pending.parent {
                     match state.parent(parent) {
                         ParentFact::Known { revoked: true, .. } => {
-                            return Err(EngineError::Conflict(format!("its parent writ {parent} was revoked")));
+                            return Err(EngineError::ParentRevoked { parent: parent.clone() });
                         }
                         ParentFact::Known { exp, .. } if now >= exp => {
-                            return Err(EngineError::Conflict(format!("its parent writ {parent} expired at {exp}")));
+                            return Err(EngineError::ParentExpired { parent: parent.clone(), exp });
                         }
                         _ => {}
                     }
@@ -107,7 +101,7 @@ impl Engine {
             writ,
         };
         self.append_entry(&entry).await?;
-        self.approval(id).ok_or_else(|| EngineError::Internal("the answered approval vanished".into()))
+        self.approval(id).ok_or_else(|| EngineError::AnswerVanished { id: id.to_owned() })
     }
 
     /// The writ of an approved decision, for its own principal (refused once the writ is
@@ -116,16 +110,16 @@ impl Engine {
     /// the same token), its `log` claim pointing at the approval entry.
     pub fn approved_writ(&self, id: &str) -> Result<Option<String>, EngineError> {
         let Some(a) = self.approval(id) else {
-            return Err(EngineError::NotFound(format!("no decision {id} awaited approval")));
+            return Err(EngineError::NotFound(Missing::Approval(id.to_owned())));
         };
         let Some(resolution) = a.resolution.filter(|r| r.approved) else { return Ok(None) };
         {
-            let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
+            let state = self.state.lock().map_err(|_| EngineError::Poisoned("state"))?;
             if state.is_revoked(id) {
-                return Err(EngineError::Conflict(format!("{id} was revoked")));
+                return Err(EngineError::Revoked { id: id.to_owned() });
             }
             if state.is_quarantined(&a.subject) {
-                return Err(EngineError::Conflict(format!("{} is quarantined", a.subject)));
+                return Err(EngineError::Quarantined { subject: a.subject });
             }
         }
         let index = resolution.log_index;
@@ -134,7 +128,7 @@ impl Engine {
             .entries(index, index.saturating_add(1))?
             .into_iter()
             .next()
-            .ok_or_else(|| EngineError::Internal(format!("approval entry {index} is missing")))?;
+            .ok_or(EngineError::ApprovalEntryMissing { index })?;
         let appended = Appended { index, leaf_hash: writ_log::Hash::leaf(&bytes) };
         let bound = Bound {
             action: a.action,
@@ -143,6 +137,6 @@ impl Engine {
             bundle: a.bundle.unwrap_or_default(),
             parent: a.parent,
         };
-        self.sign_writ(a.writ, bound, &appended).map(Some).map_err(EngineError::Internal)
+        self.sign_writ(a.writ, bound, &appended).map(Some)
     }
 }

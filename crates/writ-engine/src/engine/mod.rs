@@ -45,7 +45,6 @@ use writ_identity::{IdentityError, IdentityVerifier, Role, TrustBundle, Verifier
 use writ_log::{Appended, Log, NoteVerifier};
 use writ_policy::{Bundle, BundleDigest, CompiledBundle};
 
-use crate::EngineError;
 use crate::clock::Clock;
 #[cfg(doc)]
 use crate::decide::decide;
@@ -53,6 +52,7 @@ use crate::keys::{Recorded, check_recorded};
 use crate::record::{BundleParts, Entry};
 use crate::state::{BundleSummary, Lineage, OperatorAction, State};
 use crate::writ::{WritSigner, WritVerifier};
+use crate::{Cause, EngineError};
 
 use pipeline::AnonymousBudget;
 pub use pipeline::Decision;
@@ -201,7 +201,7 @@ impl Engine {
             let end = (start + 1024).min(size);
             for (i, bytes) in (start..).zip(self.log.entries(start, end)?) {
                 let entry: Entry = serde_json::from_slice(&bytes)
-                    .map_err(|e| EngineError::Corrupt(format!("log entry {i} is not an engine entry: {e}")))?;
+                    .map_err(|e| EngineError::UnreadableEntry { index: i, source: Cause::new(e) })?;
                 if let Entry::Activation { accepted: true, parts, .. } = &entry {
                     let bundle = bundle_from_parts(parts)?;
                     active = Some(Arc::new(Active { bundle: bundle.compile()? }));
@@ -213,8 +213,8 @@ impl Engine {
             }
             start = end;
         }
-        *self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))? = state;
-        *self.active.write().map_err(|_| EngineError::Internal("bundle lock poisoned".into()))? = active;
+        *self.state.lock().map_err(|_| EngineError::Poisoned("state"))? = state;
+        *self.active.write().map_err(|_| EngineError::Poisoned("bundle"))? = active;
         Ok(recorded)
     }
 
@@ -305,9 +305,9 @@ impl Engine {
     }
 
     async fn append_entry(&self, entry: &Entry) -> Result<Appended, EngineError> {
-        let bytes = entry.canonical().map_err(|e| EngineError::Internal(e.to_string()))?;
+        let bytes = entry.canonical().map_err(|e| EngineError::Encoding(Cause::new(e)))?;
         let a = self.log.append(bytes).await?;
-        self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?.apply(entry, a.index);
+        self.state.lock().map_err(|_| EngineError::Poisoned("state"))?.apply(entry, a.index);
         let (kind, operator) = entry.kind_and_operator();
         tracing::info!(kind, operator = operator.unwrap_or("local"), log_index = a.index, "recorded");
         Ok(a)

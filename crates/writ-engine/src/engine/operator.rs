@@ -10,10 +10,10 @@ use writ_core::SpiffeId;
 use writ_policy::{Bundle, BundleDigest, CompiledBundle, verify_bundle_signature};
 
 use super::{Active, Engine, MAX_OUTCOME_DETAIL, bundle_from_parts};
-use crate::EngineError;
 use crate::keys::{Rotation, WritKeyStore};
 use crate::record::{BundleParts, Entry, ExecStatus};
 use crate::writ::WritSigner;
+use crate::{Cause, EngineError, KeyError, Missing};
 
 /// What checking a bundle established, for its log entry.
 struct CheckedBundle {
@@ -22,7 +22,7 @@ struct CheckedBundle {
     name: String,
     version: String,
     accepted: bool,
-    refusal: Option<String>,
+    refusal: Option<writ_policy::PolicyError>,
     signer: Option<String>,
     parts: BundleParts,
 }
@@ -45,7 +45,7 @@ impl Engine {
             name: checked.name,
             version: checked.version,
             accepted: checked.accepted,
-            refusal: checked.refusal.clone(),
+            refusal: checked.refusal.as_ref().map(ToString::to_string),
             signer: checked.signer,
             signature: signature.to_owned(),
             operator: operator.map(str::to_owned),
@@ -55,11 +55,11 @@ impl Engine {
         self.append(&entry).await?;
         match compiled {
             Some(c) => {
-                *self.active.write().map_err(|_| EngineError::Internal("bundle lock poisoned".into()))? =
+                *self.active.write().map_err(|_| EngineError::Poisoned("bundle"))? =
                     Some(Arc::new(Active { bundle: c }));
                 Ok(bundle.digest())
             }
-            None => Err(EngineError::BundleUntrusted(refusal.unwrap_or_default())),
+            None => Err(refusal.map_or(EngineError::Poisoned("bundle"), EngineError::BundleUntrusted)),
         }
     }
 
@@ -71,7 +71,7 @@ impl Engine {
         let (manifest, policies, schema, entities, tests) = bundle.parts();
         let (accepted, refusal, signer, compiled) = match checked {
             Ok((signer, compiled)) => (true, None, Some(signer), Some(compiled)),
-            Err(e) => (false, Some(e.to_string()), None, None),
+            Err(e) => (false, Some(e), None, None),
         };
         let fields = CheckedBundle {
             time: self.clock.now(),
@@ -102,7 +102,7 @@ impl Engine {
             name: checked.name,
             version: checked.version,
             accepted: checked.accepted,
-            refusal: checked.refusal,
+            refusal: checked.refusal.as_ref().map(ToString::to_string),
             signer: checked.signer,
             signature: signature.to_owned(),
             operator: operator.map(str::to_owned),
@@ -119,11 +119,11 @@ impl Engine {
     /// Its signature is checked again against the keys trusted now.
     pub async fn activate_known(&self, digest: &str, operator: Option<&str>) -> Result<BundleDigest, EngineError> {
         let known = {
-            let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
+            let state = self.state.lock().map_err(|_| EngineError::Poisoned("state"))?;
             state.bundle(digest).map(|b| (b.parts.clone(), b.signature.clone()))
         };
         let Some((parts, signature)) = known else {
-            return Err(EngineError::NotFound(format!("the log holds no accepted bundle {digest}")));
+            return Err(EngineError::NotFound(Missing::Bundle(digest.to_owned())));
         };
         let bundle = bundle_from_parts(&parts)?;
         self.activate(&bundle, &signature, operator).await
@@ -142,23 +142,24 @@ impl Engine {
         detail: &str,
     ) -> Result<u64, EngineError> {
         if detail.len() > MAX_OUTCOME_DETAIL {
-            return Err(EngineError::Invalid(format!("detail is longer than {MAX_OUTCOME_DETAIL} bytes")));
+            return Err(EngineError::TooLong { field: "detail", max: MAX_OUTCOME_DETAIL });
         }
         // The check and the append run under the writ's serial lock, so two reports of the
         // same writ cannot both pass the "no outcome yet" check.
         let serial = self.serial_lock("outcome", jti);
         let _serial = serial.lock().await;
         {
-            let state = self.state.lock().map_err(|_| EngineError::Internal("state lock poisoned".into()))?;
+            let state = self.state.lock().map_err(|_| EngineError::Poisoned("state"))?;
             match state.allowed_writ(jti) {
-                None => return Err(EngineError::NotFound(format!("no allowed decision {jti} in the log"))),
+                None => return Err(EngineError::NotFound(Missing::AllowedDecision(jti.to_owned()))),
                 Some((_, true)) => {
-                    return Err(EngineError::Conflict(format!("an outcome for {jti} is already recorded")));
+                    return Err(EngineError::OutcomeAlreadyRecorded { jti: jti.to_owned() });
                 }
                 Some((subject, false)) if !reporter_is_operator && subject != reporter => {
-                    return Err(EngineError::Forbidden(format!(
-                        "{reporter} may not report for a writ issued to {subject}"
-                    )));
+                    return Err(EngineError::NotTheSubject {
+                        reporter: reporter.to_owned(),
+                        subject: subject.to_owned(),
+                    });
                 }
                 Some(_) => {}
             }
@@ -219,7 +220,7 @@ impl Engine {
         operator: Option<&str>,
     ) -> Result<Rotation, EngineError> {
         let _one = self.operator_actions.lock().await;
-        let seeds = store.add().map_err(|e| EngineError::Key(format!("storing the new key: {e}")))?;
+        let seeds = store.add().map_err(|e| KeyError::Store(Cause::text(e)))?;
         let (kid, log_index) = match self.rotate_writ_key(&seeds, operator).await {
             Ok(done) => done,
             Err(e) => {
@@ -227,10 +228,7 @@ impl Engine {
                     Ok(()) => e,
                     Err(undo) => {
                         tracing::error!(error = %e, %undo, "a writ key rotation failed and its key is still stored");
-                        EngineError::Key(format!(
-                            "{e}; and the new key could not be removed from the key store: {undo} (the next start \
-                             refuses the store until it is removed)"
-                        ))
+                        KeyError::NotUndone { failure: Box::new(e), undo: Cause::text(undo) }.into()
                     }
                 });
             }
@@ -249,13 +247,11 @@ impl Engine {
     /// recorded (key ids only) before the new key signs anything. Returns the new current
     /// `kid` and the entry's index.
     async fn rotate_writ_key(&self, seeds: &[[u8; 32]], operator: Option<&str>) -> Result<(String, u64), EngineError> {
-        let current = self.writ_signer().ok_or_else(|| EngineError::Internal("writ key lock poisoned".into()))?;
+        let current = self.writ_signer().ok_or(EngineError::Poisoned("writ key"))?;
         let next = WritSigner::from_seeds(current.issuer(), seeds)?;
         let (before, after) = (current.kids(), next.kids());
         if after.len() <= before.len() || after.get(..before.len()) != Some(&before[..]) {
-            return Err(EngineError::Invalid(
-                "a rotation keeps every present key, in order, and adds at least one".into(),
-            ));
+            return Err(EngineError::RotationShape);
         }
         let kid = after.last().cloned().unwrap_or_default();
         let entry = Entry::KeyRotation {
@@ -266,7 +262,7 @@ impl Engine {
         };
         let index = self.append(&entry).await?;
         self.verifier.trust(&next.jwks())?;
-        *self.signer.write().map_err(|_| EngineError::Internal("writ key lock poisoned".into()))? = Arc::new(next);
+        *self.signer.write().map_err(|_| EngineError::Poisoned("writ key"))? = Arc::new(next);
         Ok((kid, index))
     }
 }

@@ -423,7 +423,7 @@ impl Engine {
         let summary = self
             .anonymous
             .lock()
-            .map_err(|_| EngineError::Internal("budget lock poisoned".into()))?
+            .map_err(|_| EngineError::Poisoned("anonymous budget"))?
             .take_summary(self.clock.now());
         match summary {
             Some(summary) => self.append(&summary).await.map(|_| ()),
@@ -507,7 +507,10 @@ impl Engine {
             };
             match self.sign_writ(w, bound, &appended) {
                 Ok(token) => out.writ = Some(token),
-                Err(e) => return Decision::unrecorded(out.id, out.request_id, ReasonCode::Internal, e),
+                Err(e) => {
+                    let detail = format!("signing the writ: {}", e.detail());
+                    return Decision::unrecorded(out.id, out.request_id, ReasonCode::Internal, detail);
+                }
             }
         }
         out
@@ -515,8 +518,8 @@ impl Engine {
 
     /// Signs the writ of a durable entry: `w` as recorded, bound to the request, its `log`
     /// claim pointing at the entry.
-    pub(super) fn sign_writ(&self, w: WritRecord, bound: Bound, entry: &Appended) -> Result<String, String> {
-        let signer = self.writ_signer().ok_or_else(|| "writ key lock poisoned".to_owned())?;
+    pub(super) fn sign_writ(&self, w: WritRecord, bound: Bound, entry: &Appended) -> Result<String, EngineError> {
+        let signer = self.writ_signer().ok_or(EngineError::Poisoned("writ key"))?;
         let claims = WritClaims {
             iss: signer.issuer().to_owned(),
             sub: w.sub,
@@ -535,7 +538,7 @@ impl Engine {
             scp: w.scp,
             log: LogRef { index: entry.index, leaf: entry.leaf_hash.to_prefixed() },
         };
-        signer.sign(&claims).map_err(|e| format!("signing the writ: {e}"))
+        signer.sign(&claims)
     }
 }
 
