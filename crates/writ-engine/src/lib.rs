@@ -30,8 +30,8 @@ pub use decide::{Decided, Placement, decide};
 pub use engine::{AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL};
 pub use keys::{Rotation, WritKeyStore};
 pub use record::{
-    AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact, Outcome,
-    ParentFact, RecordedLimits, RecordedRequest, Usage, Withheld, WritRecord,
+    AttestationFact, BundleCheck, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact,
+    Outcome, ParentFact, RecordedLimits, RecordedRequest, Usage, Withheld, WritRecord,
 };
 pub use replay::{Mismatch, ReplayReport, replay};
 pub use state::{

@@ -49,7 +49,7 @@ use crate::clock::Clock;
 #[cfg(doc)]
 use crate::decide::decide;
 use crate::keys::{Recorded, check_recorded};
-use crate::record::{BundleParts, Entry};
+use crate::record::{BundleCheck, BundleParts, Entry};
 use crate::state::{BundleSummary, Lineage, OperatorAction, State};
 use crate::writ::{WritSigner, WritVerifier};
 use crate::{Cause, EngineError};
@@ -60,8 +60,6 @@ pub use pipeline::Decision;
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// The control plane's name: writs' `iss`.
-    pub issuer: String,
     /// Audiences accepted on credentials presented to the control plane.
     pub credential_audiences: Vec<String>,
     /// Default audience of issued writs (a request may name another).
@@ -85,7 +83,6 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            issuer: "writ".into(),
             credential_audiences: vec!["writ".into()],
             writ_audience: "writ-enforcement".into(),
             writ_ttl: 300,
@@ -156,7 +153,7 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("issuer", &self.config.issuer).finish_non_exhaustive()
+        f.debug_struct("Engine").field("writ_audience", &self.config.writ_audience).finish_non_exhaustive()
     }
 }
 
@@ -192,26 +189,21 @@ impl Engine {
 
     /// Rebuilds the state and the active bundle from the log; returns the latest key rotation.
     fn rebuild(&self) -> Result<Recorded, EngineError> {
-        let size = self.log.size();
         let mut state = State::default();
         let mut active = None;
         let mut recorded = Recorded::default();
-        let mut start = 0;
-        while start < size {
-            let end = (start + 1024).min(size);
-            for (i, bytes) in (start..).zip(self.log.entries(start, end)?) {
-                let entry: Entry = serde_json::from_slice(&bytes)
-                    .map_err(|e| EngineError::UnreadableEntry { index: i, source: Cause::new(e) })?;
-                if let Entry::Activation { accepted: true, parts, .. } = &entry {
-                    let bundle = bundle_from_parts(parts)?;
-                    active = Some(Arc::new(Active { bundle: bundle.compile()? }));
-                }
-                if let Entry::KeyRotation { kids, .. } = &entry {
-                    recorded.latest = Some((i, kids.clone()));
-                }
-                state.apply(&entry, i);
+        for item in self.log.entries_from(0) {
+            let (i, bytes) = item?;
+            let entry: Entry = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::UnreadableEntry { index: i, source: Cause::new(e) })?;
+            if let Entry::Activation { check: BundleCheck { accepted: true, .. }, parts } = &entry {
+                let bundle = bundle_from_parts(parts)?;
+                active = Some(Arc::new(Active { bundle: bundle.compile()? }));
             }
-            start = end;
+            if let Entry::KeyRotation { kids, .. } = &entry {
+                recorded.latest = Some((i, kids.clone()));
+            }
+            state.apply(&entry, i);
         }
         *self.state.lock().map_err(|_| EngineError::Poisoned("state"))? = state;
         *self.active.write().map_err(|_| EngineError::Poisoned("bundle"))? = active;

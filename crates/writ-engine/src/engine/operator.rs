@@ -11,7 +11,7 @@ use writ_policy::{Bundle, BundleDigest, CompiledBundle, verify_bundle_signature}
 
 use super::{Active, Engine, MAX_OUTCOME_DETAIL, bundle_from_parts};
 use crate::keys::{Rotation, WritKeyStore};
-use crate::record::{BundleParts, Entry, ExecStatus};
+use crate::record::{BundleCheck, BundleParts, Entry, ExecStatus};
 use crate::writ::WritSigner;
 use crate::{Cause, EngineError, KeyError, Missing};
 
@@ -40,15 +40,17 @@ impl Engine {
         let _one = self.operator_actions.lock().await;
         let (checked, compiled) = self.check_bundle(bundle, signature);
         let entry = Entry::Activation {
-            time: checked.time,
-            digest: checked.digest,
-            name: checked.name,
-            version: checked.version,
-            accepted: checked.accepted,
-            refusal: checked.refusal.as_ref().map(ToString::to_string),
-            signer: checked.signer,
-            signature: signature.to_owned(),
-            operator: operator.map(str::to_owned),
+            check: BundleCheck {
+                time: checked.time,
+                digest: checked.digest,
+                name: checked.name,
+                version: checked.version,
+                accepted: checked.accepted,
+                refusal: checked.refusal.as_ref().map(ToString::to_string),
+                signer: checked.signer,
+                signature: signature.to_owned(),
+                operator: operator.map(str::to_owned),
+            },
             parts: checked.parts,
         };
         let refusal = checked.refusal;
@@ -97,15 +99,17 @@ impl Engine {
         let (checked, _) = self.check_bundle(bundle, signature);
         let refusal = checked.refusal.clone();
         let entry = Entry::Upload {
-            time: checked.time,
-            digest: checked.digest,
-            name: checked.name,
-            version: checked.version,
-            accepted: checked.accepted,
-            refusal: checked.refusal.as_ref().map(ToString::to_string),
-            signer: checked.signer,
-            signature: signature.to_owned(),
-            operator: operator.map(str::to_owned),
+            check: BundleCheck {
+                time: checked.time,
+                digest: checked.digest,
+                name: checked.name,
+                version: checked.version,
+                accepted: checked.accepted,
+                refusal: checked.refusal.as_ref().map(ToString::to_string),
+                signer: checked.signer,
+                signature: signature.to_owned(),
+                operator: operator.map(str::to_owned),
+            },
             parts: checked.accepted.then_some(checked.parts),
         };
         self.append(&entry).await?;

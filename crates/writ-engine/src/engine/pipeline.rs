@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use writ_core::{ExecutionRequest, ReasonCode, SpiffeId};
+use writ_core::{ExecutionRequest, Presented, ReasonCode, SpiffeId};
 use writ_identity::{IdentityError, Role};
 use writ_log::Appended;
 
@@ -160,22 +160,8 @@ impl Engine {
             Ok(d) => d,
             Err(e) => return Decision::unrecorded(id, request_id, e.reason(), e.to_string()),
         };
-        let c = &request.credentials;
-        let mut credentials = BTreeMap::new();
-        for (role, token) in [
-            ("workload", &c.workload),
-            ("operator", &c.operator),
-            ("orchestrator", &c.orchestrator),
-            ("machine", &c.machine),
-            ("runtime", &c.runtime),
-            ("delegation", &c.delegation),
-            ("attestation", &request.attestation),
-            ("parent_writ", &request.parent_writ),
-        ] {
-            if let Some(t) = token {
-                credentials.insert(role.to_owned(), sha256_hex(t.as_bytes()));
-            }
-        }
+        let credentials: BTreeMap<String, String> =
+            request.presented_all().map(|(kind, t)| (kind.name().to_owned(), sha256_hex(t.as_bytes()))).collect();
         let active = self.active.read().ok().and_then(|a| a.clone());
         let bundle = active.as_ref().map(|a| &a.bundle);
         let limits = self.limits();
@@ -296,19 +282,20 @@ impl Engine {
         };
         let c = &request.credentials;
         let mut delegation = BTreeMap::new();
-        for (role, name, token) in [
-            (Role::Operator, "operator", &c.operator),
-            (Role::Orchestrator, "orchestrator", &c.orchestrator),
-            (Role::Machine, "machine", &c.machine),
-            (Role::Runtime, "runtime", &c.runtime),
-        ] {
-            if let Some(t) = token {
-                let checked = match self.identity.verify(role, t, now) {
-                    Ok(c) => Checked::Ok(identity_fact(&c)),
-                    Err(e) => failed(&e),
-                };
-                delegation.insert(name.to_owned(), checked);
-            }
+        // The credentials that vouch for the workload, each verified under its own role.
+        for (kind, t) in request.presented_all() {
+            let role = match kind {
+                Presented::Operator => Role::Operator,
+                Presented::Orchestrator => Role::Orchestrator,
+                Presented::Machine => Role::Machine,
+                Presented::Runtime => Role::Runtime,
+                _ => continue,
+            };
+            let checked = match self.identity.verify(role, t, now) {
+                Ok(c) => Checked::Ok(identity_fact(&c)),
+                Err(e) => failed(&e),
+            };
+            delegation.insert(kind.name().to_owned(), checked);
         }
         let attestation = request.attestation.as_ref().map(|token| {
             let subject = match &identity {
@@ -335,7 +322,7 @@ impl Engine {
                 Ok((c, _)) => Checked::Ok(identity_fact(&c)),
                 Err(e) => failed(&e),
             };
-            delegation.insert("delegation".to_owned(), checked);
+            delegation.insert(Presented::Delegation.name().to_owned(), checked);
         }
         let parent_writ = request.parent_writ.as_deref().map(|token| self.possession(token, request.parent.as_deref()));
         Facts {
