@@ -12,7 +12,9 @@ mod request;
 mod spiffe_id;
 
 pub use reason::ReasonCode;
-pub use request::{Credentials, ExecutionRequest, Limits, RequestDigest, canonical_json, parse_sha256, request_digest};
+pub use request::{
+    Credentials, ExecutionRequest, Limits, Presented, RequestDigest, canonical_json, parse_sha256, request_digest,
+};
 pub use spiffe_id::SpiffeId;
 
 /// Errors of the domain types; each maps to a reason code.

@@ -72,6 +72,71 @@ pub struct Credentials {
     pub delegation: Option<String>,
 }
 
+/// Every bearer token a request can present, in one list: request validation bounds each
+/// by its [`Presented::field`], the engine records each by SHA-256 under its
+/// [`Presented::name`] and verifies the vouching ones under the role of the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Presented {
+    /// `credentials.workload`: the acting workload.
+    Workload,
+    /// `credentials.operator`.
+    Operator,
+    /// `credentials.orchestrator`.
+    Orchestrator,
+    /// `credentials.machine`.
+    Machine,
+    /// `credentials.runtime`.
+    Runtime,
+    /// `credentials.delegation`: a `may_act` credential.
+    Delegation,
+    /// `attestation`: the runtime attestation.
+    Attestation,
+    /// `parent_writ`: the parent writ, proving possession.
+    ParentWrit,
+}
+
+impl Presented {
+    /// Every kind, in the order requests and records list them.
+    pub const ALL: [Presented; 8] = [
+        Presented::Workload,
+        Presented::Operator,
+        Presented::Orchestrator,
+        Presented::Machine,
+        Presented::Runtime,
+        Presented::Delegation,
+        Presented::Attestation,
+        Presented::ParentWrit,
+    ];
+
+    /// Its name in a decision record (`credentials` hashes, `facts.delegation`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Presented::Workload => "workload",
+            Presented::Operator => "operator",
+            Presented::Orchestrator => "orchestrator",
+            Presented::Machine => "machine",
+            Presented::Runtime => "runtime",
+            Presented::Delegation => "delegation",
+            Presented::Attestation => "attestation",
+            Presented::ParentWrit => "parent_writ",
+        }
+    }
+
+    /// Where a request carries it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Presented::Workload => "credentials.workload",
+            Presented::Operator => "credentials.operator",
+            Presented::Orchestrator => "credentials.orchestrator",
+            Presented::Machine => "credentials.machine",
+            Presented::Runtime => "credentials.runtime",
+            Presented::Delegation => "credentials.delegation",
+            Presented::Attestation => "attestation",
+            Presented::ParentWrit => "parent_writ",
+        }
+    }
+}
+
 /// A parsed, bounded execution request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,21 +218,9 @@ impl ExecutionRequest {
                 name(field, v)?;
             }
         }
-        let c = &self.credentials;
-        for (field, v) in [
-            ("credentials.workload", &c.workload),
-            ("credentials.operator", &c.operator),
-            ("credentials.orchestrator", &c.orchestrator),
-            ("credentials.machine", &c.machine),
-            ("credentials.runtime", &c.runtime),
-            ("credentials.delegation", &c.delegation),
-            ("attestation", &self.attestation),
-            ("parent_writ", &self.parent_writ),
-        ] {
-            if let Some(v) = v
-                && v.len() > limits.max_credential
-            {
-                return Err(malformed(format!("{field} is longer than {} bytes", limits.max_credential)));
+        for (kind, v) in self.presented_all() {
+            if v.len() > limits.max_credential {
+                return Err(malformed(format!("{} is longer than {} bytes", kind.field(), limits.max_credential)));
             }
         }
         if !self.arguments.is_object() {
@@ -175,6 +228,26 @@ impl ExecutionRequest {
         }
         let mut values = 0usize;
         check_value(&self.arguments, 0, limits, &mut values)
+    }
+
+    /// The token presented as `kind`, if any.
+    pub fn presented(&self, kind: Presented) -> Option<&str> {
+        let c = &self.credentials;
+        match kind {
+            Presented::Workload => c.workload.as_deref(),
+            Presented::Operator => c.operator.as_deref(),
+            Presented::Orchestrator => c.orchestrator.as_deref(),
+            Presented::Machine => c.machine.as_deref(),
+            Presented::Runtime => c.runtime.as_deref(),
+            Presented::Delegation => c.delegation.as_deref(),
+            Presented::Attestation => self.attestation.as_deref(),
+            Presented::ParentWrit => self.parent_writ.as_deref(),
+        }
+    }
+
+    /// Every token presented, in [`Presented::ALL`]'s order.
+    pub fn presented_all(&self) -> impl Iterator<Item = (Presented, &str)> {
+        Presented::ALL.into_iter().filter_map(|k| self.presented(k).map(|t| (k, t)))
     }
 
     /// The canonical digest of this request's `{action, resource, arguments}`.

@@ -194,8 +194,7 @@ struct Waiting {
 }
 
 fn parse(index: u64, bytes: &[u8]) -> Result<Entry, EngineError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| EngineError::Corrupt(format!("entry {index} is not an engine entry: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| EngineError::UnreadableEntry { index, source: crate::Cause::new(e) })
 }
 
 /// Replays `candidate` over the log range of `range`, listing at most `range.limit`
@@ -208,10 +207,10 @@ pub fn replay_candidate(
     let size = store.size()?;
     let from = range.from;
     if from > size {
-        return Err(EngineError::Invalid(format!("--from {from} is past the log's end (it holds {size} entries)")));
+        return Err(EngineError::FromPastEnd { from, size });
     }
     let to = match range.to {
-        Some(t) if t < from => return Err(EngineError::Invalid(format!("--to {t} is before --from {from}"))),
+        Some(t) if t < from => return Err(EngineError::ToBeforeFrom { from, to: t }),
         Some(t) => t.min(size),
         None => size,
     };
@@ -243,9 +242,7 @@ pub fn replay_candidate(
                         return Ok(ControlFlow::Continue(()));
                     }
                     _ => {
-                        return Err(EngineError::Corrupt(format!(
-                            "entry {index} is a decision the engine could not have recorded (request, facts and outcome do not fit)"
-                        )));
+                        return Err(EngineError::ImpossibleDecision { index });
                     }
                 };
                 let counts = report.by_bundle.entry(bundle.clone().unwrap_or_else(|| "none".into())).or_default();
@@ -309,7 +306,7 @@ pub fn replay_candidate(
     if let Some(d) = &range.decided_by
         && report.decisions == 0
     {
-        return Err(EngineError::Invalid(format!("no decision in entries {from}..{to} was made by bundle {d}")));
+        return Err(EngineError::NotDecidedBy { bundle: d.clone(), from, to });
     }
     // The answers to changed pending decisions may lie beyond the range: read on until the
     // latest deadline has passed.

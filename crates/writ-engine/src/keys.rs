@@ -9,7 +9,7 @@
 //! `key_rotation` entry lists, so a key added behind the log's back (or left by a rotation
 //! whose undo failed) never signs.
 
-use crate::EngineError;
+use crate::{EngineError, KeyError};
 
 /// Where the writ signing keys are kept (the binary's `keys/writ.keys`). A rotation adds a
 /// key here, durably, before the engine records the rotation and signs with it; if the
@@ -54,34 +54,20 @@ pub(crate) fn check_recorded(kids: &[String], recorded: &Recorded) -> Result<(),
     let Some((index, listed)) = &recorded.latest else {
         return match kids {
             [_] => Ok(()),
-            _ => Err(EngineError::Key(format!(
-                "the writ key store holds {} keys but the log records no key rotation: only the first key may \
-                 sign before a recorded rotation; the keys after it ({}) were added behind the log's back or by a \
-                 rotation that was never recorded, and must not sign (remove them from the key store; rotate with \
-                 `writ keys rotate` or POST /v1/keys/rotate, which record the rotation)",
-                kids.len(),
-                kids.get(1..).unwrap_or_default().join(", ")
-            ))),
+            _ => Err(KeyError::NoRotationRecorded { kids: kids.to_vec() }.into()),
         };
     };
     let unrecorded: Vec<&String> = kids.iter().filter(|k| !listed.contains(k)).collect();
     if !unrecorded.is_empty() {
-        return Err(EngineError::Key(format!(
-            "the writ key store holds {} that the log never recorded (its latest key rotation, entry {index}, lists \
-             {}): a key added behind the log's back, or by a rotation whose record failed, must not sign (remove \
-             it from the key store; rotate with `writ keys rotate` or POST /v1/keys/rotate, which record the \
-             rotation)",
-            unrecorded.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
-            listed.join(", ")
-        )));
+        return Err(KeyError::Unrecorded {
+            unrecorded: unrecorded.into_iter().cloned().collect(),
+            index: *index,
+            listed: listed.clone(),
+        }
+        .into());
     }
     if kids.is_empty() || listed.get(..kids.len()) != Some(kids) {
-        return Err(EngineError::Key(format!(
-            "the writ key store holds its keys in another order than the log's latest key rotation (entry {index}) \
-             lists them: [{}] against [{}]",
-            kids.join(", "),
-            listed.join(", ")
-        )));
+        return Err(KeyError::Order { kids: kids.to_vec(), index: *index, listed: listed.clone() }.into());
     }
     if kids.len() < listed.len() {
         tracing::warn!(
@@ -126,7 +112,7 @@ mod tests {
             let err = check_recorded(&kids, &recorded).unwrap_err();
             assert!(matches!(err, EngineError::Key(_)), "{kids:?} against {recorded:?}: {err:?}");
         }
-        let err = check_recorded(&ids(&["a", "b", "c"]), &at(4, &["a", "b"])).unwrap_err().to_string();
+        let err = check_recorded(&ids(&["a", "b", "c"]), &at(4, &["a", "b"])).unwrap_err().detail();
         assert!(err.contains("holds c that the log never recorded") && err.contains("entry 4"), "{err}");
     }
 }

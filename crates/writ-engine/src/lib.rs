@@ -30,8 +30,8 @@ pub use decide::{Decided, Placement, decide};
 pub use engine::{AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL};
 pub use keys::{Rotation, WritKeyStore};
 pub use record::{
-    AttestationFact, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact, Outcome,
-    ParentFact, RecordedLimits, RecordedRequest, Usage, Withheld, WritRecord,
+    AttestationFact, BundleCheck, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact,
+    Outcome, ParentFact, RecordedLimits, RecordedRequest, Usage, Withheld, WritRecord,
 };
 pub use replay::{Mismatch, ReplayReport, replay};
 pub use state::{
@@ -42,63 +42,313 @@ pub use writ::{
     LogRef, Scope, UsedWrits, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id,
 };
 
-use writ_core::ReasonCode;
-
-/// Errors of engine operations other than decisions (which always answer).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Errors of engine operations other than decisions (which always answer). Each variant
+/// says what failed; a dependency's failure is its `source` ([`Cause`]), never its text
+/// folded into a string. Which HTTP status an error answers is `writ-server`'s decision.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
-    /// A key is missing, malformed, or cannot sign.
-    #[error("key: {0}")]
-    Key(String),
+    /// A writ key is missing, malformed or cannot sign, or the key store and the log
+    /// disagree.
+    #[error("key")]
+    Key(#[from] KeyError),
     /// The log failed.
-    #[error("log: {0}")]
-    Log(String),
-    /// The log holds something the engine cannot read.
-    #[error("corrupt log: {0}")]
-    Corrupt(String),
-    /// A bundle was refused.
-    #[error("untrusted bundle: {0}")]
-    BundleUntrusted(String),
+    #[error("log")]
+    Log(#[from] writ_log::Error),
+    /// The log holds an entry that is not an engine entry.
+    #[error("corrupt log: entry {index} is not an engine entry")]
+    UnreadableEntry {
+        /// The entry's index.
+        index: u64,
+        /// Why it does not parse.
+        #[source]
+        source: Cause,
+    },
+    /// The log holds a decision the engine could not have recorded.
+    #[error(
+        "corrupt log: entry {index} is a decision the engine could not have recorded (request, facts and outcome do not fit)"
+    )]
+    ImpossibleDecision {
+        /// The entry's index.
+        index: u64,
+    },
+    /// An activation entry's parts do not hash to the digest it records.
+    #[error("corrupt log: entry {index}: the recorded parts do not hash to the recorded digest")]
+    PartsMismatch {
+        /// The entry's index.
+        index: u64,
+    },
+    /// A bundle was refused: its signature, or its validation.
+    #[error("untrusted bundle")]
+    BundleUntrusted(#[from] writ_policy::PolicyError),
     /// What the operation names does not exist.
     #[error("not found: {0}")]
-    NotFound(String),
-    /// The operation conflicts with what the log already records.
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// The caller may not do this.
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// The operation's input is not acceptable.
-    #[error("invalid: {0}")]
-    Invalid(String),
-    /// Anything else.
-    #[error("internal: {0}")]
-    Internal(String),
+    NotFound(Missing),
+    /// An outcome for this writ is already recorded (one per writ).
+    #[error("conflict: an outcome for {jti} is already recorded")]
+    OutcomeAlreadyRecorded {
+        /// The writ.
+        jti: String,
+    },
+    /// The approval window closed.
+    #[error("conflict: the approval window of {id} closed at {deadline}")]
+    PastDeadline {
+        /// The decision.
+        id: String,
+        /// Its deadline (Unix seconds).
+        deadline: u64,
+    },
+    /// The decision was already approved or rejected.
+    #[error("conflict: {id} was already answered")]
+    ApprovalAlreadyAnswered {
+        /// The decision.
+        id: String,
+    },
+    /// Another bundle is active than the one that decided: the request must be asked again.
+    #[error(
+        "conflict: the policy changed since {id} was decided (active bundle {}); the request must be asked again",
+        active.as_deref().unwrap_or("none")
+    )]
+    PolicyChanged {
+        /// The decision.
+        id: String,
+        /// The digest of the bundle active now, if any.
+        active: Option<String>,
+    },
+    /// The principal is quarantined.
+    #[error("conflict: {subject} is quarantined")]
+    Quarantined {
+        /// The principal.
+        subject: String,
+    },
+    /// The writ was revoked.
+    #[error("conflict: {id} was revoked")]
+    Revoked {
+        /// The writ (decision) id.
+        id: String,
+    },
+    /// The parent writ was revoked.
+    #[error("conflict: its parent writ {parent} was revoked")]
+    ParentRevoked {
+        /// The parent writ.
+        parent: String,
+    },
+    /// The parent writ expired.
+    #[error("conflict: its parent writ {parent} expired at {exp}")]
+    ParentExpired {
+        /// The parent writ.
+        parent: String,
+        /// Its expiry (Unix seconds).
+        exp: u64,
+    },
+    /// The reporter is neither an operator nor the writ's subject.
+    #[error("forbidden: {reporter} may not report for a writ issued to {subject}")]
+    NotTheSubject {
+        /// Who reported.
+        reporter: String,
+        /// The writ's subject.
+        subject: String,
+    },
+    /// A text field is longer than allowed.
+    #[error("invalid: {field} is longer than {max} bytes")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// Its bound in bytes.
+        max: usize,
+    },
+    /// A rotation must keep every present key, in order, and add at least one.
+    #[error("invalid: a rotation keeps every present key, in order, and adds at least one")]
+    RotationShape,
+    /// A candidate replay's range starts past the log's end.
+    #[error("invalid: --from {from} is past the log's end (it holds {size} entries)")]
+    FromPastEnd {
+        /// The range's start.
+        from: u64,
+        /// The log's size.
+        size: u64,
+    },
+    /// A candidate replay's range ends before it starts.
+    #[error("invalid: --to {to} is before --from {from}")]
+    ToBeforeFrom {
+        /// The range's start.
+        from: u64,
+        /// The range's end.
+        to: u64,
+    },
+    /// No decision of a candidate replay's range was made by the bundle named.
+    #[error("invalid: no decision in entries {from}..{to} was made by bundle {bundle}")]
+    NotDecidedBy {
+        /// The bundle digest named.
+        bundle: String,
+        /// The range's start.
+        from: u64,
+        /// The range's end.
+        to: u64,
+    },
+    /// A lock of the engine is poisoned (a thread panicked holding it).
+    #[error("internal: {0} lock poisoned")]
+    Poisoned(&'static str),
+    /// An entry could not be encoded.
+    #[error("internal: encoding a log entry")]
+    Encoding(#[source] Cause),
+    /// The entry an approval's writ points at is not in the log.
+    #[error("internal: approval entry {index} is missing")]
+    ApprovalEntryMissing {
+        /// Its index.
+        index: u64,
+    },
+    /// An approval recorded a moment ago is not in the state.
+    #[error("internal: the answered approval of {id} vanished")]
+    AnswerVanished {
+        /// The decision.
+        id: String,
+    },
+}
+
+/// What an [`EngineError::NotFound`] did not find.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Missing {
+    /// No accepted bundle with this digest in the log.
+    #[error("the log holds no accepted bundle {0}")]
+    Bundle(String),
+    /// No allowed decision with this id.
+    #[error("no allowed decision {0} in the log")]
+    AllowedDecision(String),
+    /// No decision with this id awaits approval (to answer).
+    #[error("no decision {0} awaits approval")]
+    PendingApproval(String),
+    /// No decision with this id awaited approval (to fetch its writ).
+    #[error("no decision {0} awaited approval")]
+    Approval(String),
+}
+
+/// Why a writ key failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The system gave no randomness.
+    #[error("no randomness")]
+    NoRandomness(#[source] Cause),
+    /// The signer holds no key.
+    #[error("no writ signing key")]
+    NoKey,
+    /// A seed is not an Ed25519 seed.
+    #[error("not an Ed25519 seed")]
+    NotASeed(#[source] Cause),
+    /// A public key of the wrong length.
+    #[error("an Ed25519 public key is not 32 bytes")]
+    PublicKeyLength,
+    /// The claims could not be encoded.
+    #[error("encoding claims")]
+    Claims(#[source] Cause),
+    /// A JWKS document without a `keys` array.
+    #[error("JWKS without keys")]
+    JwksWithoutKeys,
+    /// A JWKS key of another type, or without a `kid`.
+    #[error("JWKS key is not an Ed25519 OKP key with a kid")]
+    JwksKeyShape,
+    /// A JWKS key that does not decode.
+    #[error("JWKS key")]
+    JwksKey(#[source] Cause),
+    /// The key store could not add a key.
+    #[error("storing the new key")]
+    Store(#[source] Cause),
+    /// A rotation failed and its key could not be taken out of the key store again.
+    #[error(
+        "{failure}; and the new key could not be removed from the key store (the next start refuses the store until it is removed)"
+    )]
+    NotUndone {
+        /// Why the rotation failed.
+        failure: Box<EngineError>,
+        /// Why the removal failed.
+        #[source]
+        undo: Cause,
+    },
+    /// The key store holds more than the first key and the log records no rotation.
+    #[error(
+        "the writ key store holds {} keys but the log records no key rotation: only the first key may sign before a \
+         recorded rotation; the keys after it ({}) were added behind the log's back or by a rotation that was never \
+         recorded, and must not sign (remove them from the key store; rotate with `writ keys rotate` or POST \
+         /v1/keys/rotate, which record the rotation)",
+        kids.len(),
+        kids.get(1..).unwrap_or_default().join(", ")
+    )]
+    NoRotationRecorded {
+        /// The keys held, oldest first.
+        kids: Vec<String>,
+    },
+    /// The key store holds keys the log's latest rotation does not list.
+    #[error(
+        "the writ key store holds {} that the log never recorded (its latest key rotation, entry {index}, lists {}): \
+         a key added behind the log's back, or by a rotation whose record failed, must not sign (remove it from the \
+         key store; rotate with `writ keys rotate` or POST /v1/keys/rotate, which record the rotation)",
+        unrecorded.join(", "),
+        listed.join(", ")
+    )]
+    Unrecorded {
+        /// The keys the log never recorded.
+        unrecorded: Vec<String>,
+        /// The latest `key_rotation` entry.
+        index: u64,
+        /// The keys it lists.
+        listed: Vec<String>,
+    },
+    /// The key store holds its keys in another order than the log's latest rotation.
+    #[error(
+        "the writ key store holds its keys in another order than the log's latest key rotation (entry {index}) lists \
+         them: [{}] against [{}]",
+        kids.join(", "),
+        listed.join(", ")
+    )]
+    Order {
+        /// The keys held, oldest first.
+        kids: Vec<String>,
+        /// The latest `key_rotation` entry.
+        index: u64,
+        /// The keys it lists.
+        listed: Vec<String>,
+    },
+}
+
+/// A dependency's error (or a key store's text), kept as the `source` of an engine error
+/// without its type appearing in writ's API.
+#[derive(Debug)]
+pub struct Cause(Box<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub(crate) fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(Box::new(e))
+    }
+
+    pub(crate) fn text(text: impl Into<String>) -> Self {
+        Cause(text.into().into())
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 impl EngineError {
-    /// The reason code for this error.
-    pub fn reason(&self) -> ReasonCode {
-        match self {
-            EngineError::Log(_) => ReasonCode::LogUnavailable,
-            EngineError::BundleUntrusted(_) => ReasonCode::PolicyBundleUntrusted,
-            EngineError::NotFound(_) | EngineError::Conflict(_) | EngineError::Invalid(_) => {
-                ReasonCode::RequestMalformed
-            }
-            EngineError::Forbidden(_) => ReasonCode::IdentityUntrustedIssuer,
-            _ => ReasonCode::Internal,
+    /// This error and its causes, joined by `: ` (what `{:#}` prints at the binary's edge).
+    pub fn detail(&self) -> String {
+        let mut text = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            next = e.source();
         }
-    }
-}
-
-impl From<writ_log::Error> for EngineError {
-    fn from(e: writ_log::Error) -> Self {
-        EngineError::Log(e.to_string())
-    }
-}
-
-impl From<writ_policy::PolicyError> for EngineError {
-    fn from(e: writ_policy::PolicyError) -> Self {
-        EngineError::BundleUntrusted(e.to_string())
+        text
     }
 }

@@ -223,6 +223,32 @@ pub struct WritRecord {
     pub sub: String,
 }
 
+/// The fields an activation and an upload entry share: what checking a bundle found (its
+/// signature by a trusted policy key, its validation against its schema), and who asked.
+/// Flattened into both entries, so their JSON is what it was when each listed the fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleCheck {
+    /// Time.
+    pub time: u64,
+    /// Bundle digest.
+    pub digest: String,
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Whether it was accepted (signed by a trusted key and valid against its schema).
+    pub accepted: bool,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// The policy key that signed it.
+    pub signer: Option<String>,
+    /// The signature note.
+    pub signature: String,
+    /// Who asked.
+    pub operator: Option<String>,
+}
+
 /// One log entry written by the engine.
 #[allow(clippy::large_enum_variant, reason = "built once per decision and serialized at once; boxing buys nothing")]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -268,25 +294,9 @@ pub enum Entry {
     },
     /// A policy bundle became active (or was refused).
     Activation {
-        /// Time.
-        time: u64,
-        /// Bundle digest.
-        digest: String,
-        /// Name and version.
-        name: String,
-        /// Version.
-        version: String,
-        /// Whether it became active.
-        accepted: bool,
-        /// Why it was refused.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        refusal: Option<String>,
-        /// The policy key that signed it.
-        signer: Option<String>,
-        /// The signature note.
-        signature: String,
-        /// Who asked.
-        operator: Option<String>,
+        /// What checking the bundle found, and who asked.
+        #[serde(flatten)]
+        check: BundleCheck,
         /// The bundle's parts, so that replay can rebuild it from the log alone.
         parts: BundleParts,
     },
@@ -303,25 +313,9 @@ pub enum Entry {
     },
     /// A signed bundle was uploaded for later activation (or refused).
     Upload {
-        /// Time.
-        time: u64,
-        /// Bundle digest.
-        digest: String,
-        /// Name.
-        name: String,
-        /// Version.
-        version: String,
-        /// Whether it was accepted (signed by a trusted key and valid against its schema).
-        accepted: bool,
-        /// Why it was refused.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        refusal: Option<String>,
-        /// The policy key that signed it.
-        signer: Option<String>,
-        /// The signature note.
-        signature: String,
-        /// Who uploaded it.
-        operator: Option<String>,
+        /// What checking the bundle found, and who uploaded it.
+        #[serde(flatten)]
+        check: BundleCheck,
         /// The bundle's parts (absent when it was refused: a refused bundle is not kept).
         parts: Option<BundleParts>,
     },
@@ -414,9 +408,9 @@ impl Entry {
     pub fn kind_and_operator(&self) -> (&'static str, Option<&str>) {
         match self {
             Entry::Decision { .. } => ("decision", None),
-            Entry::Activation { operator, .. } => ("activation", operator.as_deref()),
+            Entry::Activation { check, .. } => ("activation", check.operator.as_deref()),
             Entry::Revocation { operator, .. } => ("revocation", operator.as_deref()),
-            Entry::Upload { operator, .. } => ("upload", operator.as_deref()),
+            Entry::Upload { check, .. } => ("upload", check.operator.as_deref()),
             Entry::Outcome { reporter, .. } => ("outcome", Some(reporter)),
             Entry::KeyRotation { operator, .. } => ("key_rotation", operator.as_deref()),
             Entry::Quarantine { operator, .. } => ("quarantine", operator.as_deref()),
@@ -589,6 +583,44 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The bytes an activation and an upload entry (accepted and refused) were written as
+    /// before their shared fields moved into [`BundleCheck`]: entries already in logs parse
+    /// into the same entry, and new ones serialise to the same bytes.
+    #[test]
+    fn regression_bundle_entries_keep_their_bytes() {
+        let parts = r#"{"entities":null,"manifest":"{}","policies":"permit(principal, action, resource);","schema":"","tests":"[]"}"#;
+        let pinned = [
+            format!(
+                r#"{{"accepted":true,"digest":"sha256:00ff","kind":"activation","name":"starter","operator":"spiffe://example.org/op","parts":{parts},"signature":"note","signer":"policy-key","time":1700000000,"version":"1.2.3"}}"#
+            ),
+            r#"{"accepted":false,"digest":"sha256:00ff","kind":"activation","name":"starter","operator":null,"parts":{"entities":null,"manifest":"","policies":"","schema":"","tests":null},"refusal":"bad signature","signature":"note","signer":null,"time":1700000001,"version":"1.2.3"}"#.to_owned(),
+            format!(
+                r#"{{"accepted":true,"digest":"sha256:00ff","kind":"upload","name":"starter","operator":"spiffe://example.org/op","parts":{parts},"signature":"note","signer":"policy-key","time":1700000002,"version":"1.2.3"}}"#
+            ),
+            r#"{"accepted":false,"digest":"sha256:00ff","kind":"upload","name":"starter","operator":null,"parts":null,"refusal":"invalid schema","signature":"note","signer":null,"time":1700000003,"version":"1.2.3"}"#.to_owned(),
+        ];
+        let mut kinds = Vec::new();
+        for text in &pinned {
+            let entry: Entry = serde_json::from_str(text).unwrap();
+            assert_eq!(String::from_utf8(entry.canonical().unwrap()).unwrap(), *text);
+            let (kind, accepted) = match &entry {
+                Entry::Activation { check, .. } => ("activation", check.accepted),
+                Entry::Upload { check, parts, .. } => {
+                    assert_eq!(parts.is_some(), check.accepted);
+                    ("upload", check.accepted)
+                }
+                other => panic!("{other:?}"),
+            };
+            kinds.push((kind, accepted));
+        }
+        assert_eq!(kinds, [("activation", true), ("activation", false), ("upload", true), ("upload", false)]);
+        // A refused entry names why, an accepted one does not.
+        let refused: Entry = serde_json::from_str(&pinned[3]).unwrap();
+        let Entry::Upload { check, .. } = refused else { panic!() };
+        assert_eq!(check.refusal.as_deref(), Some("invalid schema"));
+        assert_eq!(check.operator, None);
+    }
 
     /// Any text: ASCII, control characters, quotes and backslashes, characters beyond the
     /// BMP and around U+E000 (where UTF-8 and UTF-16 orders differ).

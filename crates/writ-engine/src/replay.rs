@@ -16,7 +16,7 @@ use writ_policy::CompiledBundle;
 use crate::EngineError;
 use crate::decide::decide;
 use crate::engine::bundle_from_parts;
-use crate::record::{Checked, Entry, Outcome, WritRecord};
+use crate::record::{BundleCheck, Checked, Entry, Outcome, WritRecord};
 
 /// A decision that did not reproduce.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -42,26 +42,19 @@ pub struct ReplayReport {
     pub mismatches: Vec<Mismatch>,
 }
 
-/// Entries read per store call.
-const PAGE: u64 = 1024;
-
-/// Calls `f` with each stored entry of `from..to`, in order, a page at a time, until it
-/// breaks or the range ends.
+/// Calls `f` with each stored entry of `from..to`, in order (read a page at a time by
+/// [`writ_log::Entries`]), until it breaks or the range ends.
 pub(crate) fn each_entry(
     store: &dyn Store,
     from: u64,
     to: u64,
     mut f: impl FnMut(u64, Vec<u8>) -> Result<ControlFlow<()>, EngineError>,
 ) -> Result<(), EngineError> {
-    let mut start = from;
-    while start < to {
-        let end = (start + PAGE).min(to);
-        for (index, bytes) in (start..).zip(store.entries(start, end)?) {
-            if f(index, bytes)?.is_break() {
-                return Ok(());
-            }
+    for item in writ_log::Entries::new(store, from, to) {
+        let (index, bytes) = item?;
+        if f(index, bytes)?.is_break() {
+            return Ok(());
         }
-        start = end;
     }
     Ok(())
 }
@@ -87,10 +80,10 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
             }
         };
         match entry {
-            Entry::Activation { accepted: true, parts, digest, .. } => {
+            Entry::Activation { check: BundleCheck { accepted: true, digest, .. }, parts } => {
                 match bundle_from_parts(&parts).and_then(|b| {
                     if b.digest().to_string() != digest {
-                        return Err(EngineError::Corrupt("recorded parts do not hash to the recorded digest".into()));
+                        return Err(EngineError::PartsMismatch { index });
                     }
                     Ok(b.compile()?)
                 }) {
@@ -98,7 +91,7 @@ pub fn replay(store: &dyn Store) -> Result<ReplayReport, EngineError> {
                         active = Some(digest.clone());
                         bundles.insert(digest, c);
                     }
-                    Err(e) => report.mismatches.push(Mismatch { index, detail: format!("activation: {e}") }),
+                    Err(e) => report.mismatches.push(Mismatch { index, detail: format!("activation: {}", e.detail()) }),
                 }
             }
             Entry::Decision {

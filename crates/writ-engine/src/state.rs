@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use writ_core::ReasonCode;
 
-use crate::record::{BundleParts, Checked, Entry, ExecStatus, Outcome, ParentFact, Usage, WritRecord};
+use crate::record::{BundleCheck, BundleParts, Checked, Entry, ExecStatus, Outcome, ParentFact, Usage, WritRecord};
 use crate::writ::Scope;
 
 /// Longest chain of parents walked before a lineage counts as unverifiable (far beyond any
@@ -395,7 +395,10 @@ impl State {
                     self.quarantined.remove(subject);
                 }
             }
-            Entry::Activation { time, digest, name, version, accepted: true, signer, signature, parts, .. } => {
+            Entry::Activation {
+                check: BundleCheck { time, digest, name, version, accepted: true, signer, signature, .. },
+                parts,
+            } => {
                 self.know_bundle(*time, digest, name, version, signer, signature, parts);
                 if let Some(b) = self.active.take().and_then(|d| self.bundles.get_mut(&d)) {
                     b.summary.active = false;
@@ -407,15 +410,8 @@ impl State {
                 self.active = Some(digest.clone());
             }
             Entry::Upload {
-                time,
-                digest,
-                name,
-                version,
-                accepted: true,
-                signer,
-                signature,
+                check: BundleCheck { time, digest, name, version, accepted: true, signer, signature, .. },
                 parts: Some(parts),
-                ..
             } => {
                 self.know_bundle(*time, digest, name, version, signer, signature, parts);
             }
@@ -647,17 +643,12 @@ impl Standing {
     /// Reads every entry of `log`. An entry the engine cannot read fails (fail closed: a
     /// revocation it held would otherwise be skipped).
     pub fn from_log(log: &writ_log::Log) -> Result<Standing, crate::EngineError> {
-        let size = log.size();
         let mut state = State::default();
-        let mut start = 0;
-        while start < size {
-            let end = (start + 1024).min(size);
-            for (i, bytes) in (start..).zip(log.entries(start, end)?) {
-                let entry: Entry = serde_json::from_slice(&bytes)
-                    .map_err(|e| crate::EngineError::Corrupt(format!("log entry {i} is not an engine entry: {e}")))?;
-                state.apply(&entry, i);
-            }
-            start = end;
+        for item in log.entries_from(0) {
+            let (i, bytes) = item?;
+            let entry: Entry = serde_json::from_slice(&bytes)
+                .map_err(|e| crate::EngineError::UnreadableEntry { index: i, source: crate::Cause::new(e) })?;
+            state.apply(&entry, i);
         }
         Ok(Standing(state))
     }

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use writ_core::{ReasonCode, RequestDigest};
 
-use crate::EngineError;
+use crate::{Cause, EngineError, KeyError};
 
 /// Where a writ's decision is in the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ pub struct WritClaims {
 
 fn random_hex(n: usize) -> Result<String, EngineError> {
     let mut b = vec![0u8; n];
-    getrandom::fill(&mut b).map_err(|e| EngineError::Key(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut b).map_err(|e| KeyError::NoRandomness(Cause::text(e.to_string())))?;
     Ok(hex::encode(b))
 }
 
@@ -147,17 +147,12 @@ impl WritSigner {
     /// A signer from Ed25519 seeds, oldest first; the last one signs.
     pub fn from_seeds(issuer: &str, seeds: &[[u8; 32]]) -> Result<Self, EngineError> {
         if seeds.is_empty() {
-            return Err(EngineError::Key("no writ signing key".into()));
+            return Err(KeyError::NoKey.into());
         }
         let mut keys = Vec::new();
         for seed in seeds {
-            let signing = Ed25519KeyPair::from_seed_unchecked(seed)
-                .map_err(|e| EngineError::Key(format!("not an Ed25519 seed: {e}")))?;
-            let public: [u8; 32] = signing
-                .public_key()
-                .as_ref()
-                .try_into()
-                .map_err(|_| EngineError::Key("an Ed25519 public key is not 32 bytes".into()))?;
+            let signing = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|e| KeyError::NotASeed(Cause::new(e)))?;
+            let public: [u8; 32] = signing.public_key().as_ref().try_into().map_err(|_| KeyError::PublicKeyLength)?;
             let kid = thumbprint(&public);
             let header = B64URL.encode(json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}).to_string());
             keys.push(Key { kid, public, signing, header });
@@ -168,7 +163,7 @@ impl WritSigner {
     /// A fresh random seed for a new key.
     pub fn generate_seed() -> Result<[u8; 32], EngineError> {
         let mut s = [0u8; 32];
-        getrandom::fill(&mut s).map_err(|e| EngineError::Key(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut s).map_err(|e| KeyError::NoRandomness(Cause::text(e.to_string())))?;
         Ok(s)
     }
 
@@ -197,8 +192,8 @@ impl WritSigner {
     /// signature costs one Ed25519 operation; `jsonwebtoken` and PyJWT verify the result in
     /// the tests.
     pub fn sign(&self, claims: &WritClaims) -> Result<String, EngineError> {
-        let key = self.keys.last().ok_or_else(|| EngineError::Key("no writ signing key".into()))?;
-        let payload = serde_json::to_vec(claims).map_err(|e| EngineError::Key(format!("encoding claims: {e}")))?;
+        let key = self.keys.last().ok_or(KeyError::NoKey)?;
+        let payload = serde_json::to_vec(claims).map_err(|e| KeyError::Claims(Cause::new(e)))?;
         let mut token = String::with_capacity(key.header.len() + payload.len() * 4 / 3 + 100);
         token.push_str(&key.header);
         token.push('.');
@@ -213,16 +208,16 @@ impl WritSigner {
 /// The Ed25519 keys of a JWKS document, by `kid`.
 fn decoding_keys(jwks: &Value) -> Result<Vec<(String, DecodingKey)>, EngineError> {
     let mut keys = Vec::new();
-    for k in jwks.get("keys").and_then(Value::as_array).ok_or_else(|| EngineError::Key("JWKS without keys".into()))? {
+    for k in jwks.get("keys").and_then(Value::as_array).ok_or(KeyError::JwksWithoutKeys)? {
         let (Some("OKP"), Some("Ed25519"), Some(kid), Some(x)) = (
             k.get("kty").and_then(Value::as_str),
             k.get("crv").and_then(Value::as_str),
             k.get("kid").and_then(Value::as_str),
             k.get("x").and_then(Value::as_str),
         ) else {
-            return Err(EngineError::Key("JWKS key is not an Ed25519 OKP key with a kid".into()));
+            return Err(KeyError::JwksKeyShape.into());
         };
-        let decoding = DecodingKey::from_ed_components(x).map_err(|e| EngineError::Key(e.to_string()))?;
+        let decoding = DecodingKey::from_ed_components(x).map_err(|e| KeyError::JwksKey(Cause::new(e)))?;
         keys.push((kid.to_owned(), decoding));
     }
     Ok(keys)
@@ -325,7 +320,7 @@ impl WritVerifier {
     /// set is kept. A rotation passes the old keys and the new one.
     pub fn trust(&self, jwks: &Value) -> Result<(), EngineError> {
         let keys = decoding_keys(jwks)?;
-        *self.keys.write().map_err(|_| EngineError::Internal("writ key lock poisoned".into()))? = keys;
+        *self.keys.write().map_err(|_| EngineError::Poisoned("writ key"))? = keys;
         Ok(())
     }
 

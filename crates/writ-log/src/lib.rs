@@ -13,8 +13,9 @@
 //!   the checkpoint and signed-note formats.
 //! - [`Receipt`]: the C2SP `tlog-proof` receipt of one entry.
 //! - [`Log`] (feature `sqlite`): the sequencer that batches appends into durable commits,
-//!   and serves entries, proofs and checkpoints; [`Store`] is the storage seam and
-//!   [`SqliteStore`] the embedded default; [`verify_store`] is the offline integrity check.
+//!   and serves entries (a range a page at a time: [`Entries`]), proofs and checkpoints;
+//!   [`Store`] is the storage seam and [`SqliteStore`] the embedded default;
+//!   [`verify_store`] is the offline integrity check.
 
 mod checkpoint;
 mod hash;
@@ -47,7 +48,7 @@ pub use log::{Appended, Log, LogOptions, LogStats};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
 #[cfg(feature = "sqlite")]
-pub use store::{Batch, EntryVisitor, Store};
+pub use store::{Batch, ENTRY_PAGE, Entries, EntryVisitor, Store};
 
 /// Everything that can go wrong in the log. Dependency errors are carried as text so that
 /// no dependency type leaks through this API.

@@ -22,7 +22,7 @@ use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::hash::Hash;
 use crate::note::{NoteSigner, NoteVerifier};
 use crate::proof::{self, NodeSource};
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Entries, Store};
 use crate::tiles::{self, TILE_HEIGHT, TileId, TileSource, TileStack, TreeNodes};
 
 /// Tuning of the sequencer.
@@ -372,6 +372,19 @@ impl Log {
             return Err(Error::OutOfRange(format!("entries {start}..{end} are not in a log of {size}")));
         }
         self.shared.store.entries(start, end)
+    }
+
+    /// Every entry from `start` to the durable tree's size (as it is now), with its index,
+    /// read a page at a time (see [`Entries`]). A `start` past the size yields one
+    /// [`Error::OutOfRange`].
+    pub fn entries_from(&self, start: u64) -> Entries<'_> {
+        let size = self.size();
+        if start > size {
+            let mut e = Entries::new(self.shared.store.as_ref(), 0, 0);
+            e.refuse(Error::OutOfRange(format!("entry {start} is past a log of {size}")));
+            return e;
+        }
+        Entries::new(self.shared.store.as_ref(), start, size)
     }
 
     /// The store underneath.

@@ -258,10 +258,10 @@ pub(crate) async fn rotate_key(State(s): State<AppState>, Operator(op): Operator
     let r = s.engine.rotate_writ_key_with(keys.as_ref(), Some(&op)).await.map_err(|e| match e {
         // The key store (or a key it holds) failed: nothing is in force.
         // Its cause names files: it goes to the server's log, not to the client.
-        EngineError::Key(why) => ApiError::internal(
+        e @ EngineError::Key(_) => ApiError::internal(
             StatusCode::SERVICE_UNAVAILABLE,
             writ_core::ReasonCode::Internal,
-            format!("storing the new key: {why}"),
+            format!("rotating the writ key: {}", e.detail()),
         ),
         other => ApiError::from(other),
     })?;

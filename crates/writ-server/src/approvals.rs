@@ -5,11 +5,12 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
-use writ_engine::EngineError;
+use writ_core::ReasonCode;
 
 use crate::AppState;
 use crate::admin::{OperatorRefusals, parse};
@@ -69,10 +70,15 @@ pub(crate) async fn approval(
     let a = s.engine.approval(&id).ok_or_else(|| ApiError::not_found(format!("no decision {id} awaited approval")))?;
     let own = !caller.operator && a.subject == caller.subject;
     if !own && !caller.operator {
-        return Err(EngineError::Forbidden(format!("{} did not ask for {id}", caller.subject)).into());
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ReasonCode::IdentityUntrustedIssuer,
+            format!("forbidden: {} did not ask for {id}", caller.subject),
+        ));
     }
     let writ = if own { s.engine.approved_writ(&id)? } else { None };
-    let mut body = serde_json::to_value(&a).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let mut body = serde_json::to_value(&a)
+        .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, e.to_string()))?;
     if let (Some(w), Some(obj)) = (writ, body.as_object_mut()) {
         obj.insert("writ".into(), json!(w));
     }

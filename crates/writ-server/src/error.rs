@@ -154,23 +154,33 @@ impl From<writ_log::Error> for ApiError {
     }
 }
 
+/// The HTTP answer to each engine error: the status and reason code are decided here, from
+/// the variant; the message is the error with its causes (`EngineError::detail`).
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let reason = e.reason();
-        let text = e.to_string();
+        use EngineError as E;
+        let text = e.detail();
         match e {
             // About what the client sent or named: said as it is.
-            EngineError::NotFound(_) => ApiError::not_found(text),
-            EngineError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, reason, text),
-            EngineError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, reason, text),
-            EngineError::Invalid(_) | EngineError::BundleUntrusted(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, reason, text)
-            }
+            E::NotFound(_) => ApiError::not_found(text),
+            E::OutcomeAlreadyRecorded { .. }
+            | E::PastDeadline { .. }
+            | E::ApprovalAlreadyAnswered { .. }
+            | E::PolicyChanged { .. }
+            | E::Quarantined { .. }
+            | E::Revoked { .. }
+            | E::ParentRevoked { .. }
+            | E::ParentExpired { .. } => ApiError::new(StatusCode::CONFLICT, ReasonCode::RequestMalformed, text),
+            E::NotTheSubject { .. } => ApiError::new(StatusCode::FORBIDDEN, ReasonCode::IdentityUntrustedIssuer, text),
+            E::TooLong { .. }
+            | E::RotationShape
+            | E::FromPastEnd { .. }
+            | E::ToBeforeFrom { .. }
+            | E::NotDecidedBy { .. } => ApiError::bad_request(text),
+            E::BundleUntrusted(_) => ApiError::new(StatusCode::BAD_REQUEST, ReasonCode::PolicyBundleUntrusted, text),
             // The server's own failures: kept in its log.
-            EngineError::Log(_) => ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, reason, text),
-            EngineError::Key(_) | EngineError::Corrupt(_) | EngineError::Internal(_) => {
-                ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, reason, text)
-            }
+            E::Log(_) => ApiError::log_unavailable(text),
+            _ => ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, text),
         }
     }
 }

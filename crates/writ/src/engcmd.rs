@@ -371,7 +371,12 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
             match rt.block_on(engine.activate(&bundle, &sig, None)) {
                 Ok(d) => print(&json!({"activated": true, "name": bundle.manifest().name, "digest": d.to_string()}))?,
                 Err(e) => {
-                    print(&json!({"activated": false, "reason": e.reason(), "error": e.to_string()}))?;
+                    let reason = match &e {
+                        writ_engine::EngineError::BundleUntrusted(_) => writ_core::ReasonCode::PolicyBundleUntrusted,
+                        writ_engine::EngineError::Log(_) => writ_core::ReasonCode::LogUnavailable,
+                        _ => writ_core::ReasonCode::Internal,
+                    };
+                    print(&json!({"activated": false, "reason": reason, "error": e.detail()}))?;
                     return Ok(ExitCode::from(1));
                 }
             }

@@ -177,3 +177,29 @@ proptest! {
         }
     }
 }
+
+/// The one list of presented tokens covers every token field a request can carry: each
+/// one set alone is found under its kind, named by its field, and bounded.
+#[test]
+fn every_presented_token_is_listed_found_and_bounded() {
+    let limits = Limits::default();
+    for kind in Presented::ALL {
+        let mut v = json!({"action": "a", "resource": "r"});
+        let (outer, inner) = match kind.field().split_once('.') {
+            Some((o, i)) => (o, Some(i)),
+            None => (kind.field(), None),
+        };
+        let put = |v: &mut Value, token: &str| match inner {
+            Some(i) => v[outer] = json!({ i: token }),
+            None => v[outer] = json!(token),
+        };
+        put(&mut v, "tok");
+        let r = parse(&v).unwrap();
+        assert_eq!(r.presented_all().collect::<Vec<_>>(), vec![(kind, "tok")], "{kind:?}");
+        put(&mut v, &"x".repeat(limits.max_credential + 1));
+        let err = parse(&v).unwrap_err().to_string();
+        assert!(err.contains(kind.field()), "{kind:?}: {err}");
+    }
+    let names: std::collections::BTreeSet<_> = Presented::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(names.len(), Presented::ALL.len());
+}

@@ -62,8 +62,8 @@ fn an_approval_issues_the_writ_bound_to_the_request() {
     let other = request(&h, "billing-1", "payment", "payments:stripe", json!({"amount": 9000, "currency": "EUR"}));
     assert_eq!(h.engine.verify(&writ, &digest_of(&other)).unwrap_err().reason, ReasonCode::WritBindingMismatch);
     // Answered once.
-    assert!(matches!(answer(&h, &d.id, true), Err(EngineError::Conflict(_))));
-    assert!(matches!(answer(&h, &d.id, false), Err(EngineError::Conflict(_))));
+    assert!(matches!(answer(&h, &d.id, true), Err(EngineError::ApprovalAlreadyAnswered { .. })));
+    assert!(matches!(answer(&h, &d.id, false), Err(EngineError::ApprovalAlreadyAnswered { .. })));
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn a_rejection_issues_nothing() {
     let rejected = answer(&h, &d.id, false).unwrap();
     assert_eq!(rejected.status, ApprovalStatus::Rejected);
     assert_eq!(h.engine.approved_writ(&d.id).unwrap(), None);
-    assert!(matches!(answer(&h, &d.id, true), Err(EngineError::Conflict(_))));
+    assert!(matches!(answer(&h, &d.id, true), Err(EngineError::ApprovalAlreadyAnswered { .. })));
     // A rejected decision cannot be a parent: it has no writ to present.
     let mut child = request(&h, "billing-1", "spawn", "agents:pool", json!({"agent": "x"}));
     child["parent"] = json!(d.id);
@@ -84,25 +84,31 @@ fn a_rejection_issues_nothing() {
 #[test]
 fn nothing_unknown_late_or_denied_meanwhile_is_approved() {
     let h = Harness::new();
-    assert!(matches!(answer(&h, "w-unknown", true), Err(EngineError::NotFound(_))));
+    assert!(matches!(
+        answer(&h, "w-unknown", true),
+        Err(EngineError::NotFound(writ_engine::Missing::PendingApproval(_)))
+    ));
     // A plain allow is not an approval to answer.
     let allowed = h.authorize(&write_request(&h));
     assert_allowed(&allowed);
-    assert!(matches!(answer(&h, &allowed.id, true), Err(EngineError::NotFound(_))));
+    assert!(matches!(
+        answer(&h, &allowed.id, true),
+        Err(EngineError::NotFound(writ_engine::Missing::PendingApproval(_)))
+    ));
 
     // Past the deadline (15 minutes by default).
     let late = h.authorize(&big_payment(&h, "billing-1"));
     assert_pending(&late);
     h.clock.advance(900);
     assert_eq!(h.engine.approval(&late.id).unwrap().status, ApprovalStatus::Expired);
-    assert!(matches!(answer(&h, &late.id, true), Err(EngineError::Conflict(_))));
+    assert!(matches!(answer(&h, &late.id, true), Err(EngineError::PastDeadline { .. })));
 
     // The principal was quarantined meanwhile.
     let q = h.authorize(&big_payment(&h, "billing-2"));
     assert_pending(&q);
     let who = SpiffeId::parse("spiffe://demo.example/agent/billing-2").unwrap();
     rt().block_on(h.engine.quarantine(&who, true, Some(OPERATOR), "compromised")).unwrap();
-    assert!(matches!(answer(&h, &q.id, true), Err(EngineError::Conflict(_))));
+    assert!(matches!(answer(&h, &q.id, true), Err(EngineError::Quarantined { .. })));
     // Rejecting it is still possible.
     assert_eq!(answer(&h, &q.id, false).unwrap().status, ApprovalStatus::Rejected);
 
@@ -120,7 +126,7 @@ fn nothing_unknown_late_or_denied_meanwhile_is_approved() {
     )
     .unwrap();
     h.activate(&newer).unwrap();
-    assert!(matches!(answer(&h, &p.id, true), Err(EngineError::Conflict(_))));
+    assert!(matches!(answer(&h, &p.id, true), Err(EngineError::PolicyChanged { .. })));
     assert_eq!(answer(&h, &p.id, false).unwrap().status, ApprovalStatus::Rejected);
     let fresh = h.authorize(&big_payment(&h, "billing-1"));
     assert_pending(&fresh);
@@ -131,7 +137,7 @@ fn nothing_unknown_late_or_denied_meanwhile_is_approved() {
     let r = h.authorize(&big_payment(&h, "billing-1"));
     assert_pending(&r);
     rt().block_on(h.engine.revoke(&r.id, Some(OPERATOR), "cancelled")).unwrap();
-    assert!(matches!(answer(&h, &r.id, true), Err(EngineError::Conflict(_))));
+    assert!(matches!(answer(&h, &r.id, true), Err(EngineError::Revoked { .. })));
 }
 
 #[test]
@@ -245,10 +251,10 @@ fn an_approved_writ_is_not_handed_out_once_revoked_or_quarantined() {
     answer(&h, &a.id, true).unwrap();
     answer(&h, &b.id, true).unwrap();
     rt().block_on(h.engine.revoke(&a.id, Some(OPERATOR), "leaked")).unwrap();
-    assert!(matches!(h.engine.approved_writ(&a.id), Err(EngineError::Conflict(_))));
+    assert!(matches!(h.engine.approved_writ(&a.id), Err(EngineError::Revoked { .. })));
     let who = SpiffeId::parse("spiffe://demo.example/agent/billing-2").unwrap();
     rt().block_on(h.engine.quarantine(&who, true, Some(OPERATOR), "compromised")).unwrap();
-    assert!(matches!(h.engine.approved_writ(&b.id), Err(EngineError::Conflict(_))));
+    assert!(matches!(h.engine.approved_writ(&b.id), Err(EngineError::Quarantined { .. })));
     rt().block_on(h.engine.quarantine(&who, false, Some(OPERATOR), "cleared")).unwrap();
     assert!(h.engine.approved_writ(&b.id).unwrap().is_some());
 }

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::Value;
 use writ_core::request_digest;
-use writ_engine::{EngineError, Entry, WritKeyStore, WritSigner};
+use writ_engine::{EngineError, Entry, KeyError, WritKeyStore, WritSigner};
 
 use crate::harness::*;
 
@@ -130,7 +130,7 @@ fn a_rotation_that_drops_reorders_or_repeats_keys_is_refused_and_not_recorded() 
         let store = MemoryKeys::new();
         *store.next_add.lock().unwrap() = Some(seeds.clone());
         let err = rt().block_on(h.engine.rotate_writ_key_with(&store, None)).unwrap_err();
-        assert!(matches!(err, EngineError::Invalid(_) | EngineError::Key(_)), "{seeds:?}: {err:?}");
+        assert!(matches!(err, EngineError::RotationShape | EngineError::Key(_)), "{seeds:?}: {err:?}");
         assert_eq!(h.engine.log().size(), size, "{seeds:?} was recorded");
         assert_eq!(kids(&h), before);
         assert_eq!(store.published.lock().unwrap().as_ref(), None, "{seeds:?} was published");
@@ -169,14 +169,19 @@ fn a_key_left_by_a_failed_rotation_is_refused_at_the_next_open() {
     store.fail_remove.store(true, Ordering::SeqCst);
     h.store_fails.store(true, Ordering::SeqCst);
     let err = rt().block_on(h.engine.rotate_writ_key_with(&store, None)).unwrap_err();
-    assert!(matches!(&err, EngineError::Key(m) if m.contains("could not be removed")), "{err:?}");
+    assert!(
+        matches!(&err, EngineError::Key(KeyError::NotUndone { failure, .. }) if matches!(**failure, EngineError::Log(_))),
+        "{err:?}"
+    );
+    assert!(err.detail().contains("could not be removed"), "{}", err.detail());
     assert_eq!(store.seeds(), vec![[3; 32], [4; 32]]);
 
     let Harness { engine, dir, .. } = h;
     drop(engine);
     let (err, _dir) = Harness::open_with(dir, None, &store.seeds()).err().unwrap();
-    let EngineError::Key(message) = &err else { panic!("{err:?}") };
-    assert!(message.contains(&kid_of_seed([4; 32])) && message.contains("no key rotation"), "{message}");
+    let EngineError::Key(KeyError::NoRotationRecorded { kids }) = &err else { panic!("{err:?}") };
+    assert_eq!(kids.get(1), Some(&kid_of_seed([4; 32])));
+    assert!(err.detail().contains("no key rotation"), "{}", err.detail());
 }
 
 /// `keys/writ.keys` edited behind the log's back: a key appended to the store (before any
@@ -193,7 +198,10 @@ fn a_key_added_to_the_store_behind_the_logs_back_never_signs() {
 
     // No rotation recorded: only the first key may sign.
     let (err, dir) = Harness::open_with(dir, None, &[[3; 32], planted]).err().unwrap();
-    assert!(matches!(&err, EngineError::Key(m) if m.contains(&kid_of_seed(planted))), "{err:?}");
+    assert!(
+        matches!(&err, EngineError::Key(KeyError::NoRotationRecorded { kids }) if kids.contains(&kid_of_seed(planted))),
+        "{err:?}"
+    );
 
     // One recorded rotation to [3, 4]; then [3, 4, planted] and [4, 3] are refused.
     let h = Harness::open_with(dir, None, &[[3; 32]]).map_err(|(e, _)| e).unwrap();
@@ -204,7 +212,10 @@ fn a_key_added_to_the_store_behind_the_logs_back_never_signs() {
     let mut dir = dir;
     for seeds in [vec![[3; 32], [4; 32], planted], vec![[4; 32], [3; 32]], vec![[3; 32], planted], vec![planted]] {
         let (err, back) = Harness::open_with(dir, None, &seeds).err().unwrap();
-        assert!(matches!(&err, EngineError::Key(m) if m.contains(&format!("entry {}", r.log_index))), "{err:?}");
+        assert!(
+            matches!(&err, EngineError::Key(KeyError::Unrecorded { index, .. } | KeyError::Order { index, .. }) if *index == r.log_index),
+            "{err:?}"
+        );
         dir = back;
     }
 

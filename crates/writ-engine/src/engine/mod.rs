@@ -1,0 +1,312 @@
+//! The decision engine's shell: [`Engine`] (what it holds and its locks), [`Engine::open`]
+//! (the state and the active bundle rebuilt from the log, the writ keys checked against
+//! the log's rotations), the read-only views of the state, authentication of bearer
+//! credentials, and the one way an operator entry is appended and applied. What the engine
+//! does lives in its submodules:
+//!
+//! - [`pipeline`]: `authorize` (SPEC.md §1): gather the facts of each stage, [`decide`],
+//!   record the decision durably, and only then issue the writ; the anonymous budget.
+//! - [`operator`]: operator actions and reports: bundle upload and activation (rollback
+//!   included), revocation, quarantine, writ key rotation, execution outcomes.
+//! - [`approval`]: human approval of pending decisions, and the approved writ.
+//! - [`verification`]: writ verification at this control plane and single use across
+//!   restarts.
+//!
+//! # Locks
+//!
+//! INVARIANT (lock order): the engine has two kinds of locks.
+//!
+//! - Async locks, held across `.await` (the log append): `operator_actions` (one operator
+//!   action at a time: approvals, revocations, quarantine, activations, key rotations) and
+//!   the per-(subject, action) locks handed out by `serial` (decisions of one principal for
+//!   one action, and the outcome report of one writ). A task holds at most one of them:
+//!   no code path takes a serial lock while holding `operator_actions` or the reverse.
+//! - Std locks (`signer`, `state`, `active`, `serial`'s map, `anonymous`): leaves. Each is
+//!   taken after any async lock the task holds, released before the next `.await`, and
+//!   never held while another of them is taken (every guard lives in one statement or one
+//!   block that takes no other lock). `signer` and `active` are swapped whole (an `Arc`
+//!   cloned out under the lock), so a reader never holds them while it works.
+//!
+//! So the order is: `operator_actions` | one serial lock → at most one of `signer`,
+//! `state`, `active`, `serial` (the map), `anonymous`. The writ verifier's own locks (its
+//! keys and its used set) are leaves too: `state` is taken in the standing callback, which
+//! runs while neither is held.
+
+mod approval;
+mod operator;
+mod pipeline;
+mod verification;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde_json::{Value, json};
+use writ_core::{Limits, ReasonCode};
+use writ_identity::{IdentityError, IdentityVerifier, Role, TrustBundle, VerifierConfig};
+use writ_log::{Appended, Log, NoteVerifier};
+use writ_policy::{Bundle, BundleDigest, CompiledBundle};
+
+use crate::clock::Clock;
+#[cfg(doc)]
+use crate::decide::decide;
+use crate::keys::{Recorded, check_recorded};
+use crate::record::{BundleCheck, BundleParts, Entry};
+use crate::state::{BundleSummary, Lineage, OperatorAction, State};
+use crate::writ::{WritSigner, WritVerifier};
+use crate::{Cause, EngineError};
+
+use pipeline::AnonymousBudget;
+pub use pipeline::Decision;
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Audiences accepted on credentials presented to the control plane.
+    pub credential_audiences: Vec<String>,
+    /// Default audience of issued writs (a request may name another).
+    pub writ_audience: String,
+    /// Writ lifetime in seconds.
+    pub writ_ttl: u64,
+    /// Deepest lineage allowed (a root writ is depth 0).
+    pub max_depth: u32,
+    /// How long a decision that needs a human approval waits for one, in seconds.
+    pub approval_ttl: u64,
+    /// Clock skew allowed on credentials and writs, in seconds.
+    pub skew: u64,
+    /// Request bounds.
+    pub limits: Limits,
+    /// Decisions on requests without a verified identity (or that do not parse) recorded
+    /// one by one per second, on average; a burst of ten seconds' worth is allowed. Beyond
+    /// it they are answered and counted, and the count is recorded once the budget allows.
+    pub anonymous_records_per_sec: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            credential_audiences: vec!["writ".into()],
+            writ_audience: "writ-enforcement".into(),
+            writ_ttl: 300,
+            max_depth: 3,
+            approval_ttl: 900,
+            skew: 30,
+            limits: Limits::default(),
+            anonymous_records_per_sec: 100,
+        }
+    }
+}
+
+/// What the engine needs: configuration, trust, keys, the log and a clock.
+pub struct EngineParts {
+    /// Settings.
+    pub config: EngineConfig,
+    /// Issuers trusted for credentials and attestations.
+    pub trust_bundle: TrustBundle,
+    /// Keys trusted to sign policy bundles.
+    pub policy_keys: Vec<NoteVerifier>,
+    /// Writ signing keys.
+    pub writ_signer: WritSigner,
+    /// The log.
+    pub log: Arc<Log>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Longest execution-outcome detail kept, in bytes.
+pub const MAX_OUTCOME_DETAIL: usize = 4096;
+
+/// Why a bearer credential was refused at an authenticated route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Missing or invalid (HTTP 401), with the identity stage's reason code.
+    Unauthenticated(ReasonCode, String),
+    /// Valid, but not for the role the route needs (HTTP 403).
+    Forbidden(String),
+}
+
+/// One async lock per (subject, action): decisions that share a usage counter run one at a time.
+type SerialLocks = std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
+
+/// The active bundle.
+struct Active {
+    bundle: CompiledBundle,
+}
+
+/// The decision engine.
+pub struct Engine {
+    config: EngineConfig,
+    identity: IdentityVerifier,
+    policy_keys: Vec<NoteVerifier>,
+    // Swapped whole when the writ key rotates.
+    signer: RwLock<Arc<WritSigner>>,
+    verifier: WritVerifier,
+    log: Arc<Log>,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    active: RwLock<Option<Arc<Active>>>,
+    serial: Mutex<SerialLocks>,
+    // Held by the operator actions that check the state and then append (approvals) and
+    // by those that change what they check (revocations, quarantine), so that an approval
+    // cannot slip between a check and a revocation or quarantine recorded beside it.
+    operator_actions: tokio::sync::Mutex<()>,
+    anonymous: Mutex<AnonymousBudget>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("writ_audience", &self.config.writ_audience).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens the engine: rebuilds its state and the active bundle from the log.
+    pub fn open(parts: EngineParts) -> Result<Engine, EngineError> {
+        let EngineParts { config, trust_bundle, policy_keys, writ_signer, log, clock } = parts;
+        let mut vc = VerifierConfig::new(config.credential_audiences.clone());
+        vc.max_skew_secs = config.skew;
+        let identity = IdentityVerifier::new(trust_bundle, vc);
+        let verifier =
+            WritVerifier::new(writ_signer.issuer(), &writ_signer.jwks(), &config.writ_audience, config.skew)?;
+        let engine = Engine {
+            config,
+            identity,
+            policy_keys,
+            signer: RwLock::new(Arc::new(writ_signer)),
+            verifier,
+            log,
+            clock,
+            state: Mutex::new(State::default()),
+            active: RwLock::new(None),
+            serial: Mutex::new(std::collections::HashMap::new()),
+            operator_actions: tokio::sync::Mutex::new(()),
+            anonymous: Mutex::new(AnonymousBudget::default()),
+        };
+        let recorded = engine.rebuild()?;
+        // The log is the source of truth for which keys sign: a key it never recorded does not.
+        let kids = engine.writ_signer().map(|s| s.kids()).unwrap_or_default();
+        check_recorded(&kids, &recorded)?;
+        Ok(engine)
+    }
+
+    /// Rebuilds the state and the active bundle from the log; returns the latest key rotation.
+    fn rebuild(&self) -> Result<Recorded, EngineError> {
+        let mut state = State::default();
+        let mut active = None;
+        let mut recorded = Recorded::default();
+        for item in self.log.entries_from(0) {
+            let (i, bytes) = item?;
+            let entry: Entry = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::UnreadableEntry { index: i, source: Cause::new(e) })?;
+            if let Entry::Activation { check: BundleCheck { accepted: true, .. }, parts } = &entry {
+                let bundle = bundle_from_parts(parts)?;
+                active = Some(Arc::new(Active { bundle: bundle.compile()? }));
+            }
+            if let Entry::KeyRotation { kids, .. } = &entry {
+                recorded.latest = Some((i, kids.clone()));
+            }
+            state.apply(&entry, i);
+        }
+        *self.state.lock().map_err(|_| EngineError::Poisoned("state"))? = state;
+        *self.active.write().map_err(|_| EngineError::Poisoned("bundle"))? = active;
+        Ok(recorded)
+    }
+
+    /// The writ signing keys as a JWKS document.
+    pub fn jwks(&self) -> Value {
+        self.writ_signer().map(|s| s.jwks()).unwrap_or_else(|| json!({"keys": []}))
+    }
+
+    /// The current writ signer; `None` if its lock is poisoned.
+    fn writ_signer(&self) -> Option<Arc<WritSigner>> {
+        self.signer.read().ok().map(|s| s.clone())
+    }
+
+    /// The active bundle's name, version and digest.
+    pub fn active_bundle(&self) -> Option<(String, String, BundleDigest)> {
+        let a = self.active.read().ok()?.clone()?;
+        Some((a.bundle.name().to_owned(), a.bundle.version().to_owned(), a.bundle.digest()))
+    }
+
+    /// Quarantined identities, with who isolated them, when and why.
+    pub fn quarantined(&self) -> Vec<(String, OperatorAction)> {
+        self.state.lock().map(|s| s.quarantined()).unwrap_or_default()
+    }
+
+    /// Revoked writ ids, with who revoked them, when and why.
+    pub fn revoked(&self) -> Vec<(String, OperatorAction)> {
+        self.state.lock().map(|s| s.revoked()).unwrap_or_default()
+    }
+
+    /// Every bundle the log holds (uploaded or activated), the active one marked.
+    pub fn bundles(&self) -> Vec<BundleSummary> {
+        self.state.lock().map(|s| s.bundles()).unwrap_or_default()
+    }
+
+    /// The lineage of a decision: every decision under its root. `None` if the log holds
+    /// no decision with that id.
+    pub fn lineage(&self, id: &str) -> Option<Lineage> {
+        self.state.lock().ok()?.lineage(id)
+    }
+
+    /// Authenticates a bearer credential as an operator: its SPIFFE ID. A credential that
+    /// verifies but for another role is [`AuthFailure::Forbidden`]; anything else that fails
+    /// is [`AuthFailure::Unauthenticated`] with the identity stage's reason code.
+    pub fn authenticate_operator(&self, token: Option<&str>) -> Result<String, AuthFailure> {
+        self.authenticate(token, Role::Operator)
+    }
+
+    /// Authenticates a bearer credential as `role` (see [`Engine::authenticate_operator`]).
+    pub fn authenticate(&self, token: Option<&str>, role: Role) -> Result<String, AuthFailure> {
+        let Some(token) = token else {
+            return Err(AuthFailure::Unauthenticated(ReasonCode::IdentityMissing, "no credential".into()));
+        };
+        let now = self.clock.now();
+        match self.identity.verify(role, token, now) {
+            Ok(c) => Ok(c.subject().to_string()),
+            Err(e @ IdentityError::UntrustedIssuer(_)) => {
+                let other = Role::ALL
+                    .into_iter()
+                    .filter(|r| *r != role)
+                    .find_map(|r| self.identity.verify(r, token, now).ok().map(|c| (r, c.subject().to_string())));
+                match other {
+                    Some((r, sub)) => Err(AuthFailure::Forbidden(format!("{sub} holds a {r} credential, not {role}"))),
+                    None => Err(AuthFailure::Unauthenticated(e.reason(), e.to_string())),
+                }
+            }
+            Err(e) => Err(AuthFailure::Unauthenticated(e.reason(), e.to_string())),
+        }
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// The lock that serialises decisions of `subject` for `action`.
+    fn serial_lock(&self, subject: &str, action: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut locks) = self.serial.lock() else {
+            return Arc::new(tokio::sync::Mutex::new(()));
+        };
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry((subject.to_owned(), action.to_owned())).or_default().clone()
+    }
+
+    async fn append(&self, entry: &Entry) -> Result<u64, EngineError> {
+        Ok(self.append_entry(entry).await?.index)
+    }
+
+    async fn append_entry(&self, entry: &Entry) -> Result<Appended, EngineError> {
+        let bytes = entry.canonical().map_err(|e| EngineError::Encoding(Cause::new(e)))?;
+        let a = self.log.append(bytes).await?;
+        self.state.lock().map_err(|_| EngineError::Poisoned("state"))?.apply(entry, a.index);
+        let (kind, operator) = entry.kind_and_operator();
+        tracing::info!(kind, operator = operator.unwrap_or("local"), log_index = a.index, "recorded");
+        Ok(a)
+    }
+}
+
+/// Rebuilds a bundle from the parts an activation entry recorded.
+pub(crate) fn bundle_from_parts(p: &BundleParts) -> Result<Bundle, EngineError> {
+    Ok(Bundle::from_parts(&p.manifest, &p.policies, &p.schema, p.entities.as_deref(), p.tests.as_deref())?)
+}
