@@ -111,7 +111,8 @@ fn a_candidate_reports_exactly_the_decisions_it_would_change() {
     assert!(r.changes.iter().all(|c| c.id != bad.id), "an identity deny does not depend on policy");
 
     // A range and a limit: every change is counted, the list stops at the limit.
-    let none = starter_with(&format!("@id(\"read-anywhere\")\n{READ_ANYWHERE}"), "");
+    let none =
+        starter_with(&format!("@id(\"read-anywhere\")\n@reason(\"nothing: any agent may read\")\n{READ_ANYWHERE}"), "");
     let all = run(store.as_ref(), &none, 0, None, 100);
     assert_eq!(all.changed, 2, "{all:#?}");
     let limited = run(store.as_ref(), &none, 0, None, 1);
