@@ -1,7 +1,7 @@
 //! The crash test of the log's durability promise: an append is acknowledged only once it
 //! is durable.
 //!
-//! `writ log crashtest` starts a child process (`writ log crash-child`) that appends from
+//! `writ-dev log crashtest` starts a child process (`writ-dev log crash-child`) that appends from
 //! many concurrent tasks and prints each acknowledgement (`ack <index> <leaf hex>`) and each
 //! published checkpoint (`cp <size> <root hex>`) as it happens. The driver SIGKILLs the
 //! child at a random moment, reopens the store as a restarted server would, and checks

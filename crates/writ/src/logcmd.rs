@@ -71,17 +71,6 @@ pub enum LogCommand {
     /// Re-evaluate every recorded decision from its recorded inputs; exit status 1 if
     /// any does not reproduce.
     Replay,
-    /// Kill-and-reopen crash test: appends under concurrency in a child process, SIGKILLs
-    /// it at random moments, and checks every acknowledged append survived.
-    Crashtest(crate::crashtest::Args),
-    /// Append and proof benchmarks against a fresh store.
-    Bench(crate::logbench::Args),
-    /// (internal) the child process of `crashtest`.
-    #[command(hide = true)]
-    CrashChild {
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-    },
 }
 
 pub fn run(dir: &DataDir, cmd: LogCommand) -> Result<ExitCode> {
@@ -197,9 +186,6 @@ pub fn run(dir: &DataDir, cmd: LogCommand) -> Result<ExitCode> {
         }
         LogCommand::Demo { entries } => demo(dir, entries)?,
         LogCommand::Replay => return crate::engcmd::replay_log(dir),
-        LogCommand::Crashtest(args) => return crate::crashtest::run(dir, args),
-        LogCommand::Bench(args) => crate::logbench::run(args)?,
-        LogCommand::CrashChild { concurrency } => crate::crashtest::child(dir, concurrency)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -154,13 +154,35 @@ fn a_second_writer_is_refused_while_one_holds_the_log() {
 #[test]
 fn crash_test_short() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = writ(
-        tmp.path(),
-        &["log", "crashtest", "--rounds", "6", "--concurrency", "32", "--min-ms", "20", "--max-ms", "400"],
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_writ-dev"))
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args(["log", "crashtest", "--rounds", "6", "--concurrency", "32", "--min-ms", "20", "--max-ms", "400"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("crashtest passed: 6 rounds"), "{stdout}");
+}
+
+/// The developer tools are not among the shipped binary's commands.
+#[test]
+fn developer_tools_are_not_in_writ() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [&["log", "--help"][..], &["--help"][..]] {
+        let out = writ(tmp.path(), args);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !help.contains("crashtest") && !help.contains("bench against a fresh"),
+            "{help}"
+        );
+    }
+    for args in [&["log", "crashtest"][..], &["log", "bench"][..], &["log", "crash-child"][..]] {
+        assert_eq!(writ(tmp.path(), args).status.code(), Some(2), "writ {args:?} still runs");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_writ-dev")).args(["log", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("crashtest") && help.contains("bench"), "{help}");
 }
 
 use std::os::unix::fs::PermissionsExt as _;

@@ -1,6 +1,6 @@
 //! Integration tests of the `writ` binary: the log commands end to end, their hostile
 //! inputs, and the kill-and-reopen crash test (short version; the long one is
-//! `writ log crashtest --rounds 200`).
+//! `writ-dev log crashtest --rounds 200`).
 
 #![allow(
     clippy::unwrap_used,

@@ -1,0 +1,76 @@
+//! `writ-dev`: the developer's tools, kept out of the shipped `writ` binary's commands: the
+//! log's kill-and-reopen crash test (and the child process it kills) and the log's append
+//! and proof benchmarks. Built beside `writ` (`cargo build --release -p writ`), run from the
+//! build directory: `target/release/writ-dev log crashtest`, `writ-dev log bench`.
+//!
+//! It shares the `writ` crate's modules that do the work (by path, as the integration tests
+//! share the HTTP client), so the figures and the crash test measure the same code the
+//! product runs.
+
+/// The same allocator as `writ`, so that the benchmarks measure what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "../crashtest.rs"]
+mod crashtest;
+#[path = "../datadir.rs"]
+#[allow(dead_code, reason = "the data directory module of `writ`; the crash test uses only its log parts")]
+mod datadir;
+#[path = "../logbench.rs"]
+mod logbench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "writ-dev", version, about = "writ's developer tools: the log's crash test and benchmarks")]
+struct Cli {
+    /// Data directory [default: writ-data].
+    #[arg(long, global = true, env = "WRIT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The tamper-evident log's developer tools.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Kill-and-reopen crash test: appends under concurrency in a child process, SIGKILLs
+    /// it at random moments, and checks every acknowledged append survived.
+    Crashtest(crashtest::Args),
+    /// Append and proof benchmarks against a fresh store.
+    Bench(logbench::Args),
+    /// (internal) the child process of `crashtest`.
+    #[command(hide = true)]
+    CrashChild {
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dir = datadir::DataDir::new(cli.data_dir.as_deref().unwrap_or(std::path::Path::new("writ-data")));
+    let result = match cli.command {
+        Command::Log(LogCommand::Crashtest(args)) => crashtest::run(&dir, args),
+        Command::Log(LogCommand::Bench(args)) => logbench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Log(LogCommand::CrashChild { concurrency }) => {
+            crashtest::child(&dir, concurrency).map(|()| ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("writ-dev: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
