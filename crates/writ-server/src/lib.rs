@@ -157,7 +157,7 @@ impl AppState {
 #[openapi(
     info(
         title = "writ control plane",
-        description = "Execution trust for autonomous AI systems: decisions, writs, the tamper-evident log, and the operator routes. Reason codes are SPEC.md section 6.",
+        description = "Execution trust for autonomous AI systems: decisions, writs, the tamper-evident log, and the operator routes. Reason codes: docs/reason-codes.md in the repository.",
         license(name = "Apache-2.0")
     ),
     modifiers(&Security),
