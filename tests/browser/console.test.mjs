@@ -34,13 +34,16 @@ const dir = mkdtempSync(join(tmpdir(), "writ-console-"));
 const profile = mkdtempSync(join(tmpdir(), "writ-chromium-"));
 const server = spawn(writ, ["--data-dir", dir, "serve", "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "ignore"] });
 let browser;
-const deadline = setTimeout(() => { console.error("timed out"); cleanup(); process.exit(1); }, 120_000);
+const deadline = setTimeout(async () => { console.error("timed out"); await cleanup(); process.exit(1); }, 120_000);
 
-function cleanup() {
+// Chromium is closed (and has stopped writing its profile) before the directories go; the
+// removal retries what a late write may still leave behind.
+async function cleanup() {
   server.kill("SIGKILL");
-  if (browser) browser.close().catch(() => {});
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(profile, { recursive: true, force: true });
+  if (browser) await browser.close().catch(() => {});
+  const gone = { recursive: true, force: true, maxRetries: 10, retryDelay: 100 };
+  rmSync(dir, gone);
+  rmSync(profile, gone);
 }
 
 try {
@@ -126,10 +129,10 @@ try {
   assert.deepEqual(errors, [], "no script errors");
   console.log(`console browser test: ok (${await page.$$eval("#entries tr", (r) => r.length)} rows, proof verified in chromium)`);
   clearTimeout(deadline);
-  cleanup();
+  await cleanup();
 } catch (e) {
   console.error("console browser test FAILED:", e);
   clearTimeout(deadline);
-  cleanup();
+  await cleanup();
   process.exit(1);
 }
