@@ -81,7 +81,7 @@ fn delegated(parent: Option<&str>, identity: &IdentityFact, facts: &Facts) -> Re
     if parent == identity.subject {
         return Ok(());
     }
-    let Some(Checked::Ok(d)) = facts.delegation.get("delegation") else {
+    let Some(Checked::Ok(d)) = facts.delegation.get(writ_core::Presented::Delegation.name()) else {
         return Err(format!("{parent} did not delegate to {} (no delegation credential)", identity.subject));
     };
     let delegate = d.claims.get(writ_identity::MAY_ACT).and_then(|m| m.get("sub")).and_then(Value::as_str);
