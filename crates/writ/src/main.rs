@@ -54,10 +54,12 @@ enum Command {
     /// Development identities: credentials and attestations from the local issuer.
     #[command(subcommand)]
     Identity(engcmd::IdentityCommand),
-    /// Policy bundles: check, test, sign, activate, replay a candidate against history.
+    /// Policy bundles: check, test, evaluate one request, sign, activate (here or on a
+    /// running server with `--url`), replay a candidate against history.
     #[command(subcommand)]
     Policy(engcmd::PolicyCommand),
-    /// Quarantine: isolate or release identities (recorded in the log).
+    /// Quarantine: isolate or release identities (recorded in the log; `--url` acts on a
+    /// running server).
     Quarantine(engcmd::QuarantineArgs),
     /// Revoke a writ (recorded in the log): it no longer verifies or serves as a parent.
     Revoke {
