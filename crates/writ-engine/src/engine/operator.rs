@@ -15,16 +15,13 @@ use crate::record::{BundleCheck, BundleParts, Entry, ExecStatus};
 use crate::writ::WritSigner;
 use crate::{Cause, EngineError, KeyError, Missing};
 
-/// What checking a bundle established, for its log entry.
+/// What checking a bundle established: the record its log entry carries, its parts, why
+/// it was refused, and the compiled bundle if it was accepted.
 struct CheckedBundle {
-    time: u64,
-    digest: String,
-    name: String,
-    version: String,
-    accepted: bool,
-    refusal: Option<writ_policy::PolicyError>,
-    signer: Option<String>,
+    check: BundleCheck,
     parts: BundleParts,
+    refusal: Option<writ_policy::PolicyError>,
+    compiled: Option<CompiledBundle>,
 }
 
 impl Engine {
@@ -38,23 +35,8 @@ impl Engine {
     ) -> Result<BundleDigest, EngineError> {
         // An approval checks the active bundle: the two are recorded in order.
         let _one = self.operator_actions.lock().await;
-        let (checked, compiled) = self.check_bundle(bundle, signature);
-        let entry = Entry::Activation {
-            check: BundleCheck {
-                time: checked.time,
-                digest: checked.digest,
-                name: checked.name,
-                version: checked.version,
-                accepted: checked.accepted,
-                refusal: checked.refusal.as_ref().map(ToString::to_string),
-                signer: checked.signer,
-                signature: signature.to_owned(),
-                operator: operator.map(str::to_owned),
-            },
-            parts: checked.parts,
-        };
-        let refusal = checked.refusal;
-        self.append(&entry).await?;
+        let CheckedBundle { check, parts, refusal, compiled } = self.check_bundle(bundle, signature, operator);
+        self.append(&Entry::Activation { check, parts }).await?;
         match compiled {
             Some(c) => {
                 *self.active.write().map_err(|_| EngineError::Poisoned("bundle"))? =
@@ -67,7 +49,7 @@ impl Engine {
 
     /// Checks a bundle's signature against the trusted policy keys and compiles it against
     /// its schema: what an activation or upload entry records, and the compiled bundle.
-    fn check_bundle(&self, bundle: &Bundle, signature: &str) -> (CheckedBundle, Option<CompiledBundle>) {
+    fn check_bundle(&self, bundle: &Bundle, signature: &str, operator: Option<&str>) -> CheckedBundle {
         let checked = verify_bundle_signature(bundle, signature, &self.policy_keys)
             .and_then(|signer| bundle.compile().map(|c| (signer, c)));
         let (manifest, policies, schema, entities, tests) = bundle.parts();
@@ -75,17 +57,22 @@ impl Engine {
             Ok((signer, compiled)) => (true, None, Some(signer), Some(compiled)),
             Err(e) => (false, Some(e), None, None),
         };
-        let fields = CheckedBundle {
-            time: self.clock.now(),
-            digest: bundle.digest().to_string(),
-            name: bundle.manifest().name.clone(),
-            version: bundle.manifest().version.clone(),
-            accepted,
-            refusal,
-            signer,
+        CheckedBundle {
+            check: BundleCheck {
+                time: self.clock.now(),
+                digest: bundle.digest().to_string(),
+                name: bundle.manifest().name.clone(),
+                version: bundle.manifest().version.clone(),
+                accepted,
+                refusal: refusal.as_ref().map(ToString::to_string),
+                signer,
+                signature: signature.to_owned(),
+                operator: operator.map(str::to_owned),
+            },
             parts: BundleParts { manifest, policies, schema, entities, tests },
-        };
-        (fields, compiled)
+            refusal,
+            compiled,
+        }
     }
 
     /// Uploads a signed bundle for later activation: it is checked exactly as an
@@ -96,23 +83,8 @@ impl Engine {
         signature: &str,
         operator: Option<&str>,
     ) -> Result<BundleDigest, EngineError> {
-        let (checked, _) = self.check_bundle(bundle, signature);
-        let refusal = checked.refusal.clone();
-        let entry = Entry::Upload {
-            check: BundleCheck {
-                time: checked.time,
-                digest: checked.digest,
-                name: checked.name,
-                version: checked.version,
-                accepted: checked.accepted,
-                refusal: checked.refusal.as_ref().map(ToString::to_string),
-                signer: checked.signer,
-                signature: signature.to_owned(),
-                operator: operator.map(str::to_owned),
-            },
-            parts: checked.accepted.then_some(checked.parts),
-        };
-        self.append(&entry).await?;
+        let CheckedBundle { check, parts, refusal, .. } = self.check_bundle(bundle, signature, operator);
+        self.append(&Entry::Upload { parts: check.accepted.then_some(parts), check }).await?;
         match refusal {
             None => Ok(bundle.digest()),
             Some(r) => Err(EngineError::BundleUntrusted(r)),
