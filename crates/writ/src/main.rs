@@ -16,6 +16,7 @@ mod datadir;
 mod demo;
 mod engcmd;
 mod logcmd;
+mod mcp;
 mod remote;
 mod serve;
 
@@ -79,6 +80,9 @@ enum Command {
         #[arg(long, env = "WRIT_URL", value_name = "URL")]
         url: Option<String>,
     },
+    /// The MCP gateway: runs an MCP server (stdio) and governs every `tools/call` of it
+    /// through the control plane at `--url`; everything else passes through.
+    Mcp(mcp::Args),
     /// One verification at an enforcement point: does this writ authorize this request?
     /// Trusts public keys only (a JWKS file or URL); single use across concurrent runs.
     Verify(engcmd::VerifyArgs),
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Revoke { jti, reason, remote } => engcmd::revoke(&dir, &jti, &reason, &remote),
         Command::Authorize { request, url } => engcmd::authorize(&dir, &request, url),
         Command::Verify(args) => engcmd::verify(&dir, &args),
+        Command::Mcp(args) => mcp::run(args),
     };
     match result {
         Ok(code) => code,

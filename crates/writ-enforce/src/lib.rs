@@ -1,0 +1,17 @@
+//! writ's enforcement points that reach the control plane over HTTP (SPEC.md §4,
+//! "Enforcement points"). They never link the decision engine: every decision is asked of a
+//! running `writ serve` through its public API (`POST /v1/authorize`, `/v1/authorize/preview`,
+//! `/v1/outcomes`, `GET /v1/approvals/{id}`), so an enforcement point holds no key and no
+//! policy and fails closed when the control plane cannot answer.
+//!
+//! - [`mcp`]: the MCP gateway (`writ mcp -- <server command>`), a stdio proxy that governs
+//!   every `tools/call` of the server it wraps and passes everything else through.
+//! - [`client`]: the small HTTP/1.1 client the enforcement points speak to the control
+//!   plane with (keep-alive connections, pooled, no TLS).
+
+mod error;
+
+pub mod client;
+pub mod mcp;
+
+pub use error::{Error, TransportKind};

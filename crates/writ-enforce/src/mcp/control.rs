@@ -1,0 +1,422 @@
+//! The gateway's side of the control plane's API: the agent's credential, one decision per
+//! governed call (`POST /v1/authorize`), the wait for a human approval
+//! (`GET /v1/approvals/{id}`), the tools a caller could be allowed to call
+//! (`POST /v1/authorize/preview`), and the outcome of an execution (`POST /v1/outcomes`).
+//!
+//! Every failure to obtain a decision is a deny ([`Verdict::Deny`]), never an allow: the
+//! control plane unreachable, slower than the deadline or answering 5xx is
+//! `log.unavailable` (no decision could be recorded); an answer that cannot be read is
+//! `internal`.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use writ_core::ReasonCode;
+
+use crate::Error;
+use crate::client::{Client, Reply};
+
+/// Largest credential (file or command output) read, in bytes (a JWT is a few hundred).
+const MAX_CREDENTIAL: usize = 64 * 1024;
+
+/// How long a `--credential-command` may run.
+const CREDENTIAL_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A cached credential is renewed this long before its `exp`.
+const RENEW_BEFORE_EXP_SECS: u64 = 30;
+
+/// Time between two polls of a pending approval.
+const APPROVAL_POLL: Duration = Duration::from_millis(250);
+
+/// Where the agent's workload credential comes from.
+#[derive(Clone, Debug)]
+pub enum CredentialSource {
+    /// Given as is (`WRIT_AGENT_CREDENTIAL`).
+    Value(String),
+    /// A file, re-read when the credential it held expires (`--credential-file`).
+    File(PathBuf),
+    /// A command run with `sh -c`, its standard output trimmed (`--credential-command`):
+    /// re-run before the cached credential's `exp`, or when the control plane answers
+    /// `identity.expired`.
+    Command(String),
+}
+
+/// The agent's credential, cached.
+#[derive(Debug)]
+pub(crate) struct Credential {
+    source: CredentialSource,
+    cached: Mutex<Option<(String, Option<u64>)>>,
+}
+
+impl Credential {
+    pub(crate) fn new(source: CredentialSource) -> Self {
+        Credential { source, cached: Mutex::new(None) }
+    }
+
+    /// Whether asking again can give another credential.
+    pub(crate) fn renewable(&self) -> bool {
+        !matches!(self.source, CredentialSource::Value(_))
+    }
+
+    /// The current credential: the cached one unless `renew` or it is about to expire.
+    pub(crate) async fn get(&self, renew: bool) -> Result<String, Error> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, exp)) = cached.as_ref()
+            && !renew
+            && exp.is_none_or(|exp| now_secs().saturating_add(RENEW_BEFORE_EXP_SECS) < exp)
+        {
+            return Ok(token.clone());
+        }
+        let token = match &self.source {
+            CredentialSource::Value(v) => v.trim().to_owned(),
+            CredentialSource::File(path) => read_file(path).await?,
+            CredentialSource::Command(cmd) => run_command(cmd).await?,
+        };
+        if token.is_empty() {
+            return Err(Error::Credential("the credential is empty".into()));
+        }
+        if token.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(Error::Credential("the credential is not one token (whitespace or control characters)".into()));
+        }
+        *cached = Some((token.clone(), jwt_exp(&token)));
+        Ok(token)
+    }
+}
+
+async fn read_file(path: &std::path::Path) -> Result<String, Error> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| Error::Credential(format!("reading the credential file {}: {e}", path.display())))?;
+    if bytes.len() > MAX_CREDENTIAL {
+        return Err(Error::Credential(format!(
+            "the credential file {} is over {MAX_CREDENTIAL} bytes",
+            path.display()
+        )));
+    }
+    String::from_utf8(bytes)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| Error::Credential(format!("the credential file {} is not UTF-8", path.display())))
+}
+
+async fn run_command(cmd: &str) -> Result<String, Error> {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::Credential(format!("running the credential command: {e}")))?;
+    let out = tokio::time::timeout(CREDENTIAL_COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| Error::Credential(format!("the credential command ran over {CREDENTIAL_COMMAND_TIMEOUT:?}")))?
+        .map_err(|e| Error::Credential(format!("running the credential command: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Credential(format!("the credential command failed ({})", out.status)));
+    }
+    if out.stdout.len() > MAX_CREDENTIAL {
+        return Err(Error::Credential(format!("the credential command printed over {MAX_CREDENTIAL} bytes")));
+    }
+    String::from_utf8(out.stdout)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| Error::Credential("the credential command printed something that is not UTF-8".into()))
+}
+
+/// The `exp` of a JWT, read without verifying it (only to know when to renew it; the control
+/// plane verifies it).
+fn jwt_exp(token: &str) -> Option<u64> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice::<Value>(&bytes).ok()?.get("exp")?.as_u64()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A deny: what the agent is told, in the shape of the design contract.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Denial {
+    /// The primary reason code (`pending` for an approval still awaited).
+    pub(crate) reason: String,
+    /// Every reason code, primary first.
+    pub(crate) reasons: Vec<String>,
+    /// The human reason.
+    pub(crate) detail: String,
+    /// The decision id, when the control plane made one.
+    pub(crate) decision: Option<String>,
+    /// The decision's log index, when recorded.
+    pub(crate) log_index: Option<u64>,
+}
+
+impl Denial {
+    /// A deny the gateway decides itself (no decision was obtained).
+    pub(crate) fn local(code: ReasonCode, detail: impl Into<String>) -> Self {
+        Denial {
+            reason: code.as_str().to_owned(),
+            reasons: vec![code.as_str().to_owned()],
+            detail: detail.into(),
+            decision: None,
+            log_index: None,
+        }
+    }
+}
+
+/// What the control plane decided for one call.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Verdict {
+    /// Allowed: the writ and the decision.
+    Allow { writ: String, id: String, log_index: Option<u64> },
+    /// Denied (by the control plane, or by the gateway for want of a decision).
+    Deny(Denial),
+    /// Waiting for a human approval.
+    Pending { id: String, log_index: Option<u64>, detail: String },
+}
+
+/// The control plane, as the gateway uses it.
+#[derive(Debug)]
+pub(crate) struct ControlPlane {
+    pub(crate) client: Client,
+    pub(crate) credential: Credential,
+    pub(crate) parent_writ: Option<String>,
+    pub(crate) decision_timeout: Duration,
+}
+
+impl ControlPlane {
+    /// One decision for `action` on `resource` with `arguments`, within the deadline.
+    pub(crate) async fn authorize(&self, action: &str, resource: &str, arguments: &Value, audience: &str) -> Verdict {
+        let mut renewed = false;
+        loop {
+            let token = match self.credential.get(renewed).await {
+                Ok(t) => t,
+                Err(e) => return Verdict::Deny(Denial::local(ReasonCode::IdentityMissing, e.to_string())),
+            };
+            let mut body = json!({
+                "credentials": {"workload": token},
+                "action": action,
+                "resource": resource,
+                "arguments": arguments,
+                "audience": audience,
+            });
+            if let (Some(parent), Some(obj)) = (&self.parent_writ, body.as_object_mut()) {
+                obj.insert("parent_writ".into(), json!(parent));
+            }
+            let verdict = match self.client.post_json("/v1/authorize", &body, None, self.decision_timeout).await {
+                Ok(reply) => read_decision(&reply),
+                Err(e) => Verdict::Deny(unavailable(&e, self.decision_timeout)),
+            };
+            // An expired credential from a source that can give a fresh one: once more.
+            if let Verdict::Deny(d) = &verdict
+                && d.reason == ReasonCode::IdentityExpired.as_str()
+                && self.credential.renewable()
+                && !renewed
+            {
+                renewed = true;
+                continue;
+            }
+            return verdict;
+        }
+    }
+
+    /// Waits up to `wait` for an operator to answer the pending decision `id`: the writ
+    /// once approved, a deny once rejected or expired, still pending at the end of the wait.
+    pub(crate) async fn await_approval(&self, id: &str, log_index: Option<u64>, wait: Duration) -> Verdict {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut last_detail = String::from("waiting for an operator's approval");
+        loop {
+            match self.approval(id).await {
+                Ok(Some(v)) => return v,
+                Ok(None) => {}
+                Err(e) => last_detail = format!("waiting for an operator's approval (last poll: {e})"),
+            }
+            if tokio::time::Instant::now() + APPROVAL_POLL >= deadline {
+                return Verdict::Pending { id: id.to_owned(), log_index, detail: last_detail };
+            }
+            tokio::time::sleep(APPROVAL_POLL).await;
+        }
+    }
+
+    /// One look at a pending decision: `None` while it is still pending.
+    async fn approval(&self, id: &str) -> Result<Option<Verdict>, Error> {
+        let token = self.credential.get(false).await?;
+        let path = format!("/v1/approvals/{}", percent_encode(id));
+        let reply = self.client.get(&path, Some(&token), self.decision_timeout).await?;
+        let v = reply.json()?;
+        if !reply.status.is_success() {
+            if reply.status.is_server_error() {
+                return Err(Error::Answer(format!("{} from the control plane", reply.status)));
+            }
+            // 409: approved, but revoked or quarantined since; 403/404: not ours.
+            return Ok(Some(Verdict::Deny(error_denial(&v, Some(id)))));
+        }
+        let log_index = v.get("log_index").and_then(Value::as_u64);
+        match v.get("status").and_then(Value::as_str) {
+            Some("pending") => Ok(None),
+            Some("approved") => match v.get("writ").and_then(Value::as_str) {
+                Some(writ) => Ok(Some(Verdict::Allow { writ: writ.to_owned(), id: id.to_owned(), log_index })),
+                None => Err(Error::Answer("an approved decision without its writ".into())),
+            },
+            Some(status @ ("rejected" | "expired")) => {
+                let why = v
+                    .pointer("/resolution/reason")
+                    .and_then(Value::as_str)
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                let detail = if status == "rejected" {
+                    format!("an operator rejected the approval{why}")
+                } else {
+                    "no operator approved it before its deadline".to_owned()
+                };
+                let mut d = Denial::local(ReasonCode::PolicyDenied, detail);
+                d.decision = Some(id.to_owned());
+                d.log_index = log_index;
+                Ok(Some(Verdict::Deny(d)))
+            }
+            _ => Err(Error::Answer("an approval without a known status".into())),
+        }
+    }
+
+    /// For each candidate action on `resource`, whether some call of it could be allowed.
+    /// `Err` for any failure (the caller then shows every tool).
+    pub(crate) async fn preview(&self, actions: &[String], resource: &str) -> Result<Vec<bool>, Error> {
+        let token = self.credential.get(false).await?;
+        let candidates: Vec<Value> = actions.iter().map(|a| json!({"action": a, "resource": resource})).collect();
+        let mut body = json!({"credentials": {"workload": token}, "candidates": candidates});
+        if let (Some(parent), Some(obj)) = (&self.parent_writ, body.as_object_mut()) {
+            obj.insert("parent_writ".into(), json!(parent));
+        }
+        let reply = self.client.post_json("/v1/authorize/preview", &body, None, self.decision_timeout).await?;
+        if !reply.status.is_success() {
+            return Err(Error::Answer(format!("preview answered {}", reply.status)));
+        }
+        let v = reply.json()?;
+        let answers = v
+            .get("candidates")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::Answer("a preview without candidates".into()))?;
+        if answers.len() != actions.len() {
+            return Err(Error::Answer("a preview with another number of candidates".into()));
+        }
+        actions
+            .iter()
+            .zip(answers)
+            .map(|(action, a)| {
+                if a.get("action").and_then(Value::as_str) != Some(action) {
+                    return Err(Error::Answer("a preview whose candidates are not in request order".into()));
+                }
+                a.get("possible")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| Error::Answer("a candidate without possible".into()))
+            })
+            .collect()
+    }
+
+    /// Records how an execution ended (`succeeded` or `failed`) with a detail.
+    pub(crate) async fn outcome(&self, jti: &str, status: &str, detail: &str) -> Result<(), Error> {
+        let token = self.credential.get(false).await?;
+        let body = json!({"jti": jti, "status": status, "detail": detail});
+        let reply = self.client.post_json("/v1/outcomes", &body, Some(&token), self.decision_timeout).await?;
+        if reply.status.is_success() || reply.status == hyper::StatusCode::CONFLICT {
+            // 409: already recorded (a retry whose first attempt got through).
+            return Ok(());
+        }
+        let why = String::from_utf8_lossy(reply.body.get(..reply.body.len().min(300)).unwrap_or_default()).into_owned();
+        Err(Error::Answer(format!("{}: {why}", reply.status)))
+    }
+
+    /// The digest of the active bundle (`GET /readyz`), `None` when none is active.
+    pub(crate) async fn active_bundle(&self) -> Result<Option<String>, Error> {
+        let reply = self.client.get("/readyz", None, self.decision_timeout).await?;
+        let v = reply.json()?;
+        Ok(v.pointer("/bundle/digest").and_then(Value::as_str).map(str::to_owned))
+    }
+}
+
+/// `id` with everything but unreserved characters percent-encoded, for a path segment.
+fn percent_encode(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The deny for a decision that could not be obtained.
+fn unavailable(e: &Error, timeout: Duration) -> Denial {
+    let detail = match e.transport_kind() {
+        Some(crate::TransportKind::Timeout) => format!("the control plane did not decide within {timeout:?}"),
+        Some(_) => format!("the control plane is unreachable ({e})"),
+        None => e.to_string(),
+    };
+    Denial::local(ReasonCode::LogUnavailable, detail)
+}
+
+/// The verdict in an answer of `POST /v1/authorize`.
+pub(crate) fn read_decision(reply: &Reply) -> Verdict {
+    if reply.status.is_server_error() {
+        let message = reply.json().ok().and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned));
+        return Verdict::Deny(Denial::local(
+            ReasonCode::LogUnavailable,
+            format!("the control plane answered {}: {}", reply.status, message.as_deref().unwrap_or("no decision")),
+        ));
+    }
+    let v = match reply.json() {
+        Ok(v) => v,
+        Err(e) => return Verdict::Deny(Denial::local(ReasonCode::Internal, e.to_string())),
+    };
+    if !reply.status.is_success() {
+        return Verdict::Deny(error_denial(&v, None));
+    }
+    let id = v.get("id").and_then(Value::as_str).map(str::to_owned);
+    let log_index = v.get("log_index").and_then(Value::as_u64);
+    let bad = |what: &str| Verdict::Deny(Denial::local(ReasonCode::Internal, format!("a decision {what}")));
+    match (v.get("outcome").and_then(Value::as_str), id) {
+        (Some("allow"), Some(id)) => match v.get("writ").and_then(Value::as_str) {
+            Some(writ) => Verdict::Allow { writ: writ.to_owned(), id, log_index },
+            None => bad("allow without a writ"),
+        },
+        (Some("pending"), Some(id)) => Verdict::Pending {
+            id,
+            log_index,
+            detail: v.get("detail").and_then(Value::as_str).unwrap_or("an operator must approve it").to_owned(),
+        },
+        (Some("deny"), id) => {
+            let reasons: Vec<String> = v
+                .get("reasons")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default();
+            let reason = reasons.first().cloned().unwrap_or_else(|| ReasonCode::Internal.as_str().to_owned());
+            let detail = v.get("detail").and_then(Value::as_str).unwrap_or_default().to_owned();
+            Verdict::Deny(Denial {
+                reasons: if reasons.is_empty() { vec![reason.clone()] } else { reasons },
+                reason,
+                detail,
+                decision: id,
+                log_index,
+            })
+        }
+        _ => bad("without a known outcome and id"),
+    }
+}
+
+/// A deny from an API error answer (`{"error": <code>, "message": …}`).
+fn error_denial(v: &Value, decision: Option<&str>) -> Denial {
+    let code = v
+        .get("error")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse::<ReasonCode>().ok())
+        .unwrap_or(ReasonCode::Internal);
+    let message = v.get("message").and_then(Value::as_str).unwrap_or("the control plane refused the request");
+    let mut d = Denial::local(code, message);
+    d.decision = decision.map(str::to_owned);
+    d
+}

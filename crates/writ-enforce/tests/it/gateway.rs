@@ -1,0 +1,347 @@
+//! The gateway's behaviour, one test per promise of issue 15 part 3 (and part 5, lineage).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{ControlPlane, Session, claims, received};
+
+fn tool_text(answer: &Value) -> Value {
+    serde_json::from_str(answer["result"]["content"][0]["text"].as_str().unwrap()).unwrap()
+}
+
+fn calls_of(log: &std::path::Path, tool: &str) -> usize {
+    received(log).iter().filter(|m| m["method"] == "tools/call" && m["params"]["name"] == tool).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_call_is_forwarded_with_its_writ_and_its_outcome_recorded() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    let mut s = Session::start(cp.config(&log));
+    let init = s.initialize().await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "fixture");
+    assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true, "{init}");
+
+    let before = cp.entries(0).await.len() as u64;
+    let answer = s.call(1, "echo", json!({"message": "hi", "n": 3})).await;
+    let echoed = tool_text(&answer);
+    assert_eq!(echoed["arguments"], json!({"message": "hi", "n": 3}));
+    let writ = echoed["meta"]["dev.writ/writ"].as_str().unwrap();
+    let c = claims(writ);
+    assert_eq!(c["act"], "mcp:fixture/echo");
+    assert_eq!(c["res"], "mcp:fixture");
+    assert_eq!(c["aud"], "mcp:fixture");
+    assert_eq!(c["sub"], crate::support::AGENT);
+    let expected =
+        writ_core::request_digest("mcp:fixture/echo", "mcp:fixture", &json!({"message": "hi", "n": 3})).unwrap();
+    assert_eq!(c["req"], expected.to_string());
+    assert_eq!(echoed["meta"]["dev.writ/decision"]["id"], c["jti"]);
+    assert!(echoed["meta"]["dev.writ/decision"]["log_index"].is_u64());
+
+    // A failing tool: its outcome is `failed`. The outcome entries arrive after the answers.
+    let failed = s.call(2, "fail", json!({})).await;
+    assert_eq!(failed["result"]["isError"], true);
+    let jti = c["jti"].as_str().unwrap().to_owned();
+    let mut outcomes = Vec::new();
+    for _ in 0..100 {
+        outcomes = cp.entries(before).await.into_iter().filter(|e| e["kind"] == "outcome").collect();
+        if outcomes.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    let first = outcomes.iter().find(|o| o.to_string().contains(&jti)).unwrap();
+    assert!(first.to_string().contains("succeeded"), "{first}");
+    let result = &answer["result"];
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(writ_core::canonical_json(result).unwrap()))
+    };
+    assert!(first.to_string().contains(&format!("sha256:{digest}")), "{first}");
+    assert!(first.to_string().contains("duration_ms"), "{first}");
+    assert!(outcomes.iter().any(|o| o.to_string().contains("failed")), "{outcomes:?}");
+    assert_eq!(s.close().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_call_never_reaches_the_server_and_is_answered_in_the_contract_shape() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    let marker = dir.path().join("marker");
+    let mut s = Session::start(cp.config(&log));
+    s.initialize().await;
+    let answer = s.call(7, "write_marker", json!({"path": marker.display().to_string()})).await;
+    assert_eq!(answer["id"], 7);
+    let r = &answer["result"];
+    assert_eq!(r["isError"], true);
+    let w = &r["structuredContent"]["writ"];
+    assert_eq!(w["outcome"], "deny");
+    assert_eq!(w["reason"], "policy.denied");
+    assert_eq!(w["reasons"][0], "policy.denied");
+    assert!(w["decision"].is_string() && w["log_index"].is_u64(), "{w}");
+    let text = r["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("writ denied this call: policy.denied: "), "{text}");
+    assert_eq!(text, format!("writ denied this call: policy.denied: {}", w["detail"].as_str().unwrap()));
+    // The server answers a ping (so everything sent before it has been read): no call arrived.
+    s.send(json!({"jsonrpc": "2.0", "id": 8, "method": "ping"})).await;
+    assert_eq!(s.answer(&json!(8)).await["result"], json!({}));
+    assert_eq!(calls_of(&log, "write_marker"), 0);
+    assert!(!marker.exists());
+    // An undeclared tool is denied too (the bundle does not know it).
+    let unknown = s.call(9, "no_such_tool", json!({})).await;
+    assert_eq!(unknown["result"]["structuredContent"]["writ"]["outcome"], "deny");
+    s.close().await;
+
+    // With --deny-as-error: a JSON-RPC error -32001 carrying the same object.
+    let mut config = cp.config(&log);
+    config.deny_as_error = true;
+    let mut s = Session::start(config);
+    let answer = s.call(1, "write_marker", json!({"path": marker.display().to_string()})).await;
+    assert_eq!(answer["error"]["code"], -32001);
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("writ denied this call: policy.denied: "));
+    assert_eq!(answer["error"]["data"]["outcome"], "deny");
+    assert_eq!(answer["error"]["data"]["reason"], "policy.denied");
+    assert!(answer.get("result").is_none());
+    s.close().await;
+    assert!(!marker.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_lines_from_either_side_do_not_desynchronise_the_proxy() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    let mut s = Session::start(cp.config(&log));
+    s.initialize().await;
+    // From the client: not JSON → parse error, id null; not forwarded.
+    s.send_raw(b"{\"jsonrpc\": \"2.0\", \"id\": 5, \"method\": ").await;
+    let e = s.next().await;
+    let e = if e["method"] == "notifications/message" { s.next().await } else { e };
+    assert_eq!(e["error"]["code"], -32700, "{e}");
+    assert_eq!(e["id"], Value::Null);
+    // A batch: an error per request in it.
+    s.send(json!([{"jsonrpc": "2.0", "id": 11, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/x"}]))
+        .await;
+    let batch = loop {
+        let m = s.next().await;
+        if m.is_array() {
+            break m;
+        }
+        s.seen.push(m);
+    };
+    assert_eq!(batch[0]["id"], 11);
+    assert_eq!(batch[0]["error"]["code"], -32600);
+    // Not an object.
+    s.send_raw(b"42").await;
+    let e = s.next().await;
+    assert_eq!(e["error"]["code"], -32600);
+    // A tools/call without a name.
+    s.send(json!({"jsonrpc": "2.0", "id": 12, "method": "tools/call", "params": {}})).await;
+    assert_eq!(s.answer(&json!(12)).await["error"]["code"], -32602);
+    // From the server: a line that is not JSON is dropped, the answer after it relayed.
+    let answer = s.call(13, "garbage", json!({})).await;
+    assert_eq!(answer["result"]["content"][0]["text"], "after garbage");
+    let answer = s.call(14, "echo", json!({"message": "still in step"})).await;
+    assert_eq!(tool_text(&answer)["arguments"]["message"], "still in step");
+    s.close().await;
+    let got = received(&log);
+    assert!(!got.iter().any(|m| m["id"] == 5 || m["id"] == 11 || m["id"] == 12), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_down_or_slow_denies() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    // Down: a port nobody listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut config = cp.config(&log);
+    config.url = format!("http://{closed}");
+    let mut s = Session::start(config);
+    let answer = s.call(1, "echo", json!({})).await;
+    let w = &answer["result"]["structuredContent"]["writ"];
+    assert_eq!(w["outcome"], "deny");
+    assert_eq!(w["reason"], "log.unavailable", "{answer}");
+    assert_eq!(w["decision"], Value::Null);
+    s.close().await;
+
+    // Slow: a listener that accepts and never answers; the deadline is 300 ms.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            held.push(c);
+        }
+    });
+    let mut config = cp.config(&log);
+    config.url = format!("http://{addr}");
+    config.decision_timeout = Duration::from_millis(300);
+    let mut s = Session::start(config);
+    let started = Instant::now();
+    let answer = s.call(2, "echo", json!({})).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let w = &answer["result"]["structuredContent"]["writ"];
+    assert_eq!(w["reason"], "log.unavailable", "{answer}");
+    assert!(w["detail"].as_str().unwrap().contains("did not decide within"), "{w}");
+    s.close().await;
+    holder.abort();
+    assert_eq!(calls_of(&log, "echo"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_requests_and_notifications_pass_through_with_their_ids() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    let mut s = Session::start(cp.config(&log));
+    s.initialize().await;
+    // The server's notification after `initialized`.
+    let note = loop {
+        let m = s.next().await;
+        if m["method"] == "notifications/message" {
+            break m;
+        }
+        s.seen.push(m);
+    };
+    assert_eq!(note["params"]["data"], "hello");
+    // A call that makes the server ask the client for its roots.
+    s.send(json!({"jsonrpc": "2.0", "id": "call-1", "method": "tools/call", "params": {"name": "ask_roots"}})).await;
+    let request = loop {
+        let m = s.next().await;
+        if m["method"] == "roots/list" {
+            break m;
+        }
+        s.seen.push(m);
+    };
+    assert_eq!(request["id"], "srv-roots-1");
+    s.send(
+        json!({"jsonrpc": "2.0", "id": "srv-roots-1", "result": {"roots": [{"uri": "file:///work", "name": "work"}]}}),
+    )
+    .await;
+    let answer = s.answer(&json!("call-1")).await;
+    assert_eq!(tool_text(&answer)["roots"][0]["uri"], "file:///work");
+    // Client notifications (cancellation, progress, anything) reach the server unchanged.
+    let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":99,"reason":"x"}}"#;
+    s.send_raw(cancel.as_bytes()).await;
+    s.send(json!({"jsonrpc": "2.0", "id": 3, "method": "ping"})).await;
+    s.answer(&json!(3)).await;
+    s.close().await;
+    let raw = std::fs::read_to_string(&log).unwrap();
+    assert!(raw.lines().any(|l| l == cancel), "{raw}");
+    assert!(raw.contains("notifications/initialized"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_decided_and_answered_out_of_order() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    let mut s = Session::start(cp.config(&log));
+    s.initialize().await;
+    s.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 1500}}}))
+        .await;
+    let started = Instant::now();
+    let fast = s.call(2, "echo", json!({})).await;
+    assert!(fast["result"].is_object());
+    assert!(started.elapsed() < Duration::from_millis(1400), "{:?}", started.elapsed());
+    let slow = s.answer(&json!(1)).await;
+    assert_eq!(slow["result"]["content"][0]["text"], "slow done");
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_shows_every_tool_when_the_preview_cannot_be_had_and_the_server_exit_status_is_kept() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    let mut config = cp.config(&log);
+    // Decisions from the real control plane, the preview from nowhere: fail open for the
+    // list only (calls stay governed).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    config.url = format!("http://{closed}");
+    let mut s = Session::start(config);
+    s.initialize().await;
+    s.send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"})).await;
+    let list = s.answer(&json!(4)).await;
+    assert_eq!(list["result"]["tools"].as_array().unwrap().len(), 8, "{list}");
+    // The server exits with status 3: so does the gateway.
+    s.send(json!({"jsonrpc": "2.0", "id": 5, "method": "exit_now", "params": {"code": 3}})).await;
+    let status = tokio::time::timeout(Duration::from_secs(10), s.gateway).await.unwrap().unwrap().unwrap();
+    assert_eq!(status, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_writ_makes_every_call_a_lineage_child() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    let token = cp.workload();
+    let (status, parent) = cp
+        .post(
+            "/v1/authorize",
+            &json!({"credentials": {"workload": token}, "action": "mcp:fixture/echo", "resource": "mcp:fixture",
+                    "arguments": {}}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(parent["outcome"], "allow", "{parent}");
+    let parent_writ = parent["writ"].as_str().unwrap().to_owned();
+    let mut config = cp.config(&log);
+    config.parent_writ = Some(parent_writ.clone());
+    let mut s = Session::start(config);
+    let answer = s.call(1, "echo", json!({"message": "child"})).await;
+    let c = claims(tool_text(&answer)["meta"]["dev.writ/writ"].as_str().unwrap());
+    assert_eq!(c["par"], parent["id"], "{c}");
+    assert_eq!(c["root"], claims(&parent_writ)["root"]);
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_needs_approval_is_pending_or_waits_for_the_operator() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    // No wait: answered at once as pending, with the decision id.
+    let mut s = Session::start(cp.config(&log));
+    let answer = s.call(1, "approve_me", json!({})).await;
+    let w = &answer["result"]["structuredContent"]["writ"];
+    assert_eq!(answer["result"]["isError"], true);
+    assert_eq!(w["outcome"], "pending", "{answer}");
+    let first = w["decision"].as_str().unwrap().to_owned();
+    s.close().await;
+    assert_eq!(calls_of(&log, "approve_me"), 0);
+
+    // A wait of 10 s, and an operator who approves after half a second: forwarded with the writ.
+    let mut config = cp.config(&log);
+    config.approval_wait = Duration::from_secs(10);
+    let mut s = Session::start(config);
+    s.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "approve_me"}})).await;
+    let op = cp.operator();
+    let mut pending = None;
+    for _ in 0..100 {
+        let (_, v) = cp.get("/v1/approvals?status=pending", Some(&op)).await;
+        if let Some(a) = v["approvals"].as_array().and_then(|a| a.iter().find(|a| a["id"] != first.as_str())).cloned() {
+            pending = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = pending.unwrap()["id"].as_str().unwrap().to_owned();
+    let (status, _) = cp.post(&format!("/v1/approvals/{id}/approve"), &json!({"reason": "fine"}), Some(&op)).await;
+    assert_eq!(status, 200);
+    let answer = s.answer(&json!(2)).await;
+    assert_eq!(answer["result"]["content"][0]["text"], "approved", "{answer}");
+    s.close().await;
+    assert_eq!(calls_of(&log, "approve_me"), 1);
+    let forwarded = received(&log).into_iter().find(|m| m["params"]["name"] == "approve_me").unwrap();
+    assert_eq!(claims(forwarded["params"]["_meta"]["dev.writ/writ"].as_str().unwrap())["jti"], id);
+}
