@@ -28,6 +28,9 @@ const CREDENTIAL_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A cached credential is renewed this long before its `exp`.
 const RENEW_BEFORE_EXP_SECS: u64 = 30;
 
+/// Most candidates `POST /v1/authorize/preview` takes at once.
+const MAX_CANDIDATES: usize = 1000;
+
 /// Time between two polls of a pending approval.
 const APPROVAL_POLL: Duration = Duration::from_millis(250);
 
@@ -281,8 +284,17 @@ impl ControlPlane {
     }
 
     /// For each candidate action on `resource`, whether some call of it could be allowed.
-    /// `Err` for any failure (the caller then shows every tool).
+    /// `Err` for any failure (the caller then shows every tool). Asked in chunks of the
+    /// route's bound.
     pub(crate) async fn preview(&self, actions: &[String], resource: &str) -> Result<Vec<bool>, Error> {
+        let mut possible = Vec::with_capacity(actions.len());
+        for chunk in actions.chunks(MAX_CANDIDATES) {
+            possible.extend(self.preview_chunk(chunk, resource).await?);
+        }
+        Ok(possible)
+    }
+
+    async fn preview_chunk(&self, actions: &[String], resource: &str) -> Result<Vec<bool>, Error> {
         let token = self.credential.get(false).await?;
         let candidates: Vec<Value> = actions.iter().map(|a| json!({"action": a, "resource": resource})).collect();
         let mut body = json!({"credentials": {"workload": token}, "candidates": candidates});

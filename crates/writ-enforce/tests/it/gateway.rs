@@ -345,3 +345,41 @@ async fn a_call_that_needs_approval_is_pending_or_waits_for_the_operator() {
     let forwarded = received(&log).into_iter().find(|m| m["params"]["name"] == "approve_me").unwrap();
     assert_eq!(claims(forwarded["params"]["_meta"]["dev.writ/writ"].as_str().unwrap())["jti"], id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_hides_tools_every_call_of_which_is_denied_and_a_bundle_change_is_announced() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    let mut config = cp.config(&log);
+    config.bundle_poll = Duration::from_millis(100);
+    let mut s = Session::start(config);
+    s.initialize().await;
+    s.send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"})).await;
+    let list = s.answer(&json!(4)).await;
+    let names: Vec<&str> =
+        list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    // write_marker has no permit: hidden. approve_me may be allowed (by an operator): shown.
+    assert_eq!(names, ["echo", "fail", "rpc_error", "ask_roots", "garbage", "slow", "approve_me"], "{list}");
+    // Still governed if called anyway.
+    let denied = s.call(5, "write_marker", json!({"path": "/nonexistent/x"})).await;
+    assert_eq!(denied["result"]["structuredContent"]["writ"]["outcome"], "deny");
+
+    // A bundle that also permits write_marker: the client is told the list changed.
+    cp.activate_with_extra_policy(
+        "@id(\"marker\")\npermit (principal, action == Writ::Action::\"mcp:fixture/write_marker\", resource);\n",
+    )
+    .await;
+    let note = loop {
+        let m = s.next().await;
+        if m["method"] == "notifications/tools/list_changed" {
+            break m;
+        }
+        s.seen.push(m);
+    };
+    assert!(note.get("id").is_none());
+    s.send(json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"})).await;
+    let list = s.answer(&json!(6)).await;
+    assert_eq!(list["result"]["tools"].as_array().unwrap().len(), 8, "{list}");
+    s.close().await;
+}

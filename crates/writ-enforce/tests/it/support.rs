@@ -21,6 +21,7 @@ pub struct ControlPlane {
     pub engine: Arc<Engine>,
     pub issuer: DevIssuer,
     pub operators: DevIssuer,
+    policy_key: NoteSigner,
     _dir: tempfile::TempDir,
 }
 
@@ -65,7 +66,23 @@ impl ControlPlane {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = writ_server::AppState::new(engine.clone());
         tokio::spawn(writ_server::serve(listener, state, std::future::pending()));
-        ControlPlane { url, engine, issuer, operators, _dir: dir }
+        ControlPlane { url, engine, issuer, operators, policy_key, _dir: dir }
+    }
+
+    /// Activates the fixture bundle with `policy` added to its policies.
+    pub async fn activate_with_extra_policy(&self, policy: &str) {
+        let (manifest, policies, schema, entities, tests) =
+            Bundle::load_dir(&fixtures().join("bundle")).unwrap().parts();
+        let bundle = Bundle::from_parts(
+            &manifest,
+            &format!("{policies}\n{policy}"),
+            &schema,
+            entities.as_deref(),
+            tests.as_deref(),
+        )
+        .unwrap();
+        let sig = sign_bundle(&bundle, &self.policy_key).unwrap();
+        self.engine.activate(&bundle, &sig, None).await.unwrap();
     }
 
     /// A workload credential for the test agent.
