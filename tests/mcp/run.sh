@@ -45,3 +45,8 @@ mkdir -p root
 
 WRIT="$writ" WRIT_URL="$base" CRED="$work/agent.jwt" ROOT="$work/root" DATA="$work/data" BUNDLE2="$work/b2" \
   SERVERS="$here/node_modules/@modelcontextprotocol" "$python" "$here/test_gateway.py" "$@"
+
+if [[ "${MCP_BENCH:-1}" != 0 ]]; then
+  WRIT="$writ" WRIT_URL="$base" CRED="$work/agent.jwt" SERVERS="$here/node_modules/@modelcontextprotocol" \
+    "$python" "$here/bench.py"
+fi

@@ -1,0 +1,77 @@
+"""The latency writ mcp adds to a tools/call: the same server (server-everything's `echo`)
+called directly and through the gateway, side by side in one run, in alternating rounds,
+with a live `writ serve` on loopback deciding every call (and recording its outcome).
+
+Run by tests/mcp/run.sh (environment as for test_gateway.py); BENCH_CALLS sets the number
+of calls per side (default 2000). Prints p50/p99/mean per side and the difference.
+"""
+import json
+import os
+import statistics
+import subprocess
+import time
+
+WRIT, URL, CRED = os.environ["WRIT"], os.environ["WRIT_URL"], os.environ["CRED"]
+SERVERS = os.environ["SERVERS"]
+SERVER = ["node", f"{SERVERS}/server-everything/dist/index.js", "stdio"]
+CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
+ROUNDS = 10
+
+
+class Peer:
+    def __init__(self, argv):
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  bufsize=0)
+        self.next_id = 1
+        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                    "clientInfo": {"name": "bench", "version": "1"}})
+        self.p.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+
+    def request(self, method, params):
+        i = self.next_id
+        self.next_id += 1
+        self.p.stdin.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).encode() + b"\n")
+        while True:
+            m = json.loads(self.p.stdout.readline())
+            if m.get("id") == i and "method" not in m:
+                return m
+
+    def call(self):
+        started = time.perf_counter_ns()
+        m = self.request("tools/call", {"name": "echo", "arguments": {"message": "benchmark"}})
+        elapsed = time.perf_counter_ns() - started
+        assert "result" in m and not m["result"].get("isError"), m
+        return elapsed
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=20)
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main():
+    direct = Peer(SERVER)
+    gated = Peer([WRIT, "mcp", "--url", URL, "--name", "everything", "--credential-file", CRED, "--", *SERVER])
+    for _ in range(200):  # warm up both (JIT, connections, caches)
+        direct.call()
+        gated.call()
+    d, g = [], []
+    for _ in range(ROUNDS):
+        d += [direct.call() for _ in range(CALLS // ROUNDS)]
+        g += [gated.call() for _ in range(CALLS // ROUNDS)]
+    direct.close()
+    gated.close()
+    us = lambda ns: ns / 1000  # noqa: E731
+    print(f"mcp bench: {len(d)} sequential tools/call per side, server-everything echo, control plane {URL}")
+    print(f"{'':18}{'p50 µs':>10}{'p99 µs':>10}{'mean µs':>10}")
+    for name, xs in (("direct", d), ("through writ mcp", g)):
+        print(f"{name:18}{us(pct(xs, 0.5)):10.0f}{us(pct(xs, 0.99)):10.0f}{us(statistics.mean(xs)):10.0f}")
+    print(f"{'added':18}{us(pct(g, 0.5) - pct(d, 0.5)):10.0f}{us(pct(g, 0.99) - pct(d, 0.99)):10.0f}"
+          f"{us(statistics.mean(g) - statistics.mean(d)):10.0f}")
+
+
+main()
