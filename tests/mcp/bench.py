@@ -5,6 +5,7 @@ with a live `writ serve` on loopback deciding every call (and recording its outc
 Run by tests/mcp/run.sh (environment as for test_gateway.py); BENCH_CALLS sets the number
 of calls per side (default 2000). Prints p50/p99/mean per side and the difference.
 """
+import http.client
 import json
 import os
 import statistics
@@ -48,6 +49,27 @@ class Peer:
         self.p.wait(timeout=20)
 
 
+class Authorize:
+    """`POST /v1/authorize` alone for the same call, over one keep-alive connection: the
+    control plane's share of the added latency."""
+
+    def __init__(self):
+        host, port = URL.removeprefix("http://").rstrip("/").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port))
+        token = open(CRED).read().strip()
+        self.body = json.dumps({"credentials": {"workload": token}, "action": "mcp:everything/echo",
+                                "resource": "mcp:everything", "arguments": {"message": "benchmark"},
+                                "audience": "mcp:everything"})
+
+    def call(self):
+        started = time.perf_counter_ns()
+        self.conn.request("POST", "/v1/authorize", self.body, {"Content-Type": "application/json"})
+        answer = json.loads(self.conn.getresponse().read())
+        elapsed = time.perf_counter_ns() - started
+        assert answer["outcome"] == "allow", answer
+        return elapsed
+
+
 def pct(xs, q):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -56,13 +78,16 @@ def pct(xs, q):
 def main():
     direct = Peer(SERVER)
     gated = Peer([WRIT, "mcp", "--url", URL, "--name", "everything", "--credential-file", CRED, "--", *SERVER])
-    for _ in range(200):  # warm up both (JIT, connections, caches)
+    alone = Authorize()
+    for _ in range(200):  # warm up (JIT, connections, caches)
         direct.call()
         gated.call()
-    d, g = [], []
+        alone.call()
+    d, g, a = [], [], []
     for _ in range(ROUNDS):
         d += [direct.call() for _ in range(CALLS // ROUNDS)]
         g += [gated.call() for _ in range(CALLS // ROUNDS)]
+        a += [alone.call() for _ in range(CALLS // ROUNDS)]
     direct.close()
     gated.close()
     us = lambda ns: ns / 1000  # noqa: E731
@@ -72,6 +97,8 @@ def main():
         print(f"{name:18}{us(pct(xs, 0.5)):10.0f}{us(pct(xs, 0.99)):10.0f}{us(statistics.mean(xs)):10.0f}")
     print(f"{'added':18}{us(pct(g, 0.5) - pct(d, 0.5)):10.0f}{us(pct(g, 0.99) - pct(d, 0.99)):10.0f}"
           f"{us(statistics.mean(g) - statistics.mean(d)):10.0f}")
+    print(f"{'authorize alone':18}{us(pct(a, 0.5)):10.0f}{us(pct(a, 0.99)):10.0f}{us(statistics.mean(a)):10.0f}"
+          "   (POST /v1/authorize of the same call, no gateway: the decision and its durable record)")
 
 
 main()
