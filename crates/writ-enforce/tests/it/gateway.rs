@@ -119,8 +119,7 @@ async fn malformed_lines_from_either_side_do_not_desynchronise_the_proxy() {
     s.initialize().await;
     // From the client: not JSON → parse error, id null; not forwarded.
     s.send_raw(b"{\"jsonrpc\": \"2.0\", \"id\": 5, \"method\": ").await;
-    let e = s.next().await;
-    let e = if e["method"] == "notifications/message" { s.next().await } else { e };
+    let e = s.next_not_notification().await;
     assert_eq!(e["error"]["code"], -32700, "{e}");
     assert_eq!(e["id"], Value::Null);
     // A batch: an error per request in it.
@@ -137,8 +136,8 @@ async fn malformed_lines_from_either_side_do_not_desynchronise_the_proxy() {
     assert_eq!(batch[0]["error"]["code"], -32600);
     // Not an object.
     s.send_raw(b"42").await;
-    let e = s.next().await;
-    assert_eq!(e["error"]["code"], -32600);
+    let e = s.next_not_notification().await;
+    assert_eq!(e["error"]["code"], -32600, "{e}");
     // A tools/call without a name.
     s.send(json!({"jsonrpc": "2.0", "id": 12, "method": "tools/call", "params": {}})).await;
     assert_eq!(s.answer(&json!(12)).await["error"]["code"], -32602);

@@ -197,6 +197,18 @@ impl Session {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
     }
 
+    /// The next message that is not a notification or request from the server (those are
+    /// kept in `seen`: the fixture's log notification may come at any point).
+    pub async fn next_not_notification(&mut self) -> Value {
+        loop {
+            let m = self.next().await;
+            if m.get("method").is_none() {
+                return m;
+            }
+            self.seen.push(m);
+        }
+    }
+
     /// The answer with JSON-RPC id `id` (other messages are kept in `seen`).
     pub async fn answer(&mut self, id: &Value) -> Value {
         if let Some(i) = self.seen.iter().position(|m| m.get("id") == Some(id) && m.get("method").is_none()) {
