@@ -46,8 +46,12 @@ fn fixture() -> Fixture {
     let x = B64URL.encode(sk.verifying_key().to_bytes());
     let kid = "Ltde0E7cjSkRnl6XSXlrxqqxHnqk8e08rsL2mYpIjj0";
     let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid, "x": x}]});
-    let digest = writ_core::request_digest("read", "fs:/zones/billing/report.csv", &json!({"path": "/zones/billing/report.csv"}))
-        .unwrap();
+    let digest = writ_core::request_digest(
+        "read",
+        "fs:/zones/billing/report.csv",
+        &json!({"path": "/zones/billing/report.csv"}),
+    )
+    .unwrap();
     let header = B64URL.encode(json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}).to_string());
     let mut writs = Vec::new();
     let mut bare = Vec::new();

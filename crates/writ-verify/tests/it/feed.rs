@@ -1,0 +1,1 @@
+//! The revocation feed from a real control plane (added once its routes exist).
