@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -55,19 +56,21 @@ def writ(data_dir, *args, stdin=None):
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def snippet(page, name):
+def snippet(page, name, namespace=None):
     """The Python code block that follows `<!-- snippet: NAME -->` on a docs page, run as
-    it is written there; its functions are returned by name."""
+    it is written there (after the snippets whose names `namespace` holds); its functions
+    are returned by name."""
     text = (DOCS / page).read_text(encoding="utf-8")
     marker = f"<!-- snippet: {name} -->\n```python\n"
     start = text.index(marker) + len(marker)
-    namespace = {}
+    namespace = dict(namespace or {})
     exec(compile(text[start:text.index("```\n", start)], f"docs/{page} ({name})", "exec"), namespace)
     return namespace
 
 
 DOC_WRIT = snippet("writ-format.md", "verify_writ.py")
 DOC_LOG = snippet("log-format.md", "verify_log.py")
+DOC_FEED = snippet("writ-format.md", "feed.py", DOC_WRIT)
 
 
 def rejected(reason, f, *args, **kwargs):
@@ -223,6 +226,84 @@ def run_checks(base, jwks, token, served):
             check(f"{name}: a tampered writ fails", True)
 
 
+def run_feed_checks(d, base, token, served):
+    """The revocation feed, with the documented feed.py: the feed key is published beside
+    the JWKS and in the data directory; a snapshot verifies; a revocation reaches the stream
+    and the documented check refuses the writ; a stale view refuses; a writ is no feed
+    document."""
+    status, keys = http(base, "/.well-known/writ-feed-keys.json")
+    feed_jwks = json.loads(keys)
+    with open(os.path.join(d, "trust", "feed-keys.json")) as f:
+        check("the feed key is the one the data directory publishes", json.load(f) == feed_jwks)
+    check("the feed key is not a writ key",
+          not {k["kid"] for k in feed_jwks["keys"]} & {k["kid"] for k in served["keys"]})
+    verify, view = DOC_FEED["verify_feed_document"], DOC_FEED["FeedView"](max_staleness=30)
+    status, out = http(base, "/v1/feed/snapshot")
+    first = verify(json.loads(out)["snapshot"], feed_jwks)
+    view.apply(first)
+    check("a snapshot verifies with the feed key", first["kind"] == "snapshot" and first["revoked"] == [], first)
+    body = {"credentials": {"workload": token}, "action": "read", "resource": "fs:/docs", "arguments": {}}
+    decision = json.loads(http(base, "/v1/authorize", body)[1])
+    w = decision["writ"]
+    claims = DOC_WRIT["verify_writ"](w, served, "read", "fs:/docs", {}, set())
+    view.check(claims)
+    check("a writ in good standing passes the documented feed check", True)
+    try:
+        verify(w, feed_jwks)
+        check("a writ is refused as a feed document", False, "accepted")
+    except jwt.PyJWTError:
+        check("a writ is refused as a feed document", True)
+    stream = urllib.request.urlopen(base + "/v1/feed/stream", timeout=10)
+
+    def next_event():
+        kind = data = None
+        for raw in stream:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                data = line[6:]
+            elif line == "" and kind:
+                return kind, verify(data, feed_jwks)
+        raise EOFError("the stream ended")
+
+    kind, payload = next_event()
+    check("the stream opens with a snapshot", kind == "snapshot", kind)
+    code, operator, err = writ(d, "identity", "issue", "--operator", "--spiffe-id",
+                               "spiffe://demo.example/operator/auditor")
+    req = urllib.request.Request(base + "/v1/revocations", method="POST",
+                                 data=json.dumps({"jti": claims["jti"], "reason": "feed test"}).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": "Bearer " + operator.strip()})
+    started = time.monotonic()
+    urllib.request.urlopen(req, timeout=10).read()
+    while True:
+        kind, payload = next_event()
+        view.apply(payload)
+        if kind == "snapshot":
+            break
+    delay = time.monotonic() - started
+    check(f"a revocation reaches the stream ({delay * 1000:.1f} ms from the request)", delay < 2, delay)
+    try:
+        view.check(claims)
+        check("the documented feed check refuses the revoked writ", False, "accepted")
+    except DOC_WRIT["WritRejected"] as e:
+        check("the documented feed check refuses the revoked writ", e.args[0] == "writ.revoked", e.args)
+    fresh = DOC_FEED["FeedView"](max_staleness=30)
+    fresh.apply(first)
+    try:
+        fresh.check({**claims, "jti": "w-other", "root": "w-other"}, now=first["iat"] + 31)
+        check("a stale view refuses", False, "accepted")
+    except DOC_WRIT["WritRejected"] as e:
+        check("a stale view refuses", e.args[0] == "writ.revoked", e.args)
+    view.apply(first)
+    try:
+        view.check(claims)
+        check("an older snapshot does not undo a revocation", False, "accepted")
+    except DOC_WRIT["WritRejected"]:
+        check("an older snapshot does not undo a revocation", True)
+    stream.close()
+
 
 def http(base, path, body=None):
     req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
@@ -253,6 +334,7 @@ with tempfile.TemporaryDirectory() as d:
                                 "--zone", "billing")
         token = token.strip()
         run_checks(base, jwks, token, served)
+        run_feed_checks(d, base, token, served)
     finally:
         server.terminate()
         server.wait(timeout=20)

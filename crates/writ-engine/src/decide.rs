@@ -212,11 +212,6 @@ pub fn decide(
             format!("the active bundle requires a runtime attestation for {:?}", request.action),
         );
     }
-    let mut attrs = Map::new();
-    attrs.insert("trust_domain".into(), json!(identity.trust_domain));
-    if let Some(z) = identity.claims.get("zone") {
-        attrs.insert("zone".into(), z.clone());
-    }
     let mut lineage = Map::new();
     lineage.insert("depth".into(), json!(placement.depth));
     lineage.insert("root".into(), json!(placement.root.clone().unwrap_or_else(|| "self".to_owned())));
@@ -234,7 +229,7 @@ pub fn decide(
     }
     context.insert("arguments".into(), request.arguments.clone());
     let input = PolicyInput {
-        principal: EntityInput { id: identity.subject.clone(), attrs },
+        principal: principal_of(identity),
         action: request.action.clone(),
         resource: request.resource.clone(),
         now: rfc3339(time),
@@ -262,4 +257,15 @@ pub fn decide(
             explanation,
         },
     }
+}
+
+/// The principal as policy sees it: its SPIFFE ID, with the attributes taken from its
+/// verified credential (its trust domain, and its `zone` claim when it has one).
+pub(crate) fn principal_of(identity: &IdentityFact) -> EntityInput {
+    let mut attrs = Map::new();
+    attrs.insert("trust_domain".into(), json!(identity.trust_domain));
+    if let Some(z) = identity.claims.get("zone") {
+        attrs.insert("zone".into(), z.clone());
+    }
+    EntityInput { id: identity.subject.clone(), attrs }
 }

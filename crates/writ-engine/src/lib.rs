@@ -18,6 +18,7 @@ mod candidate;
 mod clock;
 mod decide;
 mod engine;
+mod feed;
 mod keys;
 mod record;
 mod replay;
@@ -27,7 +28,11 @@ mod writ;
 pub use candidate::{BundleCounts, CandidateRange, CandidateReport, Change, Resolved, Verdict, replay_candidate};
 pub use clock::{Clock, FixedClock, SystemClock, parse_rfc3339, rfc3339};
 pub use decide::{Decided, Placement, decide};
-pub use engine::{AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL};
+pub use engine::{
+    AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL, MAX_PREVIEW_CANDIDATES, Possible,
+    Preview,
+};
+pub use feed::{FEED_TYP, FeedSigner, FeedView};
 pub use keys::{Rotation, WritKeyStore};
 pub use record::{
     AttestationFact, BundleCheck, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact,
@@ -35,8 +40,8 @@ pub use record::{
 };
 pub use replay::{Mismatch, ReplayReport, replay};
 pub use state::{
-    Approval, ApprovalStatus, BundleSummary, Lineage, LineageNode, MAX_LINEAGE_NODES, OperatorAction, Resolution,
-    Standing,
+    Approval, ApprovalStatus, BundleSummary, FeedLists, Lineage, LineageNode, MAX_LINEAGE_NODES, OperatorAction,
+    Resolution, Standing,
 };
 pub use writ::{WritSigner, new_writ_id};
 // The verifier and the writ's claims live in `writ-verify` (the enforcement points'

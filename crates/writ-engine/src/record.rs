@@ -403,6 +403,19 @@ pub struct BundleParts {
 }
 
 impl Entry {
+    /// True for the entries the revocation feed publishes: revocations, quarantine changes
+    /// and accepted activations.
+    pub fn feeds(&self) -> bool {
+        matches!(
+            self,
+            Entry::Revocation { .. }
+                | Entry::Quarantine { .. }
+                | Entry::Activation { check: BundleCheck { accepted: true, .. }, .. }
+        )
+    }
+}
+
+impl Entry {
     /// The entry's `kind` and who caused it (the operator, or an outcome's reporter), for
     /// the control plane's own log.
     pub fn kind_and_operator(&self) -> (&'static str, Option<&str>) {

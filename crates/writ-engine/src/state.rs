@@ -197,6 +197,17 @@ pub const MAX_LINEAGE_NODES: usize = 1000;
 /// Usage windows are kept this long.
 const HOUR: u64 = 3600;
 
+/// The lists of a revocation feed snapshot ([`State::feed_lists`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedLists {
+    /// Writs (id, expiry) still inside their window that are revoked or below a revoked writ.
+    pub revoked: Vec<(String, u64)>,
+    /// Isolated principals.
+    pub quarantined: Vec<String>,
+    /// Writs (id, expiry) still inside their window below a writ of an isolated principal.
+    pub isolated_lineage: Vec<(String, u64)>,
+}
+
 /// State facts derived from the log.
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -526,6 +537,52 @@ impl State {
                 ),
             )),
         }
+    }
+
+    /// What the revocation feed publishes at `now`: every writ still inside its window
+    /// (`exp + skew > now`) that is revoked or has a revoked writ above it, every isolated
+    /// principal, and every writ still inside its window with an isolated principal above it.
+    pub(crate) fn feed_lists(&self, now: u64, skew: u64) -> FeedLists {
+        let live = |id: &str| {
+            self.decisions
+                .get(id)
+                .filter(|d| d.outcome == Outcome::Allow && d.exp.saturating_add(skew) > now)
+                .map(|d| (id.to_owned(), d.exp))
+        };
+        // Breadth first under each starting writ; `seen` keeps a writ below two starting
+        // points from being listed twice.
+        let below = |starts: &mut dyn Iterator<Item = &str>, include_start: bool| {
+            let mut seen: HashSet<&str> = HashSet::new();
+            let mut out = Vec::new();
+            let mut queue: VecDeque<(&str, bool)> = starts.map(|s| (s, include_start)).collect();
+            while let Some((at, include)) = queue.pop_front() {
+                if !seen.insert(at) {
+                    continue;
+                }
+                if include && let Some(w) = live(at) {
+                    out.push(w);
+                }
+                if let Some(kids) = self.children.get(at) {
+                    queue.extend(kids.iter().map(|k| (k.as_str(), true)));
+                }
+            }
+            out.sort();
+            out
+        };
+        let revoked = below(&mut self.revoked.keys().map(String::as_str), true);
+        // The writs of isolated principals are refused by their subject; those below them by
+        // their id.
+        let isolated_lineage = if self.quarantined.is_empty() {
+            Vec::new()
+        } else {
+            let mut starts = self
+                .decisions
+                .iter()
+                .filter(|(_, d)| d.outcome == Outcome::Allow && self.quarantined.contains_key(&*d.subject))
+                .map(|(id, _)| id.as_str());
+            below(&mut starts, false)
+        };
+        FeedLists { revoked, quarantined: self.quarantined.keys().cloned().collect(), isolated_lineage }
     }
 
     pub(crate) fn is_quarantined(&self, subject: &str) -> bool {

@@ -31,7 +31,7 @@ pub fn new_writ_id() -> Result<String, EngineError> {
     random_hex(16).map(|h| format!("w-{h}"))
 }
 
-fn thumbprint(public: &[u8; 32]) -> String {
+pub(crate) fn thumbprint(public: &[u8; 32]) -> String {
     // RFC 7638: SHA-256 over {"crv","kty","x"} in lexicographic order, no whitespace.
     let x = B64URL.encode(public);
     let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);

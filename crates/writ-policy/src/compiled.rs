@@ -386,6 +386,73 @@ impl CompiledBundle {
     }
 }
 
+/// Whether any call with an action and a resource could be allowed, whatever its arguments,
+/// time, lineage and usage (what `tools/list` filtering needs): [`CompiledBundle::possible`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Possibility {
+    /// Some call could be allowed (or approved), or that cannot be ruled out.
+    Possible,
+    /// Every call is denied, with the reason code and why.
+    Never(ReasonCode, String),
+}
+
+impl CompiledBundle {
+    /// Whether some call of `action` on `resource` by this principal could be allowed: Cedar's
+    /// partial evaluation with the principal, action and resource known and the whole context
+    /// (arguments, time, lineage, usage, runtime) unknown. `Never` only when Cedar decides
+    /// Deny without the context (no permit can apply, or a forbid applies whatever the
+    /// context), or when [`CompiledBundle::evaluate`] would deny every such call before Cedar
+    /// (the action is undeclared, the principal does not fit the schema). Everything else,
+    /// residuals and errors included, is `Possible`: showing a tool that is then denied is
+    /// safe, hiding one that could be allowed is not.
+    pub fn possible(&self, principal: &EntityInput, action: &str, resource: &str) -> Possibility {
+        catch_unwind(AssertUnwindSafe(|| self.possible_inner(principal, action, resource)))
+            .unwrap_or(Possibility::Possible)
+    }
+
+    fn possible_inner(&self, principal: &EntityInput, action: &str, resource: &str) -> Possibility {
+        if !self.declares_action(action) {
+            return Possibility::Never(ReasonCode::PolicyDenied, format!("the action {action:?} is not declared"));
+        }
+        let [agent, action_type, resource_type] = &self.types;
+        let uid = |ty: &EntityTypeName, id: &str| EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id));
+        let p = uid(agent, &principal.id);
+        let entities = match self.entities_with(&p, principal) {
+            Ok(e) => e,
+            Err(e) => {
+                return Possibility::Never(
+                    ReasonCode::PolicyEvaluationError,
+                    format!("the principal's verified attributes do not fit the schema: {e}"),
+                );
+            }
+        };
+        // No context given: Cedar treats the whole context as unknown.
+        let request = cedar_policy::RequestBuilder::default()
+            .principal(p)
+            .action(uid(action_type, action))
+            .resource(uid(resource_type, resource))
+            .build();
+        let response = self.authorizer.is_authorized_partial(&request, &self.policies, entities.as_ref());
+        match response.decision() {
+            Some(Decision::Deny) => {
+                let mut forbids: Vec<String> = response
+                    .definitely_satisfied()
+                    .filter(|p| p.effect() == cedar_policy::Effect::Forbid)
+                    .map(|p| p.id().to_string())
+                    .collect();
+                forbids.sort();
+                let why = if forbids.is_empty() {
+                    format!("no permit of the active bundle can apply to {action:?} on {resource:?}")
+                } else {
+                    format!("forbidden whatever the call's arguments by {}", forbids.join(", "))
+                };
+                Possibility::Never(ReasonCode::PolicyDenied, why)
+            }
+            Some(Decision::Allow) | None => Possibility::Possible,
+        }
+    }
+}
+
 impl CompiledBundle {
     /// Why Cedar denied: the forbids that decided (`forbids`, empty when no permit
     /// applied), else the permits whose scope admits this action and resource.

@@ -29,7 +29,7 @@ mod explain;
 mod testcases;
 
 pub use bundle::{Bundle, BundleDigest, Manifest, sign_bundle, verify_bundle_signature};
-pub use compiled::{CompiledBundle, EntityInput, PolicyInput, PolicyOutcome};
+pub use compiled::{CompiledBundle, EntityInput, PolicyInput, PolicyOutcome, Possibility};
 pub use explain::{
     ClosestPermit, Explanation, ForbiddenBy, MAX_CLOSEST, MAX_REASON_CHARS, NO_REASON, REASON_ANNOTATION,
 };

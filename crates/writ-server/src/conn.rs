@@ -79,6 +79,7 @@ pub(crate) async fn serve(
 ) -> io::Result<()> {
     let limits = state.limits;
     let metrics = state.metrics.clone();
+    let closing = state.closing.clone();
     let router = app(state);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopped) = watch::channel(false);
@@ -140,6 +141,8 @@ pub(crate) async fn serve(
     // Stop: no new connections; those without a request close, the others finish theirs.
     drop(listener);
     let _ = stop.send(true);
+    // Long-lived answers (feed streams) end, so that their connections can close.
+    closing.send_replace(true);
     let drain = limits.request_timeout + DRAIN_MARGIN;
     let drained = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -288,6 +291,10 @@ struct Phase {
     answered: AtomicBool,
     // The last write to the socket could not proceed (the client does not read).
     blocked: AtomicBool,
+    // The current answer is a long-lived stream (a feed): `busy` counts from its last write
+    // that got through, so a stream that a client reads lives on and one it stops reading
+    // is closed as any stuck answer is.
+    streaming: AtomicBool,
     // When the current (or last) request's head was parsed, in ms from `base`.
     busy_since: AtomicU64,
     wake: Notify,
@@ -319,6 +326,7 @@ impl Phase {
             evict: AtomicBool::new(false),
             answered: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
+            streaming: AtomicBool::new(false),
             busy_since: AtomicU64::new(0),
             wake: Notify::new(),
             base,
@@ -387,6 +395,7 @@ impl Phase {
     fn busy(&self) {
         let now = self.now_ms();
         self.answered.store(false, Ordering::Relaxed);
+        self.streaming.store(false, Ordering::Relaxed);
         self.busy_since.store(now, Ordering::Relaxed);
         self.set(BUSY, now);
     }
@@ -404,6 +413,13 @@ impl Phase {
     fn wrote<T>(&self, polled: &Poll<T>) {
         let blocked = polled.is_pending();
         let was = self.blocked.swap(blocked, Ordering::Relaxed);
+        if !blocked && self.streaming.load(Ordering::Relaxed) && !self.answered.load(Ordering::Relaxed) {
+            // A stream's bytes got through: its deadline counts from now.
+            let now = self.now_ms();
+            self.busy_since.store(now, Ordering::Relaxed);
+            self.set(BUSY, now);
+            return;
+        }
         match (was, blocked, self.load().0) {
             // hyper drops a body once it has taken its last bytes, maybe before writing them:
             // an answer stuck behind a client that does not read is still that request's.
@@ -483,6 +499,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
         let answer = tower::ServiceExt::oneshot(self.router.clone(), request.map(Body::new));
         Box::pin(async move {
             let answer = answer.await?;
+            if answer.extensions().get::<crate::feed::Streaming>().is_some() {
+                phase.streaming.store(true, Ordering::Relaxed);
+            }
             Ok(answer.map(|body| Tracked { body, phase: Some(phase) }))
         })
     }

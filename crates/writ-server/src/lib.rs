@@ -29,6 +29,7 @@ mod auth;
 mod conn;
 mod error;
 mod extract;
+mod feed;
 mod metrics;
 mod routes;
 mod schema;
@@ -54,7 +55,10 @@ use writ_core::ReasonCode;
 use writ_engine::Engine;
 
 pub use error::{ApiError, ErrorBody};
+pub use feed::FeedSettings;
 pub use metrics::Metrics;
+/// The revocation feed's signing key: [`AppState::with_feed_signer`].
+pub use writ_engine::FeedSigner;
 /// Where the writ signing keys are kept: `POST /v1/keys/rotate` rotates through it with
 /// [`Engine::rotate_writ_key_with`], the engine's one rotation path.
 pub use writ_engine::WritKeyStore;
@@ -110,6 +114,13 @@ pub struct Shared {
     limits: Limits,
     openapi: Arc<String>,
     keys: Option<Arc<dyn WritKeyStore>>,
+    // The revocation feed's key (`None` only when no randomness made one) and settings,
+    // and the streams it may still open.
+    feed: Option<Arc<FeedSigner>>,
+    feed_settings: FeedSettings,
+    feed_streams: Arc<tokio::sync::Semaphore>,
+    // Set when the server stops: long-lived answers (feed streams) end.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
     // The last write probe of `/readyz` and when it ran: at most one synced probe per
     // `PROBE_EVERY`, however often an anonymous caller asks.
     probed: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
@@ -135,7 +146,44 @@ impl AppState {
     pub fn with_limits(engine: Arc<Engine>, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::new(engine.clone(), &limits));
         let openapi = Arc::new(openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
-        AppState(Arc::new(Shared { engine, metrics, limits, openapi, keys: None, probed: Arc::default() }))
+        let feed = match FeedSigner::ephemeral(&engine.issuer()) {
+            Ok(f) => Some(Arc::new(f)),
+            Err(e) => {
+                tracing::error!(error = %e, "no feed key: the revocation feed answers 503");
+                None
+            }
+        };
+        let feed_settings = FeedSettings::default();
+        AppState(Arc::new(Shared {
+            engine,
+            metrics,
+            limits,
+            openapi,
+            keys: None,
+            feed,
+            feed_settings,
+            feed_streams: Arc::new(tokio::sync::Semaphore::new(feed_settings.max_streams)),
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+            probed: Arc::default(),
+        }))
+    }
+
+    /// The same state with this feed key (a data directory's, which enforcement points can
+    /// pin) in place of the key of its own a state is built with.
+    #[must_use]
+    pub fn with_feed_signer(self, signer: Arc<FeedSigner>) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.feed = Some(signer);
+        AppState(Arc::new(shared))
+    }
+
+    /// The same state with these feed stream settings.
+    #[must_use]
+    pub fn with_feed_settings(self, settings: FeedSettings) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.feed_settings = settings;
+        shared.feed_streams = Arc::new(tokio::sync::Semaphore::new(settings.max_streams));
+        AppState(Arc::new(shared))
     }
 
     /// The same state with a writ key store, which makes `POST /v1/keys/rotate` work;
@@ -206,6 +254,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(approvals::approve))
         .routes(routes!(approvals::reject))
         .routes(routes!(routes::jwks))
+        .routes(routes!(feed::preview))
+        .routes(routes!(feed::feed_keys))
+        .routes(routes!(feed::snapshot))
+        .routes(routes!(feed::stream))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))
         .routes(routes!(routes::metrics))

@@ -323,3 +323,64 @@ pub struct EntriesAnswer {
     /// Entries, in index order.
     pub entries: Vec<EntryDoc>,
 }
+
+/// One candidate call of a preview.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateDoc {
+    /// The action, e.g. `mcp:fs/write_file`.
+    pub action: String,
+    /// The resource, e.g. `mcp:fs`.
+    pub resource: String,
+}
+
+/// `POST /v1/authorize/preview`: which candidate calls the caller could be allowed to make.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewBody {
+    /// The caller's credentials, as in an execution request.
+    #[schema(value_type = Option<CredentialsDoc>)]
+    #[serde(default)]
+    pub credentials: Option<writ_core::Credentials>,
+    /// Signed runtime attestation (JWT).
+    #[serde(default)]
+    pub attestation: Option<String>,
+    /// The parent writ the calls would be made under: its scope narrows what is possible.
+    #[serde(default)]
+    pub parent_writ: Option<String>,
+    /// The candidate calls (at most 1,000).
+    pub candidates: Vec<CandidateDoc>,
+}
+
+/// One candidate's answer.
+#[derive(Serialize, ToSchema)]
+pub struct PossibleDoc {
+    /// The action.
+    pub action: String,
+    /// The resource.
+    pub resource: String,
+    /// False only when every call with this action and resource would be denied.
+    pub possible: bool,
+    /// When impossible: the reason code such calls are denied with.
+    pub reason: Option<String>,
+    /// When impossible: why, in words.
+    pub detail: Option<String>,
+}
+
+/// The answer to a preview.
+#[derive(Serialize, ToSchema)]
+pub struct PreviewAnswerDoc {
+    /// The digest of the active bundle that answered (null: none active).
+    pub bundle: Option<String>,
+    /// The candidates, in the order asked.
+    pub candidates: Vec<PossibleDoc>,
+}
+
+/// The revocation feed's snapshot.
+#[derive(Serialize, ToSchema)]
+pub struct FeedSnapshotAnswer {
+    /// A JWS compact signed by the feed key (`typ: writ-feed+jwt`), payload `{iss, kind:
+    /// "snapshot", size, iat, bundle, changed_at, revoked: [{jti, exp}], quarantined: [SPIFFE
+    /// ID], isolated_lineage: [{jti, exp}]}`.
+    pub snapshot: String,
+}

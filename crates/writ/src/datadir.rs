@@ -8,6 +8,8 @@
 //!   log/writer.lock   held by the one process that appends
 //!   keys/writ.keys    writ signing seeds, hex, one per line, oldest first, the last signs (0600);
 //!                     changed only by the engine's rotation, which records it in the log
+//!   keys/feed.key     the revocation feed's signing seed, hex (0600); its JWKS is
+//!                     `trust/feed-keys.json` and `/.well-known/writ-feed-keys.json`
 //!   keys/policy.key   the policy-signing key (signed-note private key, 0600)
 //!   keys/dev-issuer.json  the development identity issuer's secret (0600): workloads,
 //!                         orchestrators, machines, runtimes, attestations
@@ -15,6 +17,7 @@
 //!   trust/bundle.json     the trust bundle: issuers per SPIFFE trust domain (JWKS)
 //!   trust/policy.vkeys    verifier keys trusted to sign policy bundles, one per line
 //!   trust/jwks.json       the writ signing keys as a JWKS (public; what enforcement points trust)
+//!   trust/feed-keys.json  the revocation feed key as a JWKS (public)
 //!   enforce/used.txt      writ ids already used at this enforcement point (`writ verify`),
 //!                         locked by each run from reading it to recording its writ
 //!   enforce/served-used.json  writs verified by `writ serve` (`/v1/verify`) that could still
@@ -157,6 +160,11 @@ impl DataDir {
             write_secret(&self.path("keys/writ.keys"), hex::encode(seed).as_bytes())?;
             created.push("keys/writ.keys".to_owned());
         }
+        if !self.path("keys/feed.key").exists() {
+            let seed = writ_engine::WritSigner::generate_seed()?;
+            write_secret(&self.path("keys/feed.key"), hex::encode(seed).as_bytes())?;
+            created.push("keys/feed.key".to_owned());
+        }
         if !self.path("keys/policy.key").exists() {
             let key = NoteSigner::generate(&format!("policy.{trust_domain}"))?;
             write_secret(&self.path("keys/policy.key"), key.to_private_key().as_bytes())?;
@@ -232,6 +240,17 @@ impl DataDir {
         }
         seeds.pop();
         self.write_writ_seeds(&seeds)
+    }
+
+    /// The revocation feed's signing key (`keys/feed.key`), for the control plane named
+    /// `issuer`; its JWKS is published as `trust/feed-keys.json`.
+    pub fn feed_signer(&self, issuer: &str) -> Result<writ_engine::FeedSigner> {
+        let text = self.read_secret("keys/feed.key")?;
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut seed).context("keys/feed.key holds a malformed key")?;
+        let signer = writ_engine::FeedSigner::from_seed(issuer, &seed)?;
+        replace_file(&self.path("trust/feed-keys.json"), format!("{:#}\n", signer.jwks()).as_bytes())?;
+        Ok(signer)
     }
 
     /// Replaces `keys/writ.keys` atomically (a new file, then a rename).

@@ -84,7 +84,8 @@ pub fn run(config: &Config) -> Result<()> {
             }
         };
         let state = writ_server::AppState::with_limits(engine.clone(), limits)
-            .with_key_store(Arc::new(dir.clone()));
+            .with_key_store(Arc::new(dir.clone()))
+            .with_feed_signer(Arc::new(dir.feed_signer(&engine.issuer())?));
         tracing::info!(
             %addr,
             data_dir = %dir.root().display(),

@@ -9,6 +9,8 @@
 //! - [`operator`]: operator actions and reports: bundle upload and activation (rollback
 //!   included), revocation, quarantine, writ key rotation, execution outcomes.
 //! - [`approval`]: human approval of pending decisions, and the approved writ.
+//! - [`preview`]: which calls a principal could be allowed to make (`tools/list`
+//!   filtering), deciding and recording nothing.
 //! - [`verification`]: writ verification at this control plane and single use across
 //!   restarts.
 //!
@@ -35,6 +37,7 @@
 mod approval;
 mod operator;
 mod pipeline;
+mod preview;
 mod verification;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -48,6 +51,7 @@ use writ_policy::{Bundle, BundleDigest, CompiledBundle};
 use crate::clock::Clock;
 #[cfg(doc)]
 use crate::decide::decide;
+use crate::feed::FeedView;
 use crate::keys::{Recorded, check_recorded};
 use crate::record::{BundleCheck, BundleParts, Entry};
 use crate::state::{BundleSummary, Lineage, OperatorAction, State};
@@ -58,6 +62,7 @@ use crate::{Cause, EngineError, KeyError};
 
 use pipeline::AnonymousBudget;
 pub use pipeline::Decision;
+pub use preview::{MAX_PREVIEW_CANDIDATES, Possible, Preview};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -151,6 +156,10 @@ pub struct Engine {
     // cannot slip between a check and a revocation or quarantine recorded beside it.
     operator_actions: tokio::sync::Mutex<()>,
     anonymous: Mutex<AnonymousBudget>,
+    // The index of the newest entry the revocation feed publishes (revocation, quarantine
+    // change, activation), sent after it is applied; sent under `operator_actions`, which
+    // every such entry is appended under.
+    feed: tokio::sync::watch::Sender<Option<u64>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -181,6 +190,7 @@ impl Engine {
             serial: Mutex::new(std::collections::HashMap::new()),
             operator_actions: tokio::sync::Mutex::new(()),
             anonymous: Mutex::new(AnonymousBudget::default()),
+            feed: tokio::sync::watch::Sender::new(None),
         };
         let recorded = engine.rebuild()?;
         // The log is the source of truth for which keys sign: a key it never recorded does not.
@@ -194,6 +204,7 @@ impl Engine {
         let mut state = State::default();
         let mut active = None;
         let mut recorded = Recorded::default();
+        let mut feed = None;
         for item in self.log.entries_from(0) {
             let (i, bytes) = item?;
             let entry: Entry = serde_json::from_slice(&bytes)
@@ -205,8 +216,12 @@ impl Engine {
             if let Entry::KeyRotation { kids, .. } = &entry {
                 recorded.latest = Some((i, kids.clone()));
             }
+            if entry.feeds() {
+                feed = Some(i);
+            }
             state.apply(&entry, i);
         }
+        self.feed.send_replace(feed);
         *self.state.lock().map_err(|_| EngineError::Poisoned("state"))? = state;
         *self.active.write().map_err(|_| EngineError::Poisoned("bundle"))? = active;
         Ok(recorded)
@@ -215,6 +230,11 @@ impl Engine {
     /// The writ signing keys as a JWKS document.
     pub fn jwks(&self) -> Value {
         self.writ_signer().map(|s| s.jwks()).unwrap_or_else(|| json!({"keys": []}))
+    }
+
+    /// The control plane's name (the `iss` of its writs).
+    pub fn issuer(&self) -> String {
+        self.writ_signer().map(|s| s.issuer().to_owned()).unwrap_or_else(|| "writ".to_owned())
     }
 
     /// The current writ signer; `None` if its lock is poisoned.
@@ -283,6 +303,38 @@ impl Engine {
         &self.log
     }
 
+    /// The engine's clock, now (Unix seconds).
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The bounds requests are held to.
+    pub fn request_limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    /// The index of the newest entry the revocation feed publishes, each time one is
+    /// applied (see [`crate::FeedView`]).
+    pub fn feed_changes(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.feed.subscribe()
+    }
+
+    /// What the revocation feed publishes now. Taken under `operator_actions`, so that no
+    /// revocation, quarantine change or activation is appended but not yet applied: every
+    /// one below `size` is in the lists.
+    pub async fn feed_view(&self) -> Result<FeedView, EngineError> {
+        let _one = self.operator_actions.lock().await;
+        let size = self.log.size();
+        let changed_at = *self.feed.borrow();
+        let lists = self
+            .state
+            .lock()
+            .map_err(|_| EngineError::Poisoned("state"))?
+            .feed_lists(self.clock.now(), self.config.skew);
+        let bundle = self.active.read().ok().and_then(|a| a.as_ref().map(|a| a.bundle.digest().to_string()));
+        Ok(FeedView { size, changed_at, bundle, lists })
+    }
+
     /// The lock that serialises decisions of `subject` for `action`.
     fn serial_lock(&self, subject: &str, action: &str) -> Arc<tokio::sync::Mutex<()>> {
         let Ok(mut locks) = self.serial.lock() else {
@@ -302,6 +354,9 @@ impl Engine {
         let bytes = entry.canonical().map_err(|e| EngineError::Encoding(Cause::new(e)))?;
         let a = self.log.append(bytes).await?;
         self.state.lock().map_err(|_| EngineError::Poisoned("state"))?.apply(entry, a.index);
+        if entry.feeds() {
+            self.feed.send_replace(Some(a.index));
+        }
         let (kind, operator) = entry.kind_and_operator();
         tracing::info!(kind, operator = operator.unwrap_or("local"), log_index = a.index, "recorded");
         Ok(a)

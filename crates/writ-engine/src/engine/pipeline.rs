@@ -111,7 +111,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-fn identity_fact(c: &writ_identity::VerifiedCredential) -> IdentityFact {
+pub(super) fn identity_fact(c: &writ_identity::VerifiedCredential) -> IdentityFact {
     IdentityFact {
         subject: c.subject().to_string(),
         issuer: c.issuer().to_owned(),

@@ -17,18 +17,23 @@ use writ_server::{AppState, Limits, Metrics};
 use crate::{fixture_with, rt};
 
 /// A server on loopback in its own runtime, stopped when dropped.
-struct Live {
-    addr: SocketAddr,
+pub(crate) struct Live {
+    pub(crate) addr: SocketAddr,
     metrics: Arc<Metrics>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: std::sync::mpsc::Receiver<()>,
     _rt: tokio::runtime::Runtime,
-    fixture: crate::Fixture,
+    pub(crate) fixture: crate::Fixture,
 }
 
 fn live(limits: Limits) -> Live {
+    live_with(limits, |s| s)
+}
+
+/// A live server whose state `adjust` finishes.
+pub(crate) fn live_with(limits: Limits, adjust: impl FnOnce(AppState) -> AppState) -> Live {
     let fixture = fixture_with(true, limits);
-    let state = AppState::with_limits(fixture.engine.clone(), limits);
+    let state = adjust(AppState::with_limits(fixture.engine.clone(), limits));
     let metrics = state.metrics().clone();
     let runtime = rt();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -64,14 +69,14 @@ impl Live {
         assert_eq!(self.metric(name), want, "{name} in:\n{}", self.metrics.render().unwrap());
     }
 
-    fn connect(&self) -> TcpStream {
+    pub(crate) fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(self.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s
     }
 
     /// Stops the server; returns how long `serve` took to return.
-    fn stop(&mut self) -> Duration {
+    pub(crate) fn stop(&mut self) -> Duration {
         let started = Instant::now();
         let _ = self.stop.take().unwrap().send(());
         self.done.recv_timeout(Duration::from_secs(20)).unwrap();

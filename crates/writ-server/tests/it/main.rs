@@ -28,6 +28,7 @@ use writ_server::{AppState, Limits, MAX_BODY, app};
 mod admin;
 mod conn;
 mod errors;
+mod feed;
 
 pub(crate) struct Fixture {
     pub(crate) router: axum::Router,
