@@ -227,9 +227,15 @@ impl FeedView {
         }
     }
 
-    /// The log size the view reflects (what a resumed stream starts from).
+    /// The log size the view reflects (the newest document's, heartbeats included).
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The size of the snapshot in force (what a resumed stream starts from: the stream's
+    /// event ids), `None` before the first.
+    pub fn snapshot_size(&self) -> Option<u64> {
+        self.snapshot_size
     }
 
     /// True once a snapshot was applied.
@@ -334,6 +340,11 @@ impl SharedFeed {
     /// The log size the view reflects.
     pub fn size(&self) -> u64 {
         self.view.read().map(|v| v.size()).unwrap_or(0)
+    }
+
+    /// The size of the snapshot in force, `None` before the first.
+    pub fn snapshot_size(&self) -> Option<u64> {
+        self.view.read().ok().and_then(|v| v.snapshot_size())
     }
 
     /// A receiver told whenever a snapshot names another active bundle (its value is the

@@ -4,8 +4,8 @@
 //!
 //! It loads the feed keys (`/.well-known/writ-feed-keys.json`), takes the current snapshot
 //! (`GET /v1/feed/snapshot`) as its first view, then reads `GET /v1/feed/stream`, resuming
-//! with `Last-Event-ID: <the view's log size>` after a break, so that the control plane
-//! resends a snapshot only if something changed meanwhile. Every document is verified
+//! with `Last-Event-ID: <the size of the snapshot in force>` after a break, so that the
+//! control plane resends a snapshot only if something changed meanwhile. Every document is verified
 //! before it is applied; a document signed by an unknown feed key triggers one bounded key
 //! refresh ([`KeyCache`]). A stream silent for longer than the idle timeout (heartbeats
 //! come every second) is dropped; every break is followed by a reconnection after a
@@ -152,13 +152,14 @@ async fn session(
     if keys.current().is_empty() {
         keys.load(unix_now()).await?;
     }
-    let has_snapshot = feed.view()?.has_snapshot();
-    if !has_snapshot {
+    if feed.snapshot_size().is_none() {
         let doc = verify(keys, &config.issuer, &cp.snapshot().await?).await?;
         feed.apply(doc)?;
         *progressed = true;
     }
-    let from = feed.size().to_string();
+    // Resume from the snapshot in force, not from a heartbeat's size: a change recorded just
+    // before a heartbeat may have had its snapshot still on the way when the stream broke.
+    let from = feed.snapshot_size().unwrap_or(0).to_string();
     let response = cp.open("/v1/feed/stream", &[("accept", "text/event-stream"), ("last-event-id", &from)]).await?;
     let fail = |why: String| Error::Fetch { what: "/v1/feed/stream".into(), why };
     if response.status() != StatusCode::OK {

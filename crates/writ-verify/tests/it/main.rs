@@ -53,6 +53,7 @@ pub(crate) struct Server {
     pub(crate) url: String,
     pub(crate) keys: Arc<MemoryKeys>,
     issuer: DevIssuer,
+    operators: DevIssuer,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -73,8 +74,10 @@ pub(crate) async fn server() -> Server {
     )
     .unwrap();
     let issuer = DevIssuer::generate("demo.example", "https://dev-issuer.demo.example").unwrap();
+    let operators = DevIssuer::generate("demo.example", "https://operators.demo.example").unwrap();
     let mut bundle = TrustBundle::new();
     bundle.add(issuer.bundle_entry(&[Role::Workload])).unwrap();
+    bundle.add(operators.bundle_entry(&[Role::Operator])).unwrap();
     let policy_key = NoteSigner::from_seed("policy.demo.example", [2; 32]).unwrap();
     let engine = Engine::open(EngineParts {
         config: EngineConfig::default(),
@@ -96,10 +99,44 @@ pub(crate) async fn server() -> Server {
     tokio::spawn(writ_server::serve(listener, state, async move {
         let _ = stopped.await;
     }));
-    Server { engine, url, keys, issuer, _dir: dir, _stop: stop }
+    Server { engine, url, keys, issuer, operators, _dir: dir, _stop: stop }
 }
 
 impl Server {
+    /// An operator credential.
+    pub(crate) fn operator(&self) -> String {
+        let subject = SpiffeId::parse("spiffe://demo.example/operator/alice").unwrap();
+        self.operators
+            .issue(IssueRequest {
+                subject: &subject,
+                audience: vec!["writ".into()],
+                ttl_secs: 600,
+                extra_claims: Map::new(),
+                now: now(),
+            })
+            .unwrap()
+    }
+
+    /// `POST path` with a JSON body as the operator; the status.
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> u16 {
+        use http_body_util::{BodyExt as _, Full};
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let request = hyper::Request::post(path)
+            .header("host", addr)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.operator()))
+            .body(Full::new(hyper::body::Bytes::from(serde_json::to_vec(body).unwrap())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let _ = response.into_body().collect().await;
+        status
+    }
+
     /// An allowed writ for a write under the billing zone, with the call's digest.
     pub(crate) async fn writ(&self, path: &str) -> (String, RequestDigest) {
         let subject = SpiffeId::parse("spiffe://demo.example/agent/billing-1").unwrap();
