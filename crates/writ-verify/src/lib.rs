@@ -88,7 +88,9 @@ pub use feed::{
 };
 pub use keys::{KeySet, KeyUse, MAX_JWKS_LEN, MAX_KEYS};
 pub use receipt::{MAX_RECEIPT_LEN, ReceiptVerifier, VerifiedReceipt};
-pub use refresh::{DEFAULT_KEY_MAX_AGE, DEFAULT_MIN_REFRESH_INTERVAL, Fetching, FileSource, KeyCache, KeySource};
+pub use refresh::{
+    DEFAULT_KEY_MAX_AGE, DEFAULT_MIN_REFRESH_INTERVAL, Fetching, FileSource, KeyCache, KeySource, StaticSource,
+};
 pub use replay::DEFAULT_REPLAY_CAPACITY;
 pub use writ::{LogRef, MAX_WRIT_LEN, Scope, UsedWrits, VerifiedWrit, WritClaims, WritRejection, WritVerifier};
 

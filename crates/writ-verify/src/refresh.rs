@@ -152,6 +152,16 @@ impl KeyCache {
     }
 }
 
+/// A [`KeySource`] that always gives the same document (keys pinned in configuration).
+#[derive(Clone, Debug)]
+pub struct StaticSource(pub Vec<u8>);
+
+impl KeySource for StaticSource {
+    fn fetch(&self) -> Fetching<'_> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+}
+
 /// A [`KeySource`] that reads a file each time (a JWKS the operator deploys).
 #[derive(Clone, Debug)]
 pub struct FileSource(pub std::path::PathBuf);

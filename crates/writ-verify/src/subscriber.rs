@@ -19,7 +19,7 @@ use hyper::StatusCode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{ControlPlane, Error, FeedVerifier, KeyCache, KeyUse, SharedFeed};
+use crate::{ControlPlane, Error, FeedVerifier, KeyCache, KeyUse, SharedFeed, StaticSource};
 
 /// The longest line of the event stream accepted.
 const MAX_LINE: usize = crate::MAX_FEED_DOCUMENT_LEN + 64;
@@ -37,6 +37,10 @@ pub struct FeedConfig {
     pub backoff_max: Duration,
     /// The minimum interval between two feed key fetches, in seconds.
     pub key_min_interval: u64,
+    /// The feed keys pinned (a JWKS document, `use` `writ-feed`): when set, they are never
+    /// fetched from the control plane, so a party that can answer for it over plain HTTP
+    /// still cannot sign feed documents.
+    pub pinned_keys: Option<Vec<u8>>,
 }
 
 impl FeedConfig {
@@ -48,6 +52,7 @@ impl FeedConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             key_min_interval: crate::DEFAULT_MIN_REFRESH_INTERVAL,
+            pinned_keys: None,
         }
     }
 }
@@ -82,7 +87,11 @@ impl FeedSubscriber {
     /// Tokio runtime).
     pub fn spawn(cp: ControlPlane, config: FeedConfig, feed: SharedFeed) -> FeedSubscriber {
         let (status_tx, status) = watch::channel(FeedStatus::Starting);
-        let keys = Arc::new(KeyCache::new(cp.feed_keys(), KeyUse::Feed).with_min_interval(config.key_min_interval));
+        let keys = match &config.pinned_keys {
+            Some(jwks) => KeyCache::new(StaticSource(jwks.clone()), KeyUse::Feed),
+            None => KeyCache::new(cp.feed_keys(), KeyUse::Feed),
+        };
+        let keys = Arc::new(keys.with_min_interval(config.key_min_interval));
         let task = tokio::spawn(follow(cp, config, feed.clone(), keys, status_tx));
         FeedSubscriber { feed, status, task }
     }

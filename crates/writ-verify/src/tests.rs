@@ -616,6 +616,31 @@ fn the_event_stream_parser() {
     assert!(p.push(&[0xff, b'\n']).is_err());
 }
 
+#[cfg(feature = "http")]
+#[test]
+fn control_plane_urls() {
+    for ok in ["http://127.0.0.1:7070", "http://localhost", "http://[::1]:8080/prefix/", "http://cp.example/writ"] {
+        assert!(ControlPlane::new(ok).is_ok(), "{ok}");
+    }
+    for bad in ["https://cp.example", "cp.example", "http://", "http://user@cp.example", "http://cp.example/?x=1"] {
+        assert!(matches!(ControlPlane::new(bad), Err(Error::Url { .. })), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn static_and_file_sources() {
+    let doc = feed_jwks(&[9]).to_string().into_bytes();
+    let cache = KeyCache::new(StaticSource(doc.clone()), KeyUse::Feed);
+    assert!(cache.load(NOW).await.unwrap().contains("k9"));
+    let path = std::env::temp_dir().join(format!("writ-verify-jwks-{}", std::process::id()));
+    std::fs::write(&path, jwks(&[1]).to_string()).unwrap();
+    let cache = KeyCache::new(FileSource(path.clone()), KeyUse::Writ);
+    assert!(cache.load(NOW).await.unwrap().contains("k1"));
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(cache.load(NOW).await, Err(Error::Fetch { .. })));
+    assert!(cache.current().contains("k1"), "a failed fetch keeps the set");
+}
+
 // ---- hostile input
 
 proptest! {

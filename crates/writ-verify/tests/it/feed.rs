@@ -118,12 +118,25 @@ fn heartbeats_keep_the_view_fresh_and_silence_makes_it_stale() {
     rt().block_on(async {
         let s = server().await;
         let cp = ControlPlane::new(&s.url).unwrap();
+        // A subscriber pinned to another feed key never takes a view from this server.
+        let foreign = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "other", "use": "writ-feed",
+                                       "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]});
+        let mut config = FeedConfig::new("writ");
+        config.pinned_keys = Some(foreign.to_string().into_bytes());
+        let rogue = SharedFeed::new(2);
+        let pinned_elsewhere = FeedSubscriber::spawn(cp.clone(), config, rogue.clone());
+        // The feed keys pinned from what the server publishes.
+        let mut config = FeedConfig::new("writ");
+        config.pinned_keys = Some(cp.get("/.well-known/writ-feed-keys.json").await.unwrap().to_vec());
         let feed = SharedFeed::new(2);
-        let subscriber = FeedSubscriber::spawn(cp, FeedConfig::new("writ"), feed.clone());
+        let subscriber = FeedSubscriber::spawn(cp, config, feed.clone());
         let (w, _) = s.writ("/zones/billing/a").await;
         let v = WritVerifier::new("writ", &s.engine.jwks(), "writ-enforcement", 30).unwrap();
         let c = v.verify_possession(&w).unwrap();
         assert!(until(Duration::from_secs(10), || feed.check(&c, now()).is_ok()).await);
+        assert_eq!(rogue.snapshot_size(), None, "a document signed by an unpinned key was applied");
+        assert!(matches!(*pinned_elsewhere.status().borrow(), FeedStatus::Retrying(_) | FeedStatus::Starting));
+        drop(pinned_elsewhere);
         // Quiet for longer than the staleness bound: heartbeats keep it fresh.
         tokio::time::sleep(Duration::from_millis(3500)).await;
         assert!(feed.check(&c, now()).is_ok(), "{:?}", feed.view().unwrap().age(now()));
