@@ -300,7 +300,8 @@ impl FeedView {
 /// must tell its clients when the callable tools change).
 #[derive(Clone, Debug)]
 pub struct SharedFeed {
-    view: Arc<RwLock<FeedView>>,
+    // pub(crate): the tests poison it.
+    pub(crate) view: Arc<RwLock<FeedView>>,
     bundle: Arc<watch::Sender<Option<String>>>,
 }
 

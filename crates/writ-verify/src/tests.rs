@@ -309,6 +309,34 @@ async fn the_shared_feed_tells_bundle_changes() {
     assert_eq!(*rx.borrow_and_update(), None);
 }
 
+/// `internal` is what a poisoned lock (a panic elsewhere while holding it) gives: the
+/// verification refuses rather than trusting state it cannot read.
+#[test]
+fn a_poisoned_lock_refuses_internal() {
+    let feed = SharedFeed::new(DEFAULT_MAX_STALENESS);
+    feed.apply(feed_verifier().verify(&snapshot(1, NOW, &[], &[], &[])).unwrap()).unwrap();
+    let v = verifier();
+    assert!(v.verify_with(&writ("w-1"), &digest(), NOW, &|c| feed.check(c, NOW)).is_ok());
+    let view = feed.view.clone();
+    let _ = std::thread::spawn(move || {
+        let _guard = view.write().unwrap();
+        panic!("poison the feed view");
+    })
+    .join();
+    let r = v.verify_with(&writ("w-2"), &digest(), NOW, &|c| feed.check(c, NOW)).unwrap_err();
+    assert_eq!(r.reason, ReasonCode::Internal);
+    // The replay set poisoned: refused, and `close` keeps a horizon refusing every writ so far.
+    let v = Arc::new(verifier());
+    let v2 = Arc::clone(&v);
+    let _ = std::thread::spawn(move || {
+        let _guard = v2.seen.lock().unwrap();
+        panic!("poison the replay set");
+    })
+    .join();
+    assert_eq!(code(v.verify(&writ("w-3"), &digest(), NOW, &never)), ReasonCode::Internal);
+    assert_eq!(v.close(NOW), UsedWrits { used: vec![], refuse_issued_before: NOW + 1 });
+}
+
 // ---- replay cache bounds
 
 #[test]

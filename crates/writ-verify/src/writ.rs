@@ -158,7 +158,7 @@ pub struct WritVerifier {
     audience: String,
     skew: u64,
     // Writ ids used here, each until its writ can no longer verify (expiry plus skew).
-    seen: Mutex<Replay>,
+    pub(crate) seen: Mutex<Replay>,
     // Writs issued before this time are refused as replayed: the set that would say whether
     // they were used here was lost (see [`WritVerifier::refuse_issued_before`]).
     horizon: AtomicU64,
