@@ -146,6 +146,7 @@ async fn signed_snapshot(s: &AppState) -> Result<(u64, String), ApiError> {
 /// Where a resuming client stands.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamQuery {
     /// The `size` of the newest snapshot the client holds (as `Last-Event-ID`, which wins).
     from: Option<u64>,
