@@ -15,7 +15,7 @@ use crate::clock::rfc3339;
 use crate::record::{
     Checked, DecisionOutcome, Facts, IdentityFact, Outcome, ParentFact, RecordedLimits, RecordedRequest,
 };
-use crate::writ::Scope;
+use writ_verify::Scope;
 
 /// The lineage position an allow gives the new writ.
 #[derive(Clone, Debug, PartialEq, Eq)]

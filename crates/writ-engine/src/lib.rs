@@ -9,8 +9,8 @@
 //!   live path, [`replay`] and [`replay_candidate`].
 //! - [`replay_candidate`]: what a candidate bundle would have decided otherwise over the
 //!   recorded history (`writ policy replay`).
-//! - [`WritSigner`], [`WritVerifier`]: the writ's JWT form and its verification at an
-//!   enforcement point; [`WritKeyStore`]: where the signing keys are kept, rotated only
+//! - [`WritSigner`]: the writ's JWT form; [`WritVerifier`] (from `writ-verify`, re-exported):
+//!   its verification at an enforcement point; [`WritKeyStore`]: where the signing keys are kept, rotated only
 //!   through [`Engine::rotate_writ_key_with`], which records every rotation in the log.
 //! - [`Entry`]: what the engine writes to the log.
 
@@ -43,9 +43,10 @@ pub use state::{
     Approval, ApprovalStatus, BundleSummary, FeedLists, Lineage, LineageNode, MAX_LINEAGE_NODES, OperatorAction,
     Resolution, Standing,
 };
-pub use writ::{
-    LogRef, Scope, UsedWrits, VerifiedWrit, WritClaims, WritRejection, WritSigner, WritVerifier, new_writ_id,
-};
+pub use writ::{WritSigner, new_writ_id};
+// The verifier and the writ's claims live in `writ-verify` (the enforcement points'
+// library); re-exported so that the engine's users see one set of names.
+pub use writ_verify::{LogRef, Scope, UsedWrits, VerifiedWrit, WritClaims, WritRejection, WritVerifier};
 
 /// Errors of engine operations other than decisions (which always answer). Each variant
 /// says what failed; a dependency's failure is its `source` ([`Cause`]), never its text

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use writ_core::ReasonCode;
 
-use crate::writ::Scope;
+use writ_verify::Scope;
 
 /// A stage's finding: what it verified, or why it failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use writ_core::ReasonCode;
 
 use crate::record::{BundleCheck, BundleParts, Checked, Entry, ExecStatus, Outcome, ParentFact, Usage, WritRecord};
-use crate::writ::Scope;
+use writ_verify::Scope;
 
 /// Longest chain of parents walked before a lineage counts as unverifiable (far beyond any
 /// depth limit; the walk is bounded even if the log held a cycle).

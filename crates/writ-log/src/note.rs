@@ -65,6 +65,7 @@ fn key_id(name: &str, public: &VerifyingKey) -> u32 {
 }
 
 /// Fresh 32 bytes from the operating system's generator.
+#[cfg(feature = "keygen")]
 pub(crate) fn random_seed() -> Result<[u8; 32], Error> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::Key(format!("no randomness available: {e}")))?;
@@ -88,7 +89,9 @@ impl std::fmt::Debug for NoteSigner {
 }
 
 impl NoteSigner {
-    /// Generates a new key for `name` from the operating system's randomness.
+    /// Generates a new key for `name` from the operating system's randomness (feature
+    /// `keygen`, on with `sqlite`).
+    #[cfg(feature = "keygen")]
     pub fn generate(name: &str) -> Result<Self, Error> {
         Self::from_seed(name, random_seed()?)
     }

@@ -55,8 +55,10 @@ use crate::feed::FeedView;
 use crate::keys::{Recorded, check_recorded};
 use crate::record::{BundleCheck, BundleParts, Entry};
 use crate::state::{BundleSummary, Lineage, OperatorAction, State};
-use crate::writ::{WritSigner, WritVerifier};
-use crate::{Cause, EngineError};
+use writ_verify::WritVerifier;
+
+use crate::writ::WritSigner;
+use crate::{Cause, EngineError, KeyError};
 
 use pipeline::AnonymousBudget;
 pub use pipeline::Decision;
@@ -173,8 +175,8 @@ impl Engine {
         let mut vc = VerifierConfig::new(config.credential_audiences.clone());
         vc.max_skew_secs = config.skew;
         let identity = IdentityVerifier::new(trust_bundle, vc);
-        let verifier =
-            WritVerifier::new(writ_signer.issuer(), &writ_signer.jwks(), &config.writ_audience, config.skew)?;
+        let verifier = WritVerifier::new(writ_signer.issuer(), &writ_signer.jwks(), &config.writ_audience, config.skew)
+            .map_err(|e| KeyError::JwksKey(Cause::new(e)))?;
         let engine = Engine {
             config,
             identity,

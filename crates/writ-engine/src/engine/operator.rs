@@ -237,7 +237,7 @@ impl Engine {
             operator: operator.map(str::to_owned),
         };
         let index = self.append(&entry).await?;
-        self.verifier.trust(&next.jwks())?;
+        self.verifier.trust(&next.jwks()).map_err(|e| KeyError::JwksKey(Cause::new(e)))?;
         *self.signer.write().map_err(|_| EngineError::Poisoned("writ key"))? = Arc::new(next);
         Ok((kid, index))
     }

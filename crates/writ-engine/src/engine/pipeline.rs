@@ -19,7 +19,9 @@ use crate::record::{
     AttestationFact, Checked, DecisionOutcome, Entry, Facts, IdentityFact, Outcome, RecordedLimits, RecordedRequest,
     Withheld, WritRecord,
 };
-use crate::writ::{LogRef, WritClaims, new_writ_id};
+use writ_verify::{LogRef, WritClaims};
+
+use crate::writ::new_writ_id;
 
 /// The answer to an authorization request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -5,7 +5,7 @@
 use writ_core::{ReasonCode, RequestDigest};
 
 use super::Engine;
-use crate::writ::{UsedWrits, VerifiedWrit, WritRejection};
+use writ_verify::{UsedWrits, VerifiedWrit, WritRejection};
 
 impl Engine {
     /// Verifies a writ for the call about to run: signature, time, audience, binding, its
