@@ -10,6 +10,7 @@
 mod gate;
 mod notes;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,8 +18,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use rmcp::ServiceExt as _;
 use writ_verify::{
-    ControlPlane, DEFAULT_MAX_STALENESS, EnforcementPoint, FeedConfig, FeedSubscriber, FileSource, KeyCache, KeySet,
-    KeyUse, SharedFeed, WritVerifier,
+    ControlPlane, DEFAULT_MAX_STALENESS, EnforcementPoint, FeedConfig, FeedStatus, FeedSubscriber, FileSource,
+    KeyCache, KeySet, KeyUse, SharedFeed, WritVerifier,
 };
 
 use crate::gate::Gate;
@@ -61,6 +62,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Standard error usually lands in the MCP client's log file: colours only on a terminal.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -93,17 +96,31 @@ async fn run(args: Args, dir: PathBuf) -> anyhow::Result<()> {
     let feed = SharedFeed::new(args.max_staleness);
     let mut config = FeedConfig::new(&args.issuer);
     if let Some(file) = &args.feed_keys {
-        config.pinned_keys =
-            Some(std::fs::read(file).with_context(|| format!("--feed-keys {}", file.display()))?);
+        config.pinned_keys = Some(std::fs::read(file).with_context(|| format!("--feed-keys {}", file.display()))?);
     }
-    let _subscriber = FeedSubscriber::spawn(cp, config, feed.clone());
+    let subscriber = FeedSubscriber::spawn(cp, config, feed.clone());
+    tokio::spawn(log_feed_status(subscriber.status()));
     let point = EnforcementPoint::new(writs, feed).with_key_cache(keys);
     let notes = Notes::new(dir.clone(), Gate::new(&args.name, point));
     tracing::info!(name = %args.name, dir = %dir.display(), url = %args.url, "serving MCP on stdio");
     let service = notes.serve(rmcp::transport::stdio()).await.context("MCP initialization")?;
     let reason = service.waiting().await?;
     tracing::info!(?reason, "stopped");
+    drop(subscriber);
     Ok(())
+}
+
+/// Logs the revocation feed's state changes (until the subscriber is dropped).
+async fn log_feed_status(mut status: tokio::sync::watch::Receiver<FeedStatus>) {
+    while status.changed().await.is_ok() {
+        match &*status.borrow_and_update() {
+            FeedStatus::Connected => tracing::info!("revocation feed connected"),
+            FeedStatus::Retrying(why) => {
+                tracing::warn!(%why, "revocation feed interrupted; reconnecting (stale views refuse every call)")
+            }
+            FeedStatus::Starting => {}
+        }
+    }
 }
 
 fn unix_now() -> u64 {

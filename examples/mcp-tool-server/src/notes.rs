@@ -78,7 +78,10 @@ impl Notes {
 impl Notes {
     /// Writes a note (creating its directories), replacing any earlier text.
     #[tool(description = "Write a note: a UTF-8 text file under the notes directory, replaced if it exists.")]
-    async fn write_note(&self, Parameters(WriteNote { path, content }): Parameters<WriteNote>) -> Result<String, String> {
+    async fn write_note(
+        &self,
+        Parameters(WriteNote { path, content }): Parameters<WriteNote>,
+    ) -> Result<String, String> {
         if content.len() > MAX_NOTE {
             return Err(format!("a note is at most {MAX_NOTE} bytes"));
         }
