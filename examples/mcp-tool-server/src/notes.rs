@@ -50,28 +50,28 @@ impl Notes {
     pub fn new(dir: PathBuf, gate: Gate) -> Self {
         Notes { dir: Arc::new(dir), gate: Arc::new(gate), tool_router: Self::tool_router() }
     }
+}
 
-    /// The file a note path names, if it stays under the directory: relative, only plain
-    /// components (no `..`, `.`, root or prefix), and no symbolic link on the way out of it.
-    fn resolve(&self, path: &str) -> Result<PathBuf, String> {
-        let relative = Path::new(path);
-        if path.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(format!("{path:?} is not a plain relative path under the notes directory"));
-        }
-        let target = self.dir.join(relative);
-        // Every existing ancestor inside the directory must be a real directory, and the file
-        // itself no link: a link planted there could point anywhere.
-        let mut at = self.dir.as_ref().clone();
-        for part in relative.components() {
-            at.push(part);
-            match std::fs::symlink_metadata(&at) {
-                Ok(m) if m.file_type().is_symlink() => return Err(format!("{path:?} goes through a symbolic link")),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        Ok(target)
+/// The file the note path `path` names under `dir`, if it stays there: relative, only plain
+/// components (no `..`, `.`, root or prefix), and no symbolic link on the way (a link planted
+/// in the directory could point anywhere).
+fn confined(dir: &Path, path: &str) -> Result<PathBuf, String> {
+    let relative = Path::new(path);
+    if path.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(format!("{path:?} is not a plain relative path under the notes directory"));
     }
+    let target = dir.join(relative);
+    let mut at = dir.to_path_buf();
+    for part in relative.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Err(format!("{path:?} goes through a symbolic link")),
+            Ok(_) => {}
+            // Not there yet: nothing below it can be a link either.
+            Err(_) => break,
+        }
+    }
+    Ok(target)
 }
 
 #[tool_router]
@@ -85,7 +85,7 @@ impl Notes {
         if content.len() > MAX_NOTE {
             return Err(format!("a note is at most {MAX_NOTE} bytes"));
         }
-        let file = self.resolve(&path)?;
+        let file = confined(&self.dir, &path)?;
         if let Some(parent) = file.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(|e| format!("{path}: {e}"))?;
         }
@@ -96,7 +96,7 @@ impl Notes {
     /// Reads a note.
     #[tool(description = "Read a note written under the notes directory.")]
     async fn read_note(&self, Parameters(ReadNote { path }): Parameters<ReadNote>) -> Result<String, String> {
-        let file = self.resolve(&path)?;
+        let file = confined(&self.dir, &path)?;
         let meta = tokio::fs::metadata(&file).await.map_err(|e| format!("{path}: {e}"))?;
         if meta.len() > MAX_NOTE as u64 {
             return Err(format!("{path} is larger than {MAX_NOTE} bytes"));
@@ -136,4 +136,25 @@ impl ServerHandler for Notes {
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
+    use super::confined;
+
+    #[test]
+    fn note_paths_stay_under_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert_eq!(confined(root, "a.txt").unwrap(), root.join("a.txt"));
+        assert_eq!(confined(root, "sub/b.txt").unwrap(), root.join("sub/b.txt"));
+        for bad in ["", "../x", "/etc/passwd", "a/../../x", "./a", "a/.."] {
+            assert!(confined(root, bad).is_err(), "{bad:?} accepted");
+        }
+        std::os::unix::fs::symlink("/tmp", root.join("out")).unwrap();
+        assert!(confined(root, "out/x").is_err(), "a path through a link was accepted");
+        assert!(confined(root, "out").is_err());
+    }
 }
