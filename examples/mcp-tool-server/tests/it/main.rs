@@ -182,9 +182,15 @@ impl NotesServer {
     /// Starts it on `dir` against the control plane at `url`, initializes the session and
     /// waits until its revocation feed is connected.
     async fn start(url: &str, dir: &Path) -> NotesServer {
+        Self::start_with(url, dir, &[], true).await
+    }
+
+    /// Starts it with more flags; waits for the feed only if `feed` is set.
+    async fn start_with(url: &str, dir: &Path, flags: &[&str], feed: bool) -> NotesServer {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_writ-mcp-tool-server"))
             .args(["--name", "notes", "--url", url, "--dir"])
             .arg(dir)
+            .args(flags)
             .env("WRIT_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -218,7 +224,9 @@ impl NotesServer {
             .await;
         assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{init}");
         server.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
-        tokio::time::timeout(LIMIT, ready).await.expect("the feed never connected").unwrap();
+        if feed {
+            tokio::time::timeout(LIMIT, ready).await.expect("the feed never connected").unwrap();
+        }
         server
     }
 
@@ -386,5 +394,33 @@ fn a_revoked_writ_is_refused_through_the_feed() {
         assert!(seen, "no revocation reached the server through its feed");
         assert_eq!(refused(&server.call("write_note", arguments, Some(&writ)).await), "writ.revoked");
         assert!(!dir.path().join("revoked.txt").exists(), "a revoked writ ran the tool");
+    });
+}
+
+/// With no control plane to follow (its writ keys pinned from a file, its feed unreachable),
+/// the server cannot rule out a revocation: a writ that is otherwise good is refused
+/// `writ.revoked` and nothing is written.
+#[test]
+fn no_feed_means_no_call() {
+    rt().block_on(async {
+        let cp = control_plane().await;
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = writ_verify::ControlPlane::new(&cp.url).unwrap().get("/.well-known/jwks.json").await.unwrap();
+        let keys = dir.path().join("jwks.json");
+        std::fs::write(&keys, &jwks).unwrap();
+        let notes = dir.path().join("notes");
+        // A port nothing listens on.
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let mut server =
+            NotesServer::start_with(&dead, &notes, &["--jwks", keys.to_str().unwrap(), "--max-staleness", "2"], false)
+                .await;
+        let arguments = json!({"path": "a.txt", "content": "x"});
+        let (writ, _) = cp.authorize("write_note", arguments.clone()).await;
+        let result = server.call("write_note", arguments, Some(&writ)).await;
+        assert_eq!(refused(&result), "writ.revoked", "{result}");
+        assert!(!notes.join("a.txt").exists());
     });
 }
