@@ -249,12 +249,6 @@ pub enum KeyError {
     /// The claims could not be encoded.
     #[error("encoding claims")]
     Claims(#[source] Cause),
-    /// A JWKS document without a `keys` array.
-    #[error("JWKS without keys")]
-    JwksWithoutKeys,
-    /// A JWKS key of another type, or without a `kid`.
-    #[error("JWKS key is not an Ed25519 OKP key with a kid")]
-    JwksKeyShape,
     /// A JWKS key that does not decode.
     #[error("JWKS key")]
     JwksKey(#[source] Cause),

@@ -413,9 +413,7 @@ impl Entry {
                 | Entry::Activation { check: BundleCheck { accepted: true, .. }, .. }
         )
     }
-}
 
-impl Entry {
     /// The entry's `kind` and who caused it (the operator, or an outcome's reporter), for
     /// the control plane's own log.
     pub fn kind_and_operator(&self) -> (&'static str, Option<&str>) {
