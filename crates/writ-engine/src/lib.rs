@@ -29,8 +29,8 @@ pub use candidate::{BundleCounts, CandidateRange, CandidateReport, Change, Resol
 pub use clock::{Clock, FixedClock, SystemClock, parse_rfc3339, rfc3339};
 pub use decide::{Decided, Placement, decide};
 pub use engine::{
-    AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL, MAX_PREVIEW_CANDIDATES, Possible,
-    Preview,
+    Activated, AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL, MAX_PREVIEW_CANDIDATES,
+    Possible, Preview, Reevaluation,
 };
 pub use feed::{FEED_TYP, FeedSigner, FeedView};
 pub use keys::{Rotation, WritKeyStore};
@@ -61,6 +61,9 @@ pub enum EngineError {
     /// The log failed.
     #[error("log")]
     Log(#[from] writ_log::Error),
+    /// The re-evaluation of the outstanding writs after an activation could not run.
+    #[error("re-evaluating the outstanding writs")]
+    Reevaluation(#[source] Cause),
     /// The log holds an entry that is not an engine entry.
     #[error("corrupt log: entry {index} is not an engine entry")]
     UnreadableEntry {

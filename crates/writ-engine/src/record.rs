@@ -300,16 +300,44 @@ pub enum Entry {
         /// The bundle's parts, so that replay can rebuild it from the log alone.
         parts: BundleParts,
     },
-    /// A writ was revoked.
+    /// A writ was revoked: by an operator, or by the re-evaluation that follows an
+    /// activation (then `bundle` names the bundle that would now deny it, or `ancestor` the
+    /// revoked writ above it).
     Revocation {
         /// Time.
         time: u64,
         /// Writ id.
         jti: String,
-        /// Who.
+        /// Who (the activation's operator, for a re-evaluation).
         operator: Option<String>,
         /// Why.
         reason: String,
+        /// The digest of the activated bundle whose re-evaluation revoked the writ.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle: Option<String>,
+        /// The writ above this one whose revocation by the same re-evaluation revoked it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ancestor: Option<String>,
+    },
+    /// The re-evaluation of the outstanding writs that follows an activation (or a
+    /// rollback) ended: every writ it revoked is recorded before this entry. An activation
+    /// with no such entry after it was interrupted, and is re-evaluated again on open.
+    Reevaluation {
+        /// Time.
+        time: u64,
+        /// The activated bundle's digest.
+        bundle: String,
+        /// The log index of its activation entry.
+        activation: u64,
+        /// Unexpired, unrevoked allowed writs evaluated again.
+        reevaluated: u64,
+        /// Those the bundle would now deny (or would not allow without an approval they
+        /// never had), revoked.
+        revoked: u64,
+        /// Unexpired writs below those, revoked with them.
+        descendants: u64,
+        /// Who activated the bundle.
+        operator: Option<String>,
     },
     /// A signed bundle was uploaded for later activation (or refused).
     Upload {
@@ -421,6 +449,7 @@ impl Entry {
             Entry::Decision { .. } => ("decision", None),
             Entry::Activation { check, .. } => ("activation", check.operator.as_deref()),
             Entry::Revocation { operator, .. } => ("revocation", operator.as_deref()),
+            Entry::Reevaluation { operator, .. } => ("reevaluation", operator.as_deref()),
             Entry::Upload { check, .. } => ("upload", check.operator.as_deref()),
             Entry::Outcome { reporter, .. } => ("outcome", Some(reporter)),
             Entry::KeyRotation { operator, .. } => ("key_rotation", operator.as_deref()),

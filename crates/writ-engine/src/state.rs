@@ -227,6 +227,9 @@ pub(crate) struct State {
     approvals: BTreeMap<String, Approval>,
     interned: HashSet<Arc<str>>,
     scopes: HashSet<Arc<Scope>>,
+    // The newest accepted activation (log index, digest, operator) while no `reevaluation`
+    // entry has followed it.
+    reevaluation_due: Option<(u64, String, Option<String>)>,
 }
 
 /// Allowed calls of one (subject, action) over the last hour, in per-second buckets with
@@ -382,7 +385,7 @@ impl State {
                     fact.exp = w.exp;
                 }
             }
-            Entry::Revocation { time, jti, operator, reason } => {
+            Entry::Revocation { time, jti, operator, reason, .. } => {
                 let action = OperatorAction {
                     time: *time,
                     operator: operator.clone(),
@@ -407,7 +410,7 @@ impl State {
                 }
             }
             Entry::Activation {
-                check: BundleCheck { time, digest, name, version, accepted: true, signer, signature, .. },
+                check: BundleCheck { time, digest, name, version, accepted: true, signer, signature, operator, .. },
                 parts,
             } => {
                 self.know_bundle(*time, digest, name, version, signer, signature, parts);
@@ -419,6 +422,12 @@ impl State {
                     b.summary.last_activated = Some(*time);
                 }
                 self.active = Some(digest.clone());
+                self.reevaluation_due = Some((index, digest.clone(), operator.clone()));
+            }
+            Entry::Reevaluation { activation, .. } => {
+                if self.reevaluation_due.as_ref().is_some_and(|due| due.0 == *activation) {
+                    self.reevaluation_due = None;
+                }
             }
             Entry::Upload {
                 check: BundleCheck { time, digest, name, version, accepted: true, signer, signature, .. },
@@ -583,6 +592,49 @@ impl State {
             below(&mut starts, false)
         };
         FeedLists { revoked, quarantined: self.quarantined.keys().cloned().collect(), isolated_lineage }
+    }
+
+    /// Every outstanding writ at `now`: allowed, inside its window (`exp + skew > now`), and
+    /// neither it nor any writ above it revoked; with the log index of its decision.
+    pub(crate) fn outstanding(&self, now: u64, skew: u64) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .decisions
+            .iter()
+            .filter(|(id, d)| {
+                d.outcome == Outcome::Allow && d.exp.saturating_add(skew) > now && self.revoked_in_lineage(id).is_none()
+            })
+            .map(|(id, d)| (id.clone(), d.index))
+            .collect();
+        out.sort_by_key(|(_, index)| *index);
+        out
+    }
+
+    /// The outstanding writs strictly below `id` in its lineage (allowed, inside their
+    /// window, not revoked themselves), breadth first.
+    pub(crate) fn outstanding_below(&self, id: &str, now: u64, skew: u64) -> Vec<String> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut out = Vec::new();
+        let mut queue: VecDeque<&str> = self.children.get(id).into_iter().flatten().map(String::as_str).collect();
+        while let Some(at) = queue.pop_front() {
+            if !seen.insert(at) {
+                continue;
+            }
+            if self.decisions.get(at).is_some_and(|d| {
+                d.outcome == Outcome::Allow && d.exp.saturating_add(skew) > now && !self.revoked.contains_key(at)
+            }) {
+                out.push(at.to_owned());
+            }
+            if let Some(kids) = self.children.get(at) {
+                queue.extend(kids.iter().map(String::as_str));
+            }
+        }
+        out
+    }
+
+    /// The newest activation (log index, digest, operator) if no `reevaluation` entry
+    /// follows it.
+    pub(crate) fn reevaluation_due(&self) -> Option<(u64, String, Option<String>)> {
+        self.reevaluation_due.clone()
     }
 
     pub(crate) fn is_quarantined(&self, subject: &str) -> bool {

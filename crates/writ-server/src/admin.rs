@@ -71,12 +71,12 @@ pub(crate) async fn upload_bundle(
     Limited(body): BundleBody,
 ) -> Result<Response, ApiError> {
     let (up, bundle) = parse_upload(&body)?;
-    let digest = if up.activate {
-        s.engine.activate(&bundle, &up.signature, Some(&op)).await?
-    } else {
-        s.engine.upload(&bundle, &up.signature, Some(&op)).await?
-    };
-    Ok(Json(json!({ "digest": digest.to_string(), "active": up.activate })).into_response())
+    if up.activate {
+        let activated = s.engine.activate(&bundle, &up.signature, Some(&op)).await?;
+        return Ok(Json(activated_body(&activated)).into_response());
+    }
+    let digest = s.engine.upload(&bundle, &up.signature, Some(&op)).await?;
+    Ok(Json(json!({ "digest": digest.to_string(), "active": false })).into_response())
 }
 
 /// An upload body and the bundle built from its parts, before any signature is checked:
@@ -103,8 +103,25 @@ pub(crate) async fn activate_bundle(
     Operator(op): Operator,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    let digest = s.engine.activate_known(&digest, Some(&op)).await?;
-    Ok(Json(json!({ "digest": digest.to_string(), "active": true })).into_response())
+    let activated = s.engine.activate_known(&digest, Some(&op)).await?;
+    Ok(Json(activated_body(&activated)).into_response())
+}
+
+/// The answer to an activation: the bundle, and what re-evaluating the outstanding writs
+/// under it did.
+fn activated_body(a: &writ_engine::Activated) -> serde_json::Value {
+    let r = &a.reevaluation;
+    json!({
+        "digest": a.digest.to_string(),
+        "active": true,
+        "log_index": a.log_index,
+        "reevaluation": {
+            "reevaluated": r.reevaluated,
+            "revoked": r.revoked,
+            "descendants": r.descendants,
+            "log_index": r.log_index,
+        },
+    })
 }
 
 /// Revoked writs.

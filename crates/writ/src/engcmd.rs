@@ -369,7 +369,17 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
             let (engine, _lock) = dir.open_engine()?;
             let rt = tokio::runtime::Builder::new_current_thread().build()?;
             match rt.block_on(engine.activate(&bundle, &sig, None)) {
-                Ok(d) => print(&json!({"activated": true, "name": bundle.manifest().name, "digest": d.to_string()}))?,
+                Ok(a) => print(&json!({
+                    "activated": true,
+                    "name": bundle.manifest().name,
+                    "digest": a.digest.to_string(),
+                    "reevaluation": {
+                        "reevaluated": a.reevaluation.reevaluated,
+                        "revoked": a.reevaluation.revoked,
+                        "descendants": a.reevaluation.descendants,
+                        "log_index": a.reevaluation.log_index,
+                    },
+                }))?,
                 Err(e) => {
                     let reason = match &e {
                         writ_engine::EngineError::BundleUntrusted(_) => writ_core::ReasonCode::PolicyBundleUntrusted,

@@ -231,7 +231,12 @@ pub fn activate(api: &mut Api, bundle: &writ_policy::Bundle, signature: &str) ->
     });
     match api.post("/v1/bundles", &body)? {
         Answer::Ok(v) => {
-            print(&json!({"activated": true, "name": bundle.manifest().name, "digest": v.get("digest")}))?;
+            print(&json!({
+                "activated": true,
+                "name": bundle.manifest().name,
+                "digest": v.get("digest"),
+                "reevaluation": v.get("reevaluation"),
+            }))?;
             Ok(ExitCode::SUCCESS)
         }
         Answer::Refused { status: 400, error, message } => {

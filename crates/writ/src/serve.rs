@@ -34,6 +34,8 @@ pub fn run(config: &Config) -> Result<()> {
         let sig = sign_bundle(&bundle, &dir.policy_signer()?)?;
         rt.block_on(engine.activate(&bundle, &sig, None)).context("activating the starter bundle")?;
     }
+    // An activation whose re-evaluation a stop interrupted is finished before any request.
+    rt.block_on(finish_reevaluation(&engine));
     // The published keys are those the engine signs with, from the first start on.
     dir.publish_jwks(&engine.jwks())?;
     let engine = Arc::new(engine);
@@ -83,6 +85,14 @@ pub fn run(config: &Config) -> Result<()> {
                 let _ = ctrl_c.await;
             }
         };
+        // One that failed (the log unavailable) is tried again until it is done.
+        let retry = engine.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                finish_reevaluation(&retry).await;
+            }
+        });
         let state = writ_server::AppState::with_limits(engine.clone(), limits)
             .with_key_store(Arc::new(dir.clone()))
             .with_feed_signer(Arc::new(dir.feed_signer(&engine.issuer())?));
@@ -170,4 +180,23 @@ fn init_tracing() {
     // A subscriber already set (a second `run` in one process) is kept.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+/// Finishes the re-evaluation of an activation that a stop or a failure interrupted, and
+/// says so; a failure is logged (and tried again by the caller).
+async fn finish_reevaluation(engine: &writ_engine::Engine) {
+    match engine.finish_reevaluation().await {
+        Ok(None) => {}
+        Ok(Some(r)) => tracing::warn!(
+            bundle = %r.bundle,
+            reevaluated = r.reevaluated,
+            revoked = r.revoked,
+            descendants = r.descendants,
+            "finished an interrupted re-evaluation of the outstanding writs"
+        ),
+        Err(e) => tracing::error!(
+            error = %e.detail(),
+            "the re-evaluation of the outstanding writs after the last activation is not finished: retrying"
+        ),
+    }
 }

@@ -8,6 +8,8 @@
 //!   record the decision durably, and only then issue the writ; the anonymous budget.
 //! - [`operator`]: operator actions and reports: bundle upload and activation (rollback
 //!   included), revocation, quarantine, writ key rotation, execution outcomes.
+//! - [`reevaluate`]: after an activation, every outstanding writ decided again under the
+//!   new bundle, and revoked if it would now be denied.
 //! - [`approval`]: human approval of pending decisions, and the approved writ.
 //! - [`preview`]: which calls a principal could be allowed to make (`tools/list`
 //!   filtering), deciding and recording nothing.
@@ -19,17 +21,21 @@
 //! INVARIANT (lock order): the engine has two kinds of locks.
 //!
 //! - Async locks, held across `.await` (the log append): `operator_actions` (one operator
-//!   action at a time: approvals, revocations, quarantine, activations, key rotations) and
-//!   the per-(subject, action) locks handed out by `serial` (decisions of one principal for
-//!   one action, and the outcome report of one writ). A task holds at most one of them:
-//!   no code path takes a serial lock while holding `operator_actions` or the reverse.
+//!   action at a time: approvals, revocations, quarantine, activations, key rotations),
+//!   `bundle_gate` (read by a decision from reading the active bundle until its entry is
+//!   appended; written by an activation while it appends its entry and swaps the bundle)
+//!   and the per-(subject, action) locks handed out by `serial` (decisions of one
+//!   principal for one action, and the outcome report of one writ). They are taken in
+//!   that order: an activation holds `operator_actions` then `bundle_gate`; a decision
+//!   `bundle_gate` then its serial lock; an outcome report only its serial lock. No code
+//!   path takes a serial lock while holding `operator_actions` or the reverse.
 //! - Std locks (`signer`, `state`, `active`, `serial`'s map, `anonymous`): leaves. Each is
 //!   taken after any async lock the task holds, released before the next `.await`, and
 //!   never held while another of them is taken (every guard lives in one statement or one
 //!   block that takes no other lock). `signer` and `active` are swapped whole (an `Arc`
 //!   cloned out under the lock), so a reader never holds them while it works.
 //!
-//! So the order is: `operator_actions` | one serial lock → at most one of `signer`,
+//! So the order is: `operator_actions` → `bundle_gate` → one serial lock → at most one of `signer`,
 //! `state`, `active`, `serial` (the map), `anonymous`. The writ verifier's own locks (its
 //! keys and its used set) are leaves too: `state` is taken in the standing callback, which
 //! runs while neither is held.
@@ -38,6 +44,7 @@ mod approval;
 mod operator;
 mod pipeline;
 mod preview;
+mod reevaluate;
 mod verification;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -63,6 +70,19 @@ use crate::{Cause, EngineError, KeyError};
 use pipeline::AnonymousBudget;
 pub use pipeline::Decision;
 pub use preview::{MAX_PREVIEW_CANDIDATES, Possible, Preview};
+pub use reevaluate::Reevaluation;
+
+/// What an activation did: the bundle now active, and the re-evaluation of the writs
+/// outstanding when it became active.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Activated {
+    /// The active bundle's digest.
+    pub digest: BundleDigest,
+    /// The log index of the activation entry.
+    pub log_index: u64,
+    /// The outstanding writs re-evaluated, and those revoked.
+    pub reevaluation: Reevaluation,
+}
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -155,6 +175,9 @@ pub struct Engine {
     // by those that change what they check (revocations, quarantine), so that an approval
     // cannot slip between a check and a revocation or quarantine recorded beside it.
     operator_actions: tokio::sync::Mutex<()>,
+    // Read by a decision from reading the active bundle until its entry is appended;
+    // written by an activation to append its entry and swap the bundle (see `reevaluate`).
+    bundle_gate: tokio::sync::RwLock<()>,
     anonymous: Mutex<AnonymousBudget>,
     // The index of the newest entry the revocation feed publishes (revocation, quarantine
     // change, activation), sent after it is applied; sent under `operator_actions`, which
@@ -189,6 +212,7 @@ impl Engine {
             active: RwLock::new(None),
             serial: Mutex::new(std::collections::HashMap::new()),
             operator_actions: tokio::sync::Mutex::new(()),
+            bundle_gate: tokio::sync::RwLock::new(()),
             anonymous: Mutex::new(AnonymousBudget::default()),
             feed: tokio::sync::watch::Sender::new(None),
         };

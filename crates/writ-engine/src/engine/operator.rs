@@ -9,7 +9,7 @@ use std::sync::Arc;
 use writ_core::SpiffeId;
 use writ_policy::{Bundle, BundleDigest, CompiledBundle, verify_bundle_signature};
 
-use super::{Active, Engine, MAX_OUTCOME_DETAIL, bundle_from_parts};
+use super::{Activated, Active, Engine, MAX_OUTCOME_DETAIL, bundle_from_parts};
 use crate::keys::{Rotation, WritKeyStore};
 use crate::record::{BundleCheck, BundleParts, Entry, ExecStatus};
 use crate::writ::WritSigner;
@@ -26,25 +26,32 @@ struct CheckedBundle {
 
 impl Engine {
     /// Activates a signed bundle: the signature must be by a trusted policy key and the
-    /// bundle must validate against its schema. Refusals are recorded too.
+    /// bundle must validate against its schema. Refusals are recorded too. Once active,
+    /// every outstanding writ is re-evaluated under it, and those it would deny are revoked
+    /// ([`super::reevaluate`]).
     pub async fn activate(
         &self,
         bundle: &Bundle,
         signature: &str,
         operator: Option<&str>,
-    ) -> Result<BundleDigest, EngineError> {
+    ) -> Result<Activated, EngineError> {
         // An approval checks the active bundle: the two are recorded in order.
         let _one = self.operator_actions.lock().await;
         let CheckedBundle { check, parts, refusal, compiled } = self.check_bundle(bundle, signature, operator);
-        self.append(&Entry::Activation { check, parts }).await?;
-        match compiled {
-            Some(c) => {
-                *self.active.write().map_err(|_| EngineError::Poisoned("bundle"))? =
-                    Some(Arc::new(Active { bundle: c }));
-                Ok(bundle.digest())
-            }
-            None => Err(refusal.map_or(EngineError::Poisoned("bundle"), EngineError::BundleUntrusted)),
-        }
+        let active = {
+            // No decision is between reading the old bundle and recording what it decided.
+            let _gate = self.bundle_gate.write().await;
+            let index = self.append(&Entry::Activation { check, parts }).await?;
+            let Some(c) = compiled else {
+                return Err(refusal.map_or(EngineError::Poisoned("bundle"), EngineError::BundleUntrusted));
+            };
+            let active = Arc::new(Active { bundle: c });
+            *self.active.write().map_err(|_| EngineError::Poisoned("bundle"))? = Some(active.clone());
+            (index, active)
+        };
+        let (log_index, active) = active;
+        let reevaluation = self.reevaluate(log_index, active, operator).await?;
+        Ok(Activated { digest: bundle.digest(), log_index, reevaluation })
     }
 
     /// Checks a bundle's signature against the trusted policy keys and compiles it against
@@ -93,7 +100,7 @@ impl Engine {
 
     /// Activates a bundle the log already holds (uploaded, or active before: a rollback).
     /// Its signature is checked again against the keys trusted now.
-    pub async fn activate_known(&self, digest: &str, operator: Option<&str>) -> Result<BundleDigest, EngineError> {
+    pub async fn activate_known(&self, digest: &str, operator: Option<&str>) -> Result<Activated, EngineError> {
         let known = {
             let state = self.state.lock().map_err(|_| EngineError::Poisoned("state"))?;
             state.bundle(digest).map(|b| (b.parts.clone(), b.signature.clone()))
@@ -159,6 +166,8 @@ impl Engine {
             jti: jti.to_owned(),
             operator: operator.map(str::to_owned),
             reason: reason.to_owned(),
+            bundle: None,
+            ancestor: None,
         };
         self.append(&entry).await
     }

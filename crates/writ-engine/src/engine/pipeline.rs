@@ -169,6 +169,8 @@ impl Engine {
         };
         let credentials: BTreeMap<String, String> =
             request.presented_all().map(|(kind, t)| (kind.name().to_owned(), sha256_hex(t.as_bytes()))).collect();
+        // Held until the decision is recorded: an activation waits for it (see `reevaluate`).
+        let _gate = self.bundle_gate.read().await;
         let active = self.active.read().ok().and_then(|a| a.clone());
         let bundle = active.as_ref().map(|a| &a.bundle);
         let limits = self.limits();

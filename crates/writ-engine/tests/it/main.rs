@@ -17,6 +17,7 @@ mod harness;
 mod hostile;
 mod keys;
 mod matrix;
+mod reevaluation;
 mod replay;
 mod rules;
 mod vectors;

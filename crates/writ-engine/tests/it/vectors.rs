@@ -160,6 +160,8 @@ fn write() {
             jti: jti_of(&allowed_writ),
             operator: operator.clone(),
             reason: "rotated the credentials".into(),
+            bundle: None,
+            ancestor: None,
         },
         Entry::Quarantine {
             time: now + 3,

@@ -158,8 +158,22 @@ fn bundles_upload_activate_and_roll_back() {
     assert_eq!(digest, b.digest().to_string());
     let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
     assert_eq!(d["outcome"], "allow", "uploading does not activate");
-    let (s, _) = f.json_as("POST", &format!("/v1/bundles/{digest}/activate"), None, Some(&op));
+    let outstanding = d["writ"].as_str().unwrap().to_owned();
+    let (s, a) = f.json_as("POST", &format!("/v1/bundles/{digest}/activate"), None, Some(&op));
     assert_eq!(s, StatusCode::OK);
+    // The write writ issued under the starter is re-evaluated and revoked by the activation.
+    assert_eq!(
+        (&a["reevaluation"]["reevaluated"], &a["reevaluation"]["revoked"], &a["reevaluation"]["descendants"]),
+        (&json!(1), &json!(1), &json!(0)),
+        "{a}"
+    );
+    let req = f.request();
+    let (_, v) = f.json(
+        "POST",
+        "/v1/verify",
+        Some(json!({"writ": outstanding, "request": {"action": req["action"], "resource": req["resource"], "arguments": req["arguments"]}})),
+    );
+    assert_eq!(v["reason"], "writ.revoked", "{v}");
     let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
     assert_eq!((d["outcome"].as_str(), d["policies"][0].as_str()), (Some("deny"), Some("freeze")), "{d}");
     let (_, list) = f.json_as("GET", "/v1/bundles", None, Some(&op));
@@ -172,8 +186,9 @@ fn bundles_upload_activate_and_roll_back() {
         .collect();
     assert_eq!(active, vec![digest.as_str()]);
     // Roll back to the starter by its digest.
-    let (s, _) = f.json_as("POST", &format!("/v1/bundles/{starter}/activate"), None, Some(&op));
+    let (s, a) = f.json_as("POST", &format!("/v1/bundles/{starter}/activate"), None, Some(&op));
     assert_eq!(s, StatusCode::OK);
+    assert_eq!(a["reevaluation"]["revoked"], 0, "a rollback never un-revokes nor revokes here: {a}");
     let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
     assert_eq!(d["outcome"], "allow");
 
@@ -306,7 +321,8 @@ fn metrics_count_decisions_and_read_the_log() {
         "writ_decisions_total{outcome=\"allow\",reason=\"\"} 1",
         "writ_decisions_total{outcome=\"deny\",reason=\"identity.missing\"} 1",
         "writ_decision_duration_seconds_count 2",
-        "writ_log_entries 3",
+        // The activation, its (empty) re-evaluation, and the two decisions.
+        "writ_log_entries 4",
         "writ_log_commit_batch_entries_bucket{le=\"1.0\"}",
         "writ_log_commit_batch_entries_count",
         "writ_log_commit_seconds_bucket{le=\"0.001\"}",

@@ -111,6 +111,51 @@ fn a_revocation_on_the_stream_is_refused_within_the_measured_delay() {
     });
 }
 
+/// A stricter bundle activated at the control plane revokes the outstanding writs it would
+/// deny (re-evaluation on activation), and an enforcement point on the stream refuses them
+/// with no operator revoking anything.
+#[test]
+fn an_activation_revokes_what_it_would_deny_and_the_feed_carries_it() {
+    rt().block_on(async {
+        let s = server().await;
+        let cp = ControlPlane::new(&s.url).unwrap();
+        let keys = Arc::new(KeyCache::new(cp.jwks(), KeyUse::Writ));
+        let writs = WritVerifier::with_keys("writ", (*keys.load(now()).await.unwrap()).clone(), "writ-enforcement", 30);
+        let feed = SharedFeed::new(30);
+        let _subscriber = FeedSubscriber::spawn(cp.clone(), FeedConfig::new("writ"), feed.clone());
+        let point = EnforcementPoint::new(writs, feed.clone()).with_key_cache(keys);
+        assert!(until(Duration::from_secs(10), || feed.snapshot_size().is_some()).await, "no first snapshot");
+        let (write, write_digest) = s.writ("/zones/billing/a").await;
+        let (kept, kept_digest) = s.writ("/zones/billing/b").await;
+        let claims = point.writs().verify_possession(&write).unwrap();
+        point.verify(&kept, &kept_digest, now()).await.unwrap();
+
+        // Writes to /zones/billing/a are forbidden from now on; /b stays allowed.
+        let (manifest, policies, schema, entities, _) = writ_policy::starter_bundle().unwrap().parts();
+        let manifest = manifest.replace("\"version\": \"", "\"version\": \"narrower-");
+        let policies = format!(
+            "{policies}\n@id(\"no-a\")\nforbid (principal, action == Writ::Action::\"write\", resource) when {{ context.arguments has path && context.arguments.path == \"/zones/billing/a\" }};\n"
+        );
+        let b = writ_policy::Bundle::from_parts(&manifest, &policies, &schema, entities.as_deref(), None).unwrap();
+        let sig = writ_policy::sign_bundle(&b, &s.policy_key).unwrap();
+        let started = Instant::now();
+        let activated = s.engine.activate(&b, &sig, None).await.unwrap();
+        let answered = started.elapsed();
+        assert_eq!((activated.reevaluation.reevaluated, activated.reevaluation.revoked), (2, 1));
+        let refused = until(Duration::from_secs(10), || {
+            feed.check(&claims, now()).is_err_and(|r| r.reason == ReasonCode::WritRevoked)
+        })
+        .await;
+        assert!(refused, "the re-evaluation's revocation never reached the enforcement point");
+        println!(
+            "activation → refusal of a re-evaluated writ at a stream-fed verifier (debug build): activation answered in \
+             {answered:?}, refused {:?} after the activation began",
+            started.elapsed()
+        );
+        assert_eq!(point.verify(&write, &write_digest, now()).await.unwrap_err().reason, ReasonCode::WritRevoked);
+    });
+}
+
 /// A view whose stream stops (the subscriber is gone, so no heartbeat arrives) is refused
 /// once older than its maximum staleness; heartbeats keep a quiet feed fresh.
 #[test]

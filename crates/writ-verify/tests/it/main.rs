@@ -54,6 +54,7 @@ pub(crate) struct Server {
     pub(crate) keys: Arc<MemoryKeys>,
     issuer: DevIssuer,
     operators: DevIssuer,
+    pub(crate) policy_key: NoteSigner,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -99,7 +100,7 @@ pub(crate) async fn server() -> Server {
     tokio::spawn(writ_server::serve(listener, state, async move {
         let _ = stopped.await;
     }));
-    Server { engine, url, keys, issuer, operators, _dir: dir, _stop: stop }
+    Server { engine, url, keys, issuer, operators, policy_key, _dir: dir, _stop: stop }
 }
 
 impl Server {

@@ -1,6 +1,6 @@
 //! `writ-dev`: the developer's tools, kept out of the shipped `writ` binary's commands: the
-//! log's kill-and-reopen crash test (and the child process it kills) and the log's append
-//! and proof benchmarks. Built beside `writ` (`cargo build --release -p writ`), run from the
+//! log's kill-and-reopen crash test (and the child process it kills), the log's append
+//! and proof benchmarks, and the engine's re-evaluation-on-activation benchmark. Built beside `writ` (`cargo build --release -p writ`), run from the
 //! build directory: `target/release/writ-dev log crashtest`, `writ-dev log bench`.
 //!
 //! It shares the `writ` crate's modules that do the work (by path, as the integration tests
@@ -18,6 +18,8 @@ mod crashtest;
 mod datadir;
 #[path = "../logbench.rs"]
 mod logbench;
+#[path = "../reevalbench.rs"]
+mod reevalbench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +41,16 @@ enum Command {
     /// The tamper-evident log's developer tools.
     #[command(subcommand)]
     Log(LogCommand),
+    /// The decision engine's benchmarks.
+    #[command(subcommand)]
+    Engine(EngineCommand),
+}
+
+#[derive(Subcommand)]
+enum EngineCommand {
+    /// Re-evaluation on activation: writs re-evaluated per second, and the time from the
+    /// activation to the last revocation in an enforcement point's view of the feed.
+    Reevaluate(reevalbench::Args),
 }
 
 #[derive(Subcommand)]
@@ -62,6 +74,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Log(LogCommand::Crashtest(args)) => crashtest::run(&dir, args),
         Command::Log(LogCommand::Bench(args)) => logbench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Engine(EngineCommand::Reevaluate(args)) => reevalbench::run(args),
         Command::Log(LogCommand::CrashChild { concurrency }) => {
             crashtest::child(&dir, concurrency).map(|()| ExitCode::SUCCESS)
         }
