@@ -83,7 +83,7 @@ def test_forged_writs_are_refused(client: Client, verifier: Verifier) -> None:
     none_header = b64(json.dumps({"alg": "none", "typ": "JWT", "kid": header["kid"]}).encode())
     assert refused(verifier, f"{none_header}.{p}.").reason == "writ.bad_signature"
 
-    hs256 = jwt.encode(claims, "a shared secret", algorithm="HS256", headers={"kid": header["kid"]})
+    hs256 = jwt.encode(claims, "a shared secret of at least 32 bytes", algorithm="HS256", headers={"kid": header["kid"]})
     assert refused(verifier, hs256).reason == "writ.bad_signature"
 
     with_jwk = b64(json.dumps(dict(header, jwk={"kty": "OKP"})).encode())
@@ -133,7 +133,10 @@ def test_time_window(client: Client, verifier: Verifier) -> None:
     claims = parts(writ)[1]
     assert refused(verifier, writ, now=claims["exp"] + 30).reason == "writ.expired"
     assert refused(verifier, writ, now=claims["nbf"] - 31).reason == "writ.expired"
-    assert verifier.verify(writ, *CALL, now=claims["exp"] + 29).jti == claims["jti"]
+    # The window's edges (the feed, fresh now, would be stale then: no standing check here).
+    keys = client.key_cache()
+    assert Verifier(keys, Always()).verify(writ, *CALL, now=claims["exp"] + 29).jti == claims["jti"]
+    assert Verifier(keys, Always()).verify(writ, *CALL, now=claims["nbf"] - 30).jti == claims["jti"]
 
 
 def test_full_replay_cache_refuses_rather_than_forgets(client: Client, feed: Feed) -> None:
@@ -178,18 +181,28 @@ def test_unknown_kid_refreshes_keys_within_the_bound(cp: ControlPlane, client: C
         fetches.append(1)
         return httpx.get(cp.url + "/.well-known/jwks.json").content
 
-    cache = KeyCache(source, KeyUse.WRIT, min_interval=60)
+    clock = [1000.0]
+    cache = KeyCache(source, KeyUse.WRIT, min_interval=60, max_age=3600, clock=lambda: clock[0])
     v = Verifier(cache, feed)
     writ = fresh(client)
     _, claims, _ = parts(writ)
-    other = Ed25519PrivateKey.generate()
-    for i in range(5):
-        forged = jwt.encode(claims, other, algorithm="EdDSA", headers={"kid": f"unknown-{i}", "typ": "JWT"})
-        assert refused(v, forged).reason == "writ.bad_signature"
-    # The first verification loaded the keys (1 fetch) and refreshed once for the first
-    # unknown kid; the other four were refused without a fetch.
-    assert len(fetches) == 2
     assert v.verify(writ, *CALL).jti == claims["jti"]
+    assert len(fetches) == 1  # the first load
+    other = Ed25519PrivateKey.generate()
+
+    def forged(i: int) -> str:
+        return jwt.encode(claims, other, algorithm="EdDSA", headers={"kid": f"unknown-{i}", "typ": "JWT"})
+
+    clock[0] += 61
+    for i in range(5):
+        assert refused(v, forged(i)).reason == "writ.bad_signature"
+        clock[0] += 1
+    # One refresh for the first unknown kid; the next four, within the minimum interval of
+    # it, were refused without a fetch.
+    assert len(fetches) == 2
+    clock[0] += 60
+    assert refused(v, forged(5)).reason == "writ.bad_signature"
+    assert len(fetches) == 3
 
 
 def test_a_feed_document_is_not_a_writ(cp: ControlPlane, verifier: Verifier) -> None:
@@ -210,9 +223,9 @@ def test_a_writ_is_not_a_feed_document(cp: ControlPlane, client: Client) -> None
 
 def test_stale_feed_denies(cp: ControlPlane, client: Client) -> None:
     keys = client.key_cache()
-    with Feed(cp.url, max_staleness=5) as never_started:
-        pass
-    assert refused(Verifier(keys, never_started), fresh(client)).reason == "writ.revoked"
+    never_polled = Feed(cp.url, max_staleness=5)
+    assert refused(Verifier(keys, never_polled), fresh(client)).reason == "writ.revoked"
+    never_polled.close()
 
     polled = Feed(cp.url, max_staleness=5)
     assert polled.poll() == "snapshot"

@@ -180,15 +180,17 @@ class Verifier:
         self._horizon = 0
         self._lock = threading.Lock()
 
-    def _key_set(self, kid: str | None, now: int) -> KeySet:
+    def _key_set(self, kid: str | None) -> KeySet:
         if isinstance(self._keys, KeySet):
             return self._keys
+        # The cache keeps time with its own clock: key freshness is about real time, even
+        # when a verification is asked for another `now`.
         cache = self._keys
-        keys = cache.refresh_if_stale(now)
+        keys = cache.refresh_if_stale()
         if kid is not None and kid not in keys:
             try:
                 # Bounded: at most one fetch per the cache's minimum interval.
-                keys = cache.refresh_unless(lambda k: kid in k, now)
+                keys = cache.refresh_unless(lambda k: kid in k)
             except WritError:
                 pass  # the kid stays unknown: writ.bad_signature below
         return keys
@@ -210,7 +212,7 @@ class Verifier:
             digest = request_digest(action, resource, arguments)
         except WritError as e:
             raise WritRejected(e.reason, e.detail) from None
-        c = self._signed_claims(writ, now)
+        c = self._signed_claims(writ)
         if now + self.skew < c.nbf or now >= c.exp + self.skew:
             raise _reject(ReasonCode.WRIT_EXPIRED, f"valid from {c.nbf} to {c.exp}, now {now}")
         if c.aud != self.audience:
@@ -226,14 +228,14 @@ class Verifier:
         self._mark_used(c, now)
         return c
 
-    def _signed_claims(self, writ: str, now: int) -> WritClaims:
+    def _signed_claims(self, writ: str) -> WritClaims:
         try:
             parsed = parse(writ, MAX_WRIT_LEN)
         except JwsError as e:
             raise _reject(ReasonCode.WRIT_BAD_SIGNATURE, str(e)) from None
         if parsed.typ is not None and parsed.typ != "JWT":
             raise _reject(ReasonCode.WRIT_BAD_SIGNATURE, "typ is not JWT")
-        key = self._key_set(parsed.kid, now).get(parsed.kid)
+        key = self._key_set(parsed.kid).get(parsed.kid)
         if key is None:
             raise _reject(ReasonCode.WRIT_BAD_SIGNATURE, "kid is not a trusted writ key")
         try:
