@@ -11,7 +11,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 venv="$here/.venv"
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements-test.txt"
+rm -rf "$here/build"  # setuptools' build tree: never install a stale copy
 "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$here"
+rm -rf "$here/build"
 # Type-check the installed package (the py.typed marker makes it a typed package).
 (cd "$here" && "$venv/bin/mypy" --strict --no-incremental src/writ_client)
 # Run from the tests directory against the installed package, not the source tree.

@@ -288,7 +288,7 @@ def test_pinned_feed_keys_refuse_another_signer(cp: ControlPlane) -> None:
     f = Feed(cp.url, feed_keys=keys)
     try:
         assert f.poll() == "snapshot"
-        with pytest.raises(Exception):
+        with pytest.raises(FeedError):
             f.apply_document(forged)
         assert f.size() < 10**9
     finally:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from ._digest import request_digest
-from ._errors import ApiError, Denied, Unavailable, WritError
+from ._errors import ApiError, ApprovalPending, Denied, Unavailable, WritError
 from ._keys import KeyCache, KeyUse
 from ._reasons import ReasonCode
 
@@ -62,8 +62,6 @@ class Decision:
     def raise_for_deny(self) -> str:
         """The writ of an allow; raises :class:`~writ_client.Denied` (or
         :class:`~writ_client.ApprovalPending`) otherwise."""
-        from ._errors import ApprovalPending
-
         if self.allowed and self.writ is not None:
             return self.writ
         if self.outcome == "pending":

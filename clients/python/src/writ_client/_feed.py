@@ -344,7 +344,10 @@ class Feed:
         verifier = FeedVerifier(self.issuer, self._keys.current())
         kid = verifier.unknown_kid(document)
         if kid is not None:
-            verifier = FeedVerifier(self.issuer, self._keys.refresh_unless(lambda k: kid in k))
+            try:
+                verifier = FeedVerifier(self.issuer, self._keys.refresh_unless(lambda k: kid in k))
+            except WritError:
+                pass  # refused (too soon, pinned keys) or failed: the kid stays unknown
         return verifier.verify(document)
 
     def _apply(self, doc: FeedDocument) -> str:
@@ -435,7 +438,7 @@ class Feed:
                     raise Unavailable(ReasonCode.LOG_UNAVAILABLE.value, f"/v1/feed/stream: status {response.status_code}")
                 self.status = "connected"
                 parser = _SseParser()
-                for chunk in response.iter_raw():
+                for chunk in response.iter_bytes():
                     if self._stop.is_set():
                         return
                     for event, _id, data in parser.push(chunk):

@@ -70,10 +70,11 @@ def _no_constant(name: str) -> Any:
 
 
 def strict_json(data: bytes | str) -> Any:
-    """JSON text parsed strictly (RFC 8259 with no repeated member names, no NaN or
+    """JSON text parsed strictly (RFC 8259 in UTF-8, no repeated member names, no NaN or
     Infinity); raises :class:`JwsError`."""
     try:
-        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except JwsError:
         raise
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
