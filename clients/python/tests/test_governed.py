@@ -127,6 +127,22 @@ def test_arguments_mapping_and_callables(cp: ControlPlane, client: Client) -> No
     assert e.value.reason == "request.malformed" and calls == ["hi"]
 
 
+def test_methods_leave_their_receiver_out(client: Client) -> None:
+    class Calculator:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        @governed(client, action="tool:calc/add", resource="tool:calc")
+        def add(self, a: int, b: int) -> int:
+            self.calls += 1
+            d = current_decision()
+            assert d is not None and d.writ is not None
+            return a + b
+
+    calc = Calculator()
+    assert calc.add(4, 5) == 9 and calc.calls == 1
+
+
 def test_offline_verification_before_running(client: Client, verifier: Verifier) -> None:
     ran: list[int] = []
 

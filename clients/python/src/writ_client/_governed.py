@@ -43,11 +43,14 @@ def current_decision() -> Decision | None:
 
 def _default_arguments(fn: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
     sig = inspect.signature(fn)
+    params = list(sig.parameters)
+    # A method's receiver is not an argument the policy can read.
+    skip = params[0] if params and params[0] in ("self", "cls") else None
 
     def arguments(*args: Any, **kwargs: Any) -> dict[str, Any]:
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
-        return dict(bound.arguments)
+        return {k: v for k, v in bound.arguments.items() if k != skip}
 
     return arguments
 
@@ -75,7 +78,8 @@ def governed(
 
     ``action``, ``resource``: strings, or callables given the call's ``(*args, **kwargs)``.
     ``arguments``: a callable given ``(*args, **kwargs)`` returning the arguments object the
-    policy sees; by default the call's arguments by parameter name (defaults applied).
+    policy sees; by default the call's arguments by parameter name (defaults applied; a
+    first parameter named ``self`` or ``cls`` left out).
     ``audience``: the writ's audience (default ``writ-enforcement``). ``parent_writ``: the
     writ this call runs under (a string or a callable), for lineage. ``verifier``: if
     given, the writ is also verified offline for this call before the function runs.
