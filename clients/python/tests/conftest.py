@@ -111,6 +111,9 @@ def feed(cp: ControlPlane) -> Iterator[Feed]:
     """The revocation feed, followed in a background thread for the whole session."""
     f = Feed(cp.url).start()
     assert f.wait_for(lambda v: v.snapshot_size is not None, timeout=10), f.status
+    deadline = time.monotonic() + 10
+    while f.status != "connected" and time.monotonic() < deadline:
+        time.sleep(0.02)
     yield f
     f.close()
 

@@ -240,6 +240,8 @@ def test_stale_feed_denies(cp: ControlPlane, client: Client) -> None:
 def test_revoked_writ_refused_through_the_feed(cp: ControlPlane, client: Client, feed: Feed, verifier: Verifier) -> None:
     d = client.authorize(*CALL)
     assert d.writ is not None and d.id is not None
+    assert feed.status == "connected"  # following /v1/feed/stream, not polling
+    before = feed.size()
     started = time.monotonic()
     r = cp.operator_call("POST", "/v1/revocations", {"jti": d.id, "reason": "pytest"})
     assert r.status_code == 200, r.text
@@ -247,6 +249,7 @@ def test_revoked_writ_refused_through_the_feed(cp: ControlPlane, client: Client,
     elapsed = time.monotonic() - started
     assert seen, f"the revocation did not reach the feed within 5 s ({feed.status})"
     print(f"revocation seen through the feed after {elapsed * 1000:.0f} ms")
+    assert feed.size() > before
     assert refused(verifier, d.writ).reason == "writ.revoked"
     # A writ issued under it (a lineage child) is refused too.
     child = client.authorize(*CALL, parent_writ=d.writ)
