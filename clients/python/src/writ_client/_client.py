@@ -134,7 +134,7 @@ class Client:
     def _token(self) -> str | None:
         c = self._credential
         if c is None or isinstance(c, str):
-            return c
+            return c.strip() if c is not None else None  # a JWT has no whitespace: a file's newline goes
         try:
             token = c()
         except Exception as e:  # a credential source is user code
