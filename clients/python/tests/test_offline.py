@@ -10,7 +10,6 @@ import logging
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -18,13 +17,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from writ_client import (
     Client,
     Denied,
-    FeedDocument,
     FeedError,
     FeedVerifier,
     FeedView,
     KeySet,
     KeyUse,
-    Snapshot,
     Unavailable,
     Verifier,
     WritClaims,

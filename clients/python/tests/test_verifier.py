@@ -26,6 +26,7 @@ from writ_client import (
     KeyUse,
     Verifier,
     WritClaims,
+    WritError,
     WritRejected,
     request_digest,
 )
@@ -217,7 +218,7 @@ def test_a_writ_is_not_a_feed_document(cp: ControlPlane, client: Client) -> None
         FeedVerifier("writ", keys).verify(writ)
     with pytest.raises(FeedError):
         FeedVerifier("writ", KeySet.from_jwks(client.jwks())).verify(writ)
-    with pytest.raises(Exception):
+    with pytest.raises(WritError):
         KeySet.from_jwks(client.jwks(), KeyUse.FEED)  # writ keys are not feed keys (use: sig)
 
 

@@ -124,7 +124,12 @@ def parse_claims(payload: bytes) -> WritClaims:
         or not all(isinstance(a, str) for a in scp["actions"])
     ):
         raise ValueError("claim 'scp' is not {actions: [string], zone: string}")
-    if not isinstance(log, dict) or set(log) != {"index", "leaf"} or not _int(log["index"], _U64) or not isinstance(log["leaf"], str):
+    if (
+        not isinstance(log, dict)
+        or set(log) != {"index", "leaf"}
+        or not _int(log["index"], _U64)
+        or not isinstance(log["leaf"], str)
+    ):
         raise ValueError("claim 'log' is not {index: integer, leaf: string}")
     return WritClaims(
         iss=c["iss"], sub=c["sub"], aud=c["aud"], jti=c["jti"], iat=c["iat"], nbf=c["nbf"], exp=c["exp"],
