@@ -143,7 +143,7 @@ def test_methods_leave_their_receiver_out(client: Client) -> None:
     assert calc.add(4, 5) == 9 and calc.calls == 1
 
 
-def test_offline_verification_before_running(client: Client, verifier: Verifier) -> None:
+def test_offline_verification_before_running(cp: ControlPlane, client: Client, verifier: Verifier) -> None:
     ran: list[int] = []
 
     @governed(client, action="tool:calc/add", resource="tool:calc", verifier=verifier)
@@ -161,6 +161,8 @@ def test_offline_verification_before_running(client: Client, verifier: Verifier)
     with pytest.raises(WritRejected) as e:
         add_elsewhere(1, 1)
     assert e.value.reason == "writ.audience" and ran == [1]
+    refused = Decision("allow", e.value.decision_id, log_index=e.value.log_index)
+    assert outcome_of(cp, refused)["status"] == "not_run"
 
 
 def test_async_functions(cp: ControlPlane, client: Client) -> None:

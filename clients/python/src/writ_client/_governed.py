@@ -105,8 +105,9 @@ def governed(
                 if verifier is not None:
                     try:
                         verifier.verify(writ, act, res, call_args)
-                    except Denied:
-                        _record(d, "not_run", 0.0, None, None)
+                    except Denied as e:
+                        e.decision_id, e.log_index = d.id, d.log_index
+                        _record(d, "not_run", None, None, None)
                         raise
                 return d, writ
             except Denied:
@@ -116,10 +117,11 @@ def governed(
             except Exception as e:  # anything unexpected before the call: deny, never run
                 raise Denied(ReasonCode.INTERNAL.value, f"{type(e).__name__}: {e}") from e
 
-        def _record(d: Decision, status: str, started: float, result: Any, error: BaseException | None) -> None:
+        def _record(d: Decision, status: str, started: float | None, result: Any, error: BaseException | None) -> None:
             if not record_outcome or d.id is None:
                 return
-            detail: dict[str, Any] = {"duration_ms": int((time.monotonic() - started) * 1000) if started else 0}
+            ran_ms = 0 if started is None else int((time.monotonic() - started) * 1000)
+            detail: dict[str, Any] = {"duration_ms": ran_ms}
             if status == "succeeded":
                 try:
                     detail["result"] = sha256_digest(canonical_json(result))
