@@ -472,6 +472,7 @@ fn a_command_awaiting_approval_is_not_run() {
     let o = run(&mut p.exec(&["/bin/sleep", "0"]));
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("writ: denied: pending: "), "{}", stderr(&o));
+    let first = decision_of(&stderr(&o));
     // Approved while it waits: it runs.
     let url = p.url();
     let child = exec_flags(&url, &p.credential, &["--approval-wait", "20s"], &["/bin/sleep", "0"])
@@ -483,10 +484,9 @@ fn a_command_awaiting_approval_is_not_run() {
     let id = loop {
         let (_, body) = http_as(&p.server.addr, "GET", "/v1/approvals?status=pending", None, Some(&operator));
         let v: Value = serde_json::from_slice(&body).unwrap();
-        let pending = v["approvals"].as_array().or(v.as_array()).cloned().unwrap_or_default();
-        if let Some(a) =
-            pending.iter().find(|a| a.to_string().contains("exec:/bin/sleep") && a.to_string().contains("pending"))
-        {
+        let pending = v["approvals"].as_array().unwrap();
+        // The first run's decision stays pending (nobody approves it): not that one.
+        if let Some(a) = pending.iter().find(|a| a["resource"] == "exec:/bin/sleep" && a["id"] != first.as_str()) {
             break a["id"].as_str().unwrap().to_owned();
         }
         assert!(Instant::now() < deadline, "no pending approval: {v}");
