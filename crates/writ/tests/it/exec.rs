@@ -511,3 +511,79 @@ fn exec_help_documents_the_exit_statuses() {
     let help = String::from_utf8_lossy(&o.stdout);
     assert!(help.contains("77") && help.contains("127") && help.contains("126"), "{help}");
 }
+
+/// A stand-in for the control plane on loopback: answers `POST /v1/authorize` with `allow`
+/// and the writ given, `GET /.well-known/jwks.json` with `jwks`, anything else with 200 `{}`
+/// (one request per connection).
+fn impostor(writ: String, jwks: String) -> String {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (writ, jwks) = (writ.clone(), jwks.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    return;
+                }
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let answer = if first.starts_with("POST /v1/authorize ") {
+                    serde_json::json!({"id": "w-impostor", "outcome": "allow", "reasons": [], "writ": writ, "log_index": 1})
+                        .to_string()
+                } else if first.starts_with("GET /.well-known/jwks.json") {
+                    jwks
+                } else {
+                    "{}".to_owned()
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_writ_that_does_not_verify_is_a_deny() {
+    let p = Plane::start();
+    let marker = p.dir().join("must-not-exist");
+    let touch = format!(": > '{}'", marker.display());
+    let (_, jwks) = http_as(&p.server.addr, "GET", "/.well-known/jwks.json", None, None);
+    let jwks = String::from_utf8(jwks).unwrap();
+    // A real writ of this control plane, for another command: the binding refuses it.
+    let body = serde_json::json!({
+        "credentials": {"workload": p.credential}, "action": "exec", "resource": "exec:/bin/sh", "audience": "exec",
+        "arguments": {"program": "/bin/sh", "args": ["-c", "true"], "command_line": "/bin/sh -c true",
+                      "cwd": "/", "env": []}});
+    let (status, answer) = http_as(&p.server.addr, "POST", "/v1/authorize", Some(&body.to_string()), None);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let other = serde_json::from_slice::<Value>(&answer).unwrap()["writ"].as_str().unwrap().to_owned();
+    let o = run(&mut exec_with(&impostor(other.clone(), jwks.clone()), &p.credential, &["/bin/sh", "-c", &touch]));
+    assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("writ: denied: writ.binding_mismatch: "), "{}", stderr(&o));
+    // Garbage, a writ signed by a key the JWKS does not hold, and no keys at all.
+    let o = run(&mut exec_with(&impostor("e30.e30.AAAA".into(), jwks), &p.credential, &["/bin/sh", "-c", &touch]));
+    assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("writ: denied: writ.bad_signature: "), "{}", stderr(&o));
+    let o = run(&mut exec_with(&impostor(other, r#"{"keys": []}"#.into()), &p.credential, &["/bin/sh", "-c", &touch]));
+    assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("writ: denied: writ.bad_signature: "), "{}", stderr(&o));
+    assert!(!marker.exists(), "a command ran with a writ that does not verify");
+}
