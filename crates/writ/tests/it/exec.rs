@@ -587,3 +587,32 @@ fn a_writ_that_does_not_verify_is_a_deny() {
     assert!(stderr(&o).starts_with("writ: denied: writ.bad_signature: "), "{}", stderr(&o));
     assert!(!marker.exists(), "a command ran with a writ that does not verify");
 }
+
+#[test]
+fn a_signal_before_the_command_starts_stops_everything() {
+    let p = Plane::start();
+    let marker = p.dir().join("must-not-exist");
+    // A control plane that accepts and never answers: the decision is still awaited.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let mut child = exec_flags(
+        &url,
+        &p.credential,
+        &["--decision-timeout", "20s"],
+        &["/bin/sh", "-c", &format!(": > '{}'", marker.display())],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(started.elapsed() < Duration::from_secs(5), "it waited for the decision");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("SIGTERM before the command started"), "{err}");
+    assert!(!marker.exists(), "the command ran after the signal");
+    drop(silent);
+}
