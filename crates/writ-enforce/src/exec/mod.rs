@@ -171,7 +171,7 @@ pub async fn run(config: Config) -> u8 {
     // 3. The writ, verified as an enforcement point verifies it.
     if let Err(d) = verify(&config.issuer, &writ, keys, &request) {
         let d = Denial { decision: Some(decision.clone()), log_index, ..d };
-        let detail = json!({"error": format!("the writ did not verify: {}", d.detail)});
+        let detail = json!({"error": format!("{}: {}", d.reason, d.detail)});
         record(&control, &decision, "not_run", None, detail).await;
         return deny(&d);
     }
