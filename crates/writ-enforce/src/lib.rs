@@ -6,12 +6,19 @@
 //!
 //! - [`mcp`]: the MCP gateway (`writ mcp -- <server command>`), a stdio proxy that governs
 //!   every `tools/call` of the server it wraps and passes everything else through.
+//! - [`control`]: the control plane as every enforcement point asks it: the agent's
+//!   credential, decisions, approvals, previews, outcomes, the writ keys.
+//! - [`exec`]: governed command execution (`writ exec -- <command> [args]`): one command,
+//!   authorized, its writ verified, run with its writ for its children, its outcome
+//!   recorded.
 //! - [`client`]: the small HTTP/1.1 client the enforcement points speak to the control
 //!   plane with (keep-alive connections, pooled, no TLS).
 
 mod error;
 
 pub mod client;
+pub mod control;
+pub mod exec;
 pub mod mcp;
 
 pub use error::{Error, TransportKind};

@@ -9,12 +9,14 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod agent;
 mod bench;
 mod client;
 mod config;
 mod datadir;
 mod demo;
 mod engcmd;
+mod exec;
 mod logcmd;
 mod mcp;
 mod remote;
@@ -83,6 +85,10 @@ enum Command {
     /// The MCP gateway: runs an MCP server (stdio) and governs every `tools/call` of it
     /// through the control plane at `--url`; everything else passes through.
     Mcp(mcp::Args),
+    /// Governed command execution: authorizes the command with the control plane at
+    /// `--url`, runs it only on allow (its writ in WRIT_PARENT_WRIT for its children), records
+    /// its outcome and exits with its status (77 when it was not authorized).
+    Exec(exec::Args),
     /// One verification at an enforcement point: does this writ authorize this request?
     /// Trusts public keys only (a JWKS file or URL); single use across concurrent runs.
     Verify(engcmd::VerifyArgs),
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
         Command::Authorize { request, url } => engcmd::authorize(&dir, &request, url),
         Command::Verify(args) => engcmd::verify(&dir, &args),
         Command::Mcp(args) => mcp::run(args),
+        Command::Exec(args) => exec::run(args),
     };
     match result {
         Ok(code) => code,

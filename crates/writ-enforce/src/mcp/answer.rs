@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::control::Denial;
+use crate::control::Denial;
 
 /// JSON-RPC 2.0 error code of a line that is not JSON.
 pub(crate) const PARSE_ERROR: i64 = -32700;

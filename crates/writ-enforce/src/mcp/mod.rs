@@ -30,7 +30,6 @@
 //! has not exited 10 s later.
 
 mod answer;
-mod control;
 mod lines;
 #[cfg(test)]
 mod tests;
@@ -45,13 +44,12 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
-pub use control::CredentialSource;
+pub use crate::control::CredentialSource;
 pub use lines::MAX_LINE;
 
-use self::control::{ControlPlane, Credential, Denial, Verdict};
 use self::lines::{Line, read_line};
 use crate::Error;
-use crate::client::Client;
+use crate::control::{ControlPlane, Denial, Verdict};
 
 /// How long the server may take to exit once its standard input is closed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -477,7 +475,8 @@ where
     if !valid_server_name(&config.name) {
         return Err(Error::Config(format!("--name {:?}: a server name is [a-z0-9_-]+, at most 64", config.name)));
     }
-    let client = Client::new(&config.url)?;
+    let control =
+        ControlPlane::new(&config.url, config.credential.clone(), config.parent_writ.clone(), config.decision_timeout)?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::piped())
@@ -492,12 +491,7 @@ where
     let (to_client, client_rx) = mpsc::channel(QUEUE);
     let (to_server, server_rx) = mpsc::channel(QUEUE);
     let gw = Arc::new(Gateway {
-        control: ControlPlane {
-            client,
-            credential: Credential::new(config.credential.clone()),
-            parent_writ: config.parent_writ.clone(),
-            decision_timeout: config.decision_timeout,
-        },
+        control,
         resource: format!("mcp:{}", config.name),
         name: config.name.clone(),
         deny_as_error: config.deny_as_error,

@@ -1,7 +1,11 @@
-//! The gateway's side of the control plane's API: the agent's credential, one decision per
-//! governed call (`POST /v1/authorize`), the wait for a human approval
-//! (`GET /v1/approvals/{id}`), the tools a caller could be allowed to call
-//! (`POST /v1/authorize/preview`), and the outcome of an execution (`POST /v1/outcomes`).
+//! An enforcement point's side of the control plane's API, shared by every enforcement
+//! point of this crate (`writ mcp`, `writ exec`, the agent-CLI hooks): the agent's
+//! credential ([`CredentialSource`], [`Credential`]), one decision per governed call
+//! (`POST /v1/authorize`, [`ControlPlane::authorize`]), the wait for a human approval
+//! (`GET /v1/approvals/{id}`, [`ControlPlane::await_approval`]), the actions a caller could
+//! be allowed (`POST /v1/authorize/preview`, [`ControlPlane::preview`]), the outcome of an
+//! execution (`POST /v1/outcomes`, [`ControlPlane::outcome`]) and the writ signing keys
+//! (`GET /.well-known/jwks.json`, [`ControlPlane::jwks`]).
 //!
 //! Every failure to obtain a decision is a deny ([`Verdict::Deny`]), never an allow: the
 //! control plane unreachable, slower than the deadline or answering 5xx is
@@ -49,23 +53,24 @@ pub enum CredentialSource {
 
 /// The agent's credential, cached.
 #[derive(Debug)]
-pub(crate) struct Credential {
+pub struct Credential {
     source: CredentialSource,
     cached: Mutex<Option<(String, Option<u64>)>>,
 }
 
 impl Credential {
-    pub(crate) fn new(source: CredentialSource) -> Self {
+    /// A credential taken from `source` when first asked for.
+    pub fn new(source: CredentialSource) -> Self {
         Credential { source, cached: Mutex::new(None) }
     }
 
     /// Whether asking again can give another credential.
-    pub(crate) fn renewable(&self) -> bool {
+    pub fn renewable(&self) -> bool {
         !matches!(self.source, CredentialSource::Value(_))
     }
 
     /// The current credential: the cached one unless `renew` or it is about to expire.
-    pub(crate) async fn get(&self, renew: bool) -> Result<String, Error> {
+    pub async fn get(&self, renew: bool) -> Result<String, Error> {
         let mut cached = self.cached.lock().await;
         if let Some((token, exp)) = cached.as_ref()
             && !renew
@@ -143,22 +148,22 @@ fn now_secs() -> u64 {
 
 /// A deny: what the agent is told, in the shape of the design contract.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Denial {
+pub struct Denial {
     /// The primary reason code (`pending` for an approval still awaited).
-    pub(crate) reason: String,
+    pub reason: String,
     /// Every reason code, primary first.
-    pub(crate) reasons: Vec<String>,
+    pub reasons: Vec<String>,
     /// The human reason.
-    pub(crate) detail: String,
+    pub detail: String,
     /// The decision id, when the control plane made one.
-    pub(crate) decision: Option<String>,
+    pub decision: Option<String>,
     /// The decision's log index, when recorded.
-    pub(crate) log_index: Option<u64>,
+    pub log_index: Option<u64>,
 }
 
 impl Denial {
     /// A deny the gateway decides itself (no decision was obtained).
-    pub(crate) fn local(code: ReasonCode, detail: impl Into<String>) -> Self {
+    pub fn local(code: ReasonCode, detail: impl Into<String>) -> Self {
         Denial {
             reason: code.as_str().to_owned(),
             reasons: vec![code.as_str().to_owned()],
@@ -171,27 +176,88 @@ impl Denial {
 
 /// What the control plane decided for one call.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Allowed: the writ and the decision.
-    Allow { writ: String, id: String, log_index: Option<u64> },
-    /// Denied (by the control plane, or by the gateway for want of a decision).
+    Allow {
+        /// The writ (JWS compact).
+        writ: String,
+        /// The decision id (the writ's `jti`).
+        id: String,
+        /// The decision's log index.
+        log_index: Option<u64>,
+    },
+    /// Denied (by the control plane, or by the enforcement point for want of a decision).
     Deny(Denial),
     /// Waiting for a human approval.
-    Pending { id: String, log_index: Option<u64>, detail: String },
+    Pending {
+        /// The pending decision's id (what an operator approves).
+        id: String,
+        /// The decision's log index.
+        log_index: Option<u64>,
+        /// Why approval is needed.
+        detail: String,
+    },
 }
 
-/// The control plane, as the gateway uses it.
+/// The control plane, as an enforcement point uses it.
 #[derive(Debug)]
-pub(crate) struct ControlPlane {
-    pub(crate) client: Client,
-    pub(crate) credential: Credential,
-    pub(crate) parent_writ: Option<String>,
-    pub(crate) decision_timeout: Duration,
+pub struct ControlPlane {
+    client: Client,
+    credential: Credential,
+    parent_writ: Option<String>,
+    decision_timeout: Duration,
 }
 
 impl ControlPlane {
+    /// The control plane at `url` (`http://host:port`), asked with the agent's credential
+    /// from `credential`, every decision a lineage child of `parent_writ` when given, every
+    /// request bounded by `decision_timeout`.
+    pub fn new(
+        url: &str,
+        credential: CredentialSource,
+        parent_writ: Option<String>,
+        decision_timeout: Duration,
+    ) -> Result<Self, Error> {
+        Ok(ControlPlane {
+            client: Client::new(url)?,
+            credential: Credential::new(credential),
+            parent_writ,
+            decision_timeout,
+        })
+    }
+
+    /// The parent writ presented with every decision.
+    pub fn parent_writ(&self) -> Option<&str> {
+        self.parent_writ.as_deref()
+    }
+
+    /// The deadline of every request.
+    pub fn decision_timeout(&self) -> Duration {
+        self.decision_timeout
+    }
+
+    /// The agent's credential.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    /// The HTTP client (its connections are kept alive and pooled).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The writ signing keys (`GET /.well-known/jwks.json`), as the control plane sent them
+    /// (the caller parses them, e.g. with `writ_verify::KeySet::from_jwks`).
+    pub async fn jwks(&self) -> Result<Vec<u8>, Error> {
+        let reply = self.client.get("/.well-known/jwks.json", None, self.decision_timeout).await?;
+        if !reply.status.is_success() {
+            return Err(Error::Answer(format!("the JWKS answered {}", reply.status)));
+        }
+        Ok(reply.body.to_vec())
+    }
+
     /// One decision for `action` on `resource` with `arguments`, within the deadline.
-    pub(crate) async fn authorize(&self, action: &str, resource: &str, arguments: &Value, audience: &str) -> Verdict {
+    pub async fn authorize(&self, action: &str, resource: &str, arguments: &Value, audience: &str) -> Verdict {
         let mut renewed = false;
         loop {
             let token = match self.credential.get(renewed).await {
@@ -227,7 +293,7 @@ impl ControlPlane {
 
     /// Waits up to `wait` for an operator to answer the pending decision `id`: the writ
     /// once approved, a deny once rejected or expired, still pending at the end of the wait.
-    pub(crate) async fn await_approval(&self, id: &str, log_index: Option<u64>, wait: Duration) -> Verdict {
+    pub async fn await_approval(&self, id: &str, log_index: Option<u64>, wait: Duration) -> Verdict {
         let deadline = tokio::time::Instant::now() + wait;
         let mut last_detail = String::from("waiting for an operator's approval");
         loop {
@@ -286,7 +352,7 @@ impl ControlPlane {
     /// For each candidate action on `resource`, whether some call of it could be allowed.
     /// `Err` for any failure (the caller then shows every tool). Asked in chunks of the
     /// route's bound.
-    pub(crate) async fn preview(&self, actions: &[String], resource: &str) -> Result<Vec<bool>, Error> {
+    pub async fn preview(&self, actions: &[String], resource: &str) -> Result<Vec<bool>, Error> {
         let mut possible = Vec::with_capacity(actions.len());
         for chunk in actions.chunks(MAX_CANDIDATES) {
             possible.extend(self.preview_chunk(chunk, resource).await?);
@@ -327,10 +393,24 @@ impl ControlPlane {
             .collect()
     }
 
-    /// Records how an execution ended (`succeeded` or `failed`) with a detail.
-    pub(crate) async fn outcome(&self, jti: &str, status: &str, detail: &str) -> Result<(), Error> {
+    /// Records how an execution ended (`succeeded`, `failed` or `not_run`) with a detail.
+    pub async fn outcome(&self, jti: &str, status: &str, detail: &str) -> Result<(), Error> {
+        self.outcome_with_exit(jti, status, None, detail).await
+    }
+
+    /// [`ControlPlane::outcome`] with a command's exit code (`exit_code` of the log entry).
+    pub async fn outcome_with_exit(
+        &self,
+        jti: &str,
+        status: &str,
+        exit_code: Option<i64>,
+        detail: &str,
+    ) -> Result<(), Error> {
         let token = self.credential.get(false).await?;
-        let body = json!({"jti": jti, "status": status, "detail": detail});
+        let mut body = json!({"jti": jti, "status": status, "detail": detail});
+        if let (Some(code), Some(obj)) = (exit_code, body.as_object_mut()) {
+            obj.insert("exit_code".into(), json!(code));
+        }
         let reply = self.client.post_json("/v1/outcomes", &body, Some(&token), self.decision_timeout).await?;
         if reply.status.is_success() || reply.status == hyper::StatusCode::CONFLICT {
             // 409: already recorded (a retry whose first attempt got through).
@@ -341,7 +421,7 @@ impl ControlPlane {
     }
 
     /// The digest of the active bundle (`GET /readyz`), `None` when none is active.
-    pub(crate) async fn active_bundle(&self) -> Result<Option<String>, Error> {
+    pub async fn active_bundle(&self) -> Result<Option<String>, Error> {
         let reply = self.client.get("/readyz", None, self.decision_timeout).await?;
         let v = reply.json()?;
         Ok(v.pointer("/bundle/digest").and_then(Value::as_str).map(str::to_owned))
@@ -372,7 +452,7 @@ fn unavailable(e: &Error, timeout: Duration) -> Denial {
 }
 
 /// The verdict in an answer of `POST /v1/authorize`.
-pub(crate) fn read_decision(reply: &Reply) -> Verdict {
+pub fn read_decision(reply: &Reply) -> Verdict {
     if reply.status.is_server_error() {
         let message = reply.json().ok().and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned));
         return Verdict::Deny(Denial::local(
