@@ -80,8 +80,9 @@ enum Command {
         #[arg(long, env = "WRIT_URL", value_name = "URL")]
         url: Option<String>,
     },
-    /// The MCP gateway: runs an MCP server (stdio) and governs every `tools/call` of it
-    /// through the control plane at `--url`; everything else passes through.
+    /// The MCP gateway: runs an MCP server (stdio, `-- <command>`) or fronts a running one
+    /// (Streamable HTTP, `--upstream URL`) and governs every `tools/call` of it through the
+    /// control plane at `--url`; everything else passes through.
     Mcp(mcp::Args),
     /// One verification at an enforcement point: does this writ authorize this request?
     /// Trusts public keys only (a JWKS file or URL); single use across concurrent runs.
