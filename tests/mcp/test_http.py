@@ -225,8 +225,16 @@ async def http_denied_call_never_reaches_the_server():
 async def http_tools_list_matches_the_bundle():
     async def names(s):
         return sorted(t.name for t in (await s.list_tools()).tools)
+
+    async def sampling(context, p):
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="-"),
+                                         model="test-model", stop_reason="endTurn")
+
+    async def roots(context):
+        return types.ListRootsResult(roots=[])
+    # server-everything lists its sampling and roots tools to clients that can answer them.
     with Gateway("everything", EVERYTHING) as gw:
-        got = await with_session(gw.url, names)
+        got = await with_session(gw.url, names, sampling_callback=sampling, list_roots_callback=roots)
     assert got == ["echo", "get-roots-list", "get-sum", "trigger-sampling-request"], got
     with Gateway("notes", NOTES) as gw:
         got = await with_session(gw.url, names)
@@ -258,6 +266,8 @@ async def http_pass_through_with_server_to_client_requests():
         assert (await s.list_resources()).resources
         assert (await s.list_prompts()).prompts
         await s.send_ping()
+        names = sorted(t.name for t in (await s.list_tools()).tools)
+        assert names == ["echo", "get-roots-list", "get-sum", "trigger-sampling-request"], names
     with Gateway("everything", EVERYTHING) as gw:
         await with_session(gw.url, body, sampling_callback=sampling, list_roots_callback=roots)
 

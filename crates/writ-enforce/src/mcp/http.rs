@@ -352,6 +352,14 @@ impl Proxy {
             };
             let msg: Value = match serde_json::from_slice(&bytes) {
                 Ok(v) => v,
+                // Not an answer to a request (a 202 to a notification may say JSON and be
+                // empty), or no success: relayed as it came.
+                Err(_) if ex.id.is_none() || !parts.status.is_success() => {
+                    if ex.id.is_some() {
+                        self.settle_only(&ex, &format!("the MCP server answered {}", parts.status)).await;
+                    }
+                    return Response::from_parts(parts, Body::from(bytes));
+                }
                 Err(e) => {
                     let message = format!(
                         "writ mcp: the MCP server answered {} with a body that is not JSON ({e})",

@@ -93,7 +93,12 @@ async fn upstream(State(up): State<Upstream>, request: Request) -> Response {
         "DELETE" => Response::new(Body::empty()),
         _ => {
             let (Some(method), Some(id)) = (body["method"].as_str(), body.get("id")) else {
-                return Response::builder().status(202).body(Body::empty()).unwrap();
+                // Empty, yet said to be JSON, as the Python SDK's servers answer.
+                return Response::builder()
+                    .status(202)
+                    .header("content-type", "application/json")
+                    .body(Body::empty())
+                    .unwrap();
             };
             let id = id.clone();
             match method {
