@@ -58,13 +58,13 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
     /// Streamable HTTP mode: the address to serve on (port 0: any free port; the URL served
-    /// is printed on standard output).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7071", requires = "upstream")]
-    listen: String,
+    /// is printed on standard output) [default: 127.0.0.1:7071].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
     /// Streamable HTTP mode: an origin (as a browser sends it in `Origin`, e.g.
     /// `https://app.example.com`) allowed besides the loopback ones; repeatable. Requests from
     /// any other origin get 403.
-    #[arg(long, value_name = "ORIGIN", requires = "upstream")]
+    #[arg(long, value_name = "ORIGIN")]
     allow_origin: Vec<String>,
     /// Stdio mode: the MCP server command and its arguments, after `--`.
     #[arg(last = true, value_name = "SERVER COMMAND")]
@@ -105,6 +105,9 @@ fn upstream_name(url: &str) -> String {
 /// Runs the gateway: in stdio mode until the server exits (its exit status is the
 /// server's), in HTTP mode until interrupted.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if args.upstream.is_none() && (args.listen.is_some() || !args.allow_origin.is_empty()) {
+        bail!("--listen and --allow-origin belong to the Streamable HTTP mode: give --upstream URL, not a command");
+    }
     let credential = if let Some(path) = args.credential_file {
         CredentialSource::File(path)
     } else if let Some(cmd) = args.credential_command {
@@ -139,7 +142,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     if let Some(upstream) = args.upstream {
         let options = HttpOptions { upstream, allowed_origins: args.allow_origin };
-        rt.block_on(serve_http(config, options, &args.listen))?;
+        let listen = args.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        rt.block_on(serve_http(config, options, listen))?;
         rt.shutdown_timeout(Duration::from_millis(100));
         return Ok(ExitCode::SUCCESS);
     }
@@ -153,8 +157,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)))
 }
 
+/// Where the HTTP mode listens unless told.
+const DEFAULT_LISTEN: &str = "127.0.0.1:7071";
+
 /// The HTTP mode: binds `listen`, prints the URL served, serves until SIGINT or SIGTERM.
 async fn serve_http(config: Config, options: HttpOptions, listen: &str) -> Result<()> {
+    let path = options.path()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("--listen {listen}: cannot listen: {e}"))?;
@@ -165,7 +173,6 @@ async fn serve_http(config: Config, options: HttpOptions, listen: &str) -> Resul
              agent's credential through the gateway"
         );
     }
-    let path = options.upstream.parse::<hyper::Uri>().map(|u| u.path().to_owned()).unwrap_or_default();
     println!("writ mcp: serving http://{addr}{path} (upstream {}, server name {})", options.upstream, config.name);
     gateway::serve_http(config, options, listener, shutdown_signal()).await?;
     Ok(())

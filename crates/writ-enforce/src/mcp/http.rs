@@ -86,6 +86,13 @@ pub struct HttpOptions {
     pub allowed_origins: Vec<String>,
 }
 
+impl HttpOptions {
+    /// The path the gateway serves (the upstream's), or why `upstream` is not usable.
+    pub fn path(&self) -> Result<String, Error> {
+        upstream_uri(&self.upstream).map(|u| u.path().to_owned())
+    }
+}
+
 /// The gateway's state of one client session.
 struct HttpSession {
     core: Session,
