@@ -46,6 +46,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use axum::serve::ListenerExt as _;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -172,6 +173,13 @@ pub async fn serve(
         async move { proxy.refresh_sessions().await }
     }));
     let app = axum::Router::new().fallback(handle).with_state(proxy);
+    // An answer is written in pieces (headers, then each event): without TCP_NODELAY, Nagle's
+    // algorithm and the client's delayed ACK hold the last piece back ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            eprintln!("writ mcp: TCP_NODELAY not set on a client connection: {e}");
+        }
+    });
     let served = tokio::select! {
         served = axum::serve(listener, app).into_future() => served.map_err(|source| Error::Io { what: "serving HTTP", source }),
         () = shutdown => Ok(()),
