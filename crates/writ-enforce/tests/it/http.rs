@@ -580,4 +580,20 @@ async fn http_the_get_stream_keeps_its_event_ids_resumes_and_carries_list_change
     assert_eq!(evs[0].1, json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
     let list = post(&c, &gw, Some("sess-1"), &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).await;
     assert_eq!(list.json().await["result"]["tools"].as_array().unwrap().len(), 5);
+
+    // A change while no GET stream is open: the notice waits for the next one.
+    drop(stream);
+    cp.activate_with_extra_policy(
+        "@id(\"no-echo\")\nforbid (principal, action == Writ::Action::\"mcp:fixture/echo\", resource);\n",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut stream = request(&c, "GET", &gw, &get, Bytes::new()).await;
+    let got = read_until(&mut stream.body, |b| b.windows(12).any(|w| w == b"list_changed")).await;
+    assert!(String::from_utf8_lossy(&got).contains("notifications/tools/list_changed"), "{got:?}");
+    let list = post(&c, &gw, Some("sess-1"), &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"})).await;
+    let list = list.json().await;
+    let names: Vec<&str> =
+        list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fail", "garbage", "ask_roots"], "{list}");
 }
