@@ -82,8 +82,9 @@ enum Command {
         #[arg(long, env = "WRIT_URL", value_name = "URL")]
         url: Option<String>,
     },
-    /// The MCP gateway: runs an MCP server (stdio) and governs every `tools/call` of it
-    /// through the control plane at `--url`; everything else passes through.
+    /// The MCP gateway: runs an MCP server (stdio, `-- <command>`) or fronts a running one
+    /// (Streamable HTTP, `--upstream URL`) and governs every `tools/call` of it through the
+    /// control plane at `--url`; everything else passes through.
     Mcp(mcp::Args),
     /// Governed command execution: authorizes the command with the control plane at
     /// `--url`, runs it only on allow (its writ in WRIT_PARENT_WRIT for its children), records

@@ -1,13 +1,15 @@
-//! `writ mcp -- <server command> [args]`: the MCP gateway's command line. The gateway itself
-//! is `writ_enforce::mcp`; this module resolves its flags and environment (where the
-//! agent's credential and the parent writ come from) and runs it on the process's standard
-//! input and output.
+//! `writ mcp`: the MCP gateway's command line, in one of two modes: `writ mcp -- <server
+//! command> [args]` (stdio: the gateway runs the server and speaks to the client on its own
+//! standard input and output) or `writ mcp --upstream URL [--listen ADDR]` (Streamable HTTP:
+//! the gateway serves HTTP in front of a running server). The gateway itself is
+//! `writ_enforce::mcp`; this module resolves its flags and environment (where the agent's
+//! credential and the parent writ come from) and runs it.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use writ_enforce::mcp::{self as gateway, Config};
+use writ_enforce::mcp::{self as gateway, Config, HttpOptions};
 
 use crate::agent::{self, AgentArgs, parse_duration};
 
@@ -16,12 +18,16 @@ use crate::agent::{self, AgentArgs, parse_duration};
 #[command(after_help = "The agent's workload credential: --credential-file, --credential-command, or the \
                         environment variable WRIT_AGENT_CREDENTIAL. A parent writ in WRIT_PARENT_WRIT makes every \
                         governed call a lineage child of it. Example:\n  writ mcp --name fs --credential-file \
-                        agent.jwt -- npx -y @modelcontextprotocol/server-filesystem /srv/data")]
+                        agent.jwt -- npx -y @modelcontextprotocol/server-filesystem /srv/data\n  writ mcp --name \
+                        tools --credential-file agent.jwt --upstream http://127.0.0.1:3001/mcp --listen \
+                        127.0.0.1:7071")]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["command", "upstream"]))]
 pub struct Args {
     #[command(flatten)]
     agent: AgentArgs,
     /// The server's name S: its tools are the actions `mcp:S/<tool>` on the resource `mcp:S`
-    /// [default: the command's file name without extension, lowercased].
+    /// [default: the command's file name without extension, lowercased; with --upstream,
+    /// the upstream's host name].
     #[arg(long, value_name = "S")]
     name: Option<String>,
     /// Answer a denied call with a JSON-RPC error (code -32001) instead of a tool result
@@ -36,17 +42,49 @@ pub struct Args {
     /// call change (0: never).
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     bundle_poll: Duration,
-    /// The MCP server command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "SERVER COMMAND")]
+    /// Streamable HTTP mode: the running MCP server's endpoint (`http://host:port/path`) to
+    /// relay to. The gateway serves the same path on --listen.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Streamable HTTP mode: the address to serve on (port 0: any free port; the URL served
+    /// is printed on standard output) [default: 127.0.0.1:7071].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Streamable HTTP mode: an origin (as a browser sends it in `Origin`, e.g.
+    /// `https://app.example.com`) allowed besides the loopback ones; repeatable. Requests from
+    /// any other origin get 403.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Stdio mode: the MCP server command and its arguments, after `--`.
+    #[arg(last = true, value_name = "SERVER COMMAND")]
     command: Vec<String>,
 }
 
-/// Runs the gateway until the server exits; its exit status is the server's.
+/// The default server name of an upstream URL: its host, lowercased, every character outside
+/// `[a-z0-9_-]` replaced by `-`.
+fn upstream_name(url: &str) -> String {
+    let host = url.parse::<hyper::Uri>().ok().and_then(|u| u.host().map(str::to_owned)).unwrap_or_default();
+    let name: String = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' { c } else { '-' })
+        .collect();
+    if name.is_empty() { "-".to_owned() } else { name }
+}
+
+/// Runs the gateway: in stdio mode until the server exits (its exit status is the
+/// server's), in HTTP mode until interrupted.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if args.upstream.is_none() && (args.listen.is_some() || !args.allow_origin.is_empty()) {
+        bail!("--listen and --allow-origin belong to the Streamable HTTP mode: give --upstream URL, not a command");
+    }
     let credential = args.agent.credential_source()?;
-    let name = match args.name {
-        Some(n) => n,
-        None => gateway::server_name(args.command.first().map(String::as_str).unwrap_or_default()),
+    let name = match (&args.name, &args.upstream) {
+        (Some(n), _) => n.clone(),
+        (None, Some(url)) => upstream_name(url),
+        (None, None) => gateway::server_name(args.command.first().map(String::as_str).unwrap_or_default()),
     };
     if !gateway::valid_server_name(&name) {
         bail!("--name {name:?}: a server name is [a-z0-9_-]+ (at most 64 characters)");
@@ -64,6 +102,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         command: args.command,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    if let Some(upstream) = args.upstream {
+        let options = HttpOptions { upstream, allowed_origins: args.allow_origin };
+        let listen = args.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        rt.block_on(serve_http(config, options, listen))?;
+        rt.shutdown_timeout(Duration::from_millis(100));
+        return Ok(ExitCode::SUCCESS);
+    }
     let code = rt.block_on(async {
         let (input, output) = stdio();
         gateway::run(config, input, output).await
@@ -72,6 +117,50 @@ pub fn run(args: Args) -> Result<ExitCode> {
     rt.shutdown_timeout(Duration::from_millis(100));
     let code = code?;
     Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)))
+}
+
+/// Where the HTTP mode listens unless told.
+const DEFAULT_LISTEN: &str = "127.0.0.1:7071";
+
+/// The HTTP mode: binds `listen`, prints the URL served, serves until SIGINT or SIGTERM.
+async fn serve_http(config: Config, options: HttpOptions, listen: &str) -> Result<()> {
+    let path = options.path()?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {listen}: cannot listen: {e}"))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "writ mcp: listening on {addr}, which is not a loopback address: anyone who can reach it can use the \
+             agent's credential through the gateway"
+        );
+    }
+    println!("writ mcp: serving http://{addr}{path} (upstream {}, server name {})", options.upstream, config.name);
+    gateway::serve_http(config, options, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 type Input = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
@@ -126,5 +215,17 @@ fn same_file(file: &std::fs::File, other: &impl std::os::fd::AsFd) -> bool {
     match (file.metadata(), other.metadata()) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_names() {
+        assert_eq!(upstream_name("http://127.0.0.1:3001/mcp"), "127-0-0-1");
+        assert_eq!(upstream_name("http://Tools.Internal:80/mcp"), "tools-internal");
+        assert_eq!(upstream_name("http://[::1]:3001/"), "--1");
     }
 }

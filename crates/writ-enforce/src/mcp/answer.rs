@@ -1,6 +1,7 @@
 //! The messages the gateway writes itself: a denied (or still pending) `tools/call`
 //! answered in the shape of the design contract, JSON-RPC errors for lines it cannot relay,
 //! and `notifications/tools/list_changed`.
+//! (Their transport, a line or an HTTP body or event, is the caller's.)
 
 use serde_json::{Value, json};
 
@@ -12,6 +13,8 @@ pub(crate) const PARSE_ERROR: i64 = -32700;
 pub(crate) const INVALID_REQUEST: i64 = -32600;
 /// JSON-RPC 2.0 error code of invalid method parameters.
 pub(crate) const INVALID_PARAMS: i64 = -32602;
+/// JSON-RPC 2.0 error code of an internal error (the gateway could not relay the message).
+pub(crate) const INTERNAL_ERROR: i64 = -32603;
 /// The error code of a denied call with `--deny-as-error` (design contract).
 pub(crate) const DENIED: i64 = -32001;
 

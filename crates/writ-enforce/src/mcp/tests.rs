@@ -1,4 +1,7 @@
 use super::lines::{Line, read_line};
+use serde_json::json;
+
+use crate::control::Denial;
 use super::*;
 
 #[test]

@@ -2,6 +2,7 @@
 //! 127.0.0.1 over an engine with the test bundle in `fixtures/bundle`), the scripted MCP
 //! server `fixtures/mcp_server.py` as the wrapped server, and the test as the MCP client on
 //! the gateway's standard input and output (an in-memory pipe).
+//! `http.rs`: the same gateway for the Streamable HTTP transport, against a scripted upstream.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,4 +13,5 @@
 )]
 
 mod gateway;
+mod http;
 mod support;
