@@ -6,12 +6,16 @@
 //!
 //! - [`mcp`]: the MCP gateway (`writ mcp -- <server command>`), a stdio proxy that governs
 //!   every `tools/call` of the server it wraps and passes everything else through.
+//! - [`hook`]: hooks an agent CLI or framework runs before each tool call
+//!   (`writ hook claude-code`, `writ hook exec-request`): one decision per call, the outcome
+//!   recorded after it.
 //! - [`client`]: the small HTTP/1.1 client the enforcement points speak to the control
 //!   plane with (keep-alive connections, pooled, no TLS).
 
 mod error;
 
 pub mod client;
+pub mod hook;
 pub mod mcp;
 
 pub use error::{Error, TransportKind};

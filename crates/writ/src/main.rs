@@ -15,6 +15,7 @@ mod config;
 mod datadir;
 mod demo;
 mod engcmd;
+mod hook;
 mod logcmd;
 mod mcp;
 mod remote;
@@ -83,6 +84,12 @@ enum Command {
     /// The MCP gateway: runs an MCP server (stdio) and governs every `tools/call` of it
     /// through the control plane at `--url`; everything else passes through.
     Mcp(mcp::Args),
+    /// Hooks for agent CLIs and frameworks: one decision per tool call, asked of the
+    /// control plane at `--url` (`claude-code`: Claude Code's PreToolUse/PostToolUse hooks;
+    /// `exec-request`: a generic JSON execution request). Exit status 2 on a deny the hook
+    /// could not get a decision for.
+    #[command(subcommand)]
+    Hook(hook::Command),
     /// One verification at an enforcement point: does this writ authorize this request?
     /// Trusts public keys only (a JWKS file or URL); single use across concurrent runs.
     Verify(engcmd::VerifyArgs),
@@ -106,6 +113,7 @@ fn main() -> ExitCode {
         Command::Authorize { request, url } => engcmd::authorize(&dir, &request, url),
         Command::Verify(args) => engcmd::verify(&dir, &args),
         Command::Mcp(args) => mcp::run(args),
+        Command::Hook(cmd) => Ok(hook::run(cmd)),
     };
     match result {
         Ok(code) => code,

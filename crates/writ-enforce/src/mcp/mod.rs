@@ -30,7 +30,7 @@
 //! has not exited 10 s later.
 
 mod answer;
-mod control;
+pub(crate) mod control;
 mod lines;
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@ mod bench;
 mod demo;
 mod edge;
 mod engine;
+mod hook;
 mod keys;
 mod kill;
 mod log;
