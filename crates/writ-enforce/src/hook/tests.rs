@@ -153,8 +153,10 @@ fn spawn(agent_type: &str, writ: &str) -> Spawn {
 
 #[test]
 fn a_sub_agent_claims_the_oldest_launch_of_its_type_once() {
-    let mut s = Session::default();
-    s.spawns = vec![spawn("reviewer", "w1"), spawn("explore", "w2"), spawn("reviewer", "w3")];
+    let mut s = Session {
+        spawns: vec![spawn("reviewer", "w1"), spawn("explore", "w2"), spawn("reviewer", "w3")],
+        ..Session::default()
+    };
     assert_eq!(s.parent_of("a", Some("reviewer")).as_deref(), Some("w1"));
     assert_eq!(s.parent_of("b", Some("reviewer")).as_deref(), Some("w3"));
     // Claimed for good: the same agent finds its launch again, even without its type.
