@@ -2,7 +2,9 @@
 //! it: a process started, one event written to its standard input, its decision read, the
 //! process reaped. Sequential runs against a running control plane (loopback only), each a
 //! `Read` call the starter bundle allows, each followed by its `PostToolUse` (timed apart);
-//! latency percentiles with HdrHistogram.
+//! latency percentiles with HdrHistogram. Beside them, the same process answering an event
+//! it refuses before asking anything (`{}`: exit status 2), which is what starting the
+//! process and reading its input costs alone.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -33,7 +35,7 @@ pub struct Args {
     warmup: u32,
 }
 
-fn once(writ: &std::path::Path, args: &Args, state: &std::path::Path, event: &[u8]) -> Result<Duration> {
+fn once(writ: &std::path::Path, args: &Args, state: &std::path::Path, event: &[u8], ok: bool) -> Result<Duration> {
     let started = Instant::now();
     let mut child = Command::new(writ)
         .args(["hook", "claude-code", "--url", &args.url, "--credential-file"])
@@ -51,7 +53,7 @@ fn once(writ: &std::path::Path, args: &Args, state: &std::path::Path, event: &[u
     }
     let out = child.wait_with_output()?;
     let took = started.elapsed();
-    if !out.status.success() {
+    if out.status.success() != ok {
         bail!("the hook answered {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     Ok(took)
@@ -69,6 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let state = std::env::temp_dir().join(format!("writ-hook-bench-{}", std::process::id()));
     let mut pre = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut post = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let cwd = "/zones/billing";
     for i in 0..args.warmup.saturating_add(args.runs) {
         let base = json!({"session_id": "bench", "transcript_path": "/dev/null", "cwd": cwd,
@@ -81,11 +84,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             b.insert("hook_event_name".into(), json!("PostToolUse"));
             b.insert("tool_response".into(), json!({"content": "a,b\n1,2\n"}));
         }
-        let a = once(&writ, &args, &state, &serde_json::to_vec(&pre_event)?)?;
-        let b = once(&writ, &args, &state, &serde_json::to_vec(&post_event)?)?;
+        let a = once(&writ, &args, &state, &serde_json::to_vec(&pre_event)?, true)?;
+        let b = once(&writ, &args, &state, &serde_json::to_vec(&post_event)?, true)?;
+        let c = once(&writ, &args, &state, b"{}", false)?;
         if i >= args.warmup {
             pre.record(u64::try_from(a.as_micros()).unwrap_or(u64::MAX))?;
             post.record(u64::try_from(b.as_micros()).unwrap_or(u64::MAX))?;
+            local.record(u64::try_from(c.as_micros()).unwrap_or(u64::MAX))?;
         }
     }
     let _ = std::fs::remove_dir_all(&state);
@@ -96,7 +101,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     println!(
         "{}",
         serde_json::to_string_pretty(
-            &json!({"runs": args.runs, "pre_tool_use": summary(&pre), "post_tool_use": summary(&post)})
+            &json!({"runs": args.runs, "pre_tool_use": summary(&pre), "post_tool_use": summary(&post),
+                    "refused_locally": summary(&local)})
         )?
     );
     Ok(ExitCode::SUCCESS)

@@ -238,9 +238,9 @@ impl Locked {
         let bytes = serde_json::to_vec(&self.session).map_err(|e| format!("writing the session state: {e}"))?;
         let tmp = self.path.with_extension("tmp");
         let mut f = private_file(&tmp, true)?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_data())
-            .map_err(|e| format!("writing the session state {}: {e}", tmp.display()))?;
+        // Not synced: a state lost to a crash fails closed (the PostToolUse finds no writ and
+        // says so; a sub-agent finds no launch and is denied), and the rename is atomic.
+        f.write_all(&bytes).map_err(|e| format!("writing the session state {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| format!("writing the session state {}: {e}", self.path.display()))
     }
 }
