@@ -329,4 +329,12 @@ fn exec_request_allows_with_the_writ_and_denies_with_the_reason() {
     assert!(deny["decision_id"].as_str().unwrap().starts_with("w-"));
     assert!(!deny["detail"].as_str().unwrap().is_empty());
     assert!(String::from_utf8_lossy(&o.stderr).contains("policy.denied"));
+
+    // A payment of 1,000 waits for an operator (payment-needs-approval): not an allow.
+    let o = a.exec_request(&json!({"action": "payment", "resource": "payments:stripe",
+                                   "arguments": {"amount": 1000, "currency": "EUR"}}));
+    assert_eq!(o.status.code(), Some(2));
+    let pending: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((pending["decision"].as_str(), pending["reason"].as_str()), (Some("deny"), Some("pending")));
+    assert!(pending["decision_id"].as_str().unwrap().starts_with("w-"), "{pending}");
 }
