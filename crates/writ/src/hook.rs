@@ -70,6 +70,10 @@ pub struct Common {
     /// answering that it is pending (Claude Code: `ask`).
     #[arg(long, default_value = "0", value_parser = parse_duration, value_name = "DURATION")]
     approval_wait: Duration,
+    /// The whole run's deadline (credential, decision, approval wait, retries): past it the
+    /// call is denied. Keep it below the hook's `timeout` in the agent CLI's settings.
+    #[arg(long, default_value = "8s", value_parser = parse_duration, value_name = "DURATION")]
+    deadline: Duration,
 }
 
 /// Runs one hook and prints its answer; the exit status is the answer's.
@@ -112,6 +116,7 @@ fn answer(common: Common, state_dir: Option<PathBuf>, mode: Mode, claude: bool) 
         parent_writ,
         decision_timeout: common.decision_timeout,
         approval_wait: common.approval_wait,
+        deadline: common.deadline,
         state_dir,
     };
     let mut input = Vec::new();

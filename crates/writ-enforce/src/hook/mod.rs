@@ -51,6 +51,10 @@ pub struct Config {
     pub decision_timeout: Duration,
     /// How long to wait for an operator's approval before answering that it is pending.
     pub approval_wait: Duration,
+    /// The whole run's deadline (credential, decision, approval wait, retries, state): past
+    /// it the call is denied. Below the agent CLI's own hook timeout, so that the hook always
+    /// answers before the CLI gives up on it.
+    pub deadline: Duration,
     /// Where the session state is kept (`claude_code` only).
     pub state_dir: Option<PathBuf>,
 }
@@ -155,8 +159,18 @@ pub fn default_state_dir() -> Option<PathBuf> {
 }
 
 /// `writ hook claude-code`: one Claude Code hook event (`input`, the bytes read from
-/// standard input) answered.
+/// standard input) answered, within the deadline.
 pub async fn claude_code(config: &Config, mode: Mode, input: &[u8]) -> Answer {
+    match tokio::time::timeout(config.deadline, claude_code_within(config, mode, input)).await {
+        Ok(answer) => answer,
+        Err(_) => Answer::blocked(
+            ReasonCode::LogUnavailable,
+            format!("no decision within the hook's deadline of {:?}", config.deadline),
+        ),
+    }
+}
+
+async fn claude_code_within(config: &Config, mode: Mode, input: &[u8]) -> Answer {
     if input.len() > MAX_INPUT {
         return Answer::blocked(ReasonCode::RequestMalformed, format!("the hook event is over {MAX_INPUT} bytes"));
     }
@@ -359,41 +373,69 @@ struct Request {
     parent_writ: Option<String>,
 }
 
-/// `writ hook exec-request`: one execution request (`input`, JSON) answered. Allow is exit
-/// status 0, anything else 2; the answer is JSON on standard output either way.
+/// The answer of `exec-request` for anything but an allow: JSON on standard output, the
+/// reason on standard error, exit status 2.
+fn request_denied(
+    reason: &str,
+    detail: &str,
+    decision: Option<&str>,
+    log_index: Option<u64>,
+    reasons: Vec<String>,
+) -> Answer {
+    let mut out = json!({"decision": "deny", "reason": reason, "reasons": reasons, "detail": detail});
+    if let Some(obj) = out.as_object_mut() {
+        if let Some(id) = decision {
+            obj.insert("decision_id".into(), json!(id));
+        }
+        if let Some(i) = log_index {
+            obj.insert("log_index".into(), json!(i));
+        }
+    }
+    Answer {
+        stdout: Some(out.to_string()),
+        stderr: Some(format!("writ denied this call: {reason}: {detail}")),
+        exit: 2,
+    }
+}
+
+/// [`request_denied`] for want of a decision.
+fn request_refused(code: ReasonCode, detail: &str) -> Answer {
+    request_denied(code.as_str(), detail, None, None, vec![code.as_str().to_owned()])
+}
+
+/// `writ hook exec-request`: one execution request (`input`, JSON) answered within the
+/// deadline. Allow is exit status 0, anything else 2; the answer is JSON on standard output
+/// either way.
 pub async fn exec_request(config: &Config, input: &[u8]) -> Answer {
-    let deny = |reason: &str, detail: &str, decision: Option<&str>, log_index: Option<u64>, reasons: Vec<String>| {
-        let mut out = json!({"decision": "deny", "reason": reason, "reasons": reasons, "detail": detail});
-        if let Some(obj) = out.as_object_mut() {
-            if let Some(id) = decision {
-                obj.insert("decision_id".into(), json!(id));
-            }
-            if let Some(i) = log_index {
-                obj.insert("log_index".into(), json!(i));
-            }
-        }
-        Answer {
-            stdout: Some(out.to_string()),
-            stderr: Some(format!("writ denied this call: {reason}: {detail}")),
-            exit: 2,
-        }
-    };
-    let local =
-        |code: ReasonCode, detail: String| deny(code.as_str(), &detail, None, None, vec![code.as_str().to_owned()]);
+    match tokio::time::timeout(config.deadline, exec_request_within(config, input)).await {
+        Ok(answer) => answer,
+        Err(_) => request_refused(
+            ReasonCode::LogUnavailable,
+            &format!("no decision within the hook's deadline of {:?}", config.deadline),
+        ),
+    }
+}
+
+async fn exec_request_within(config: &Config, input: &[u8]) -> Answer {
     if input.len() > MAX_INPUT {
-        return local(ReasonCode::RequestMalformed, format!("the request is over {MAX_INPUT} bytes"));
+        return request_refused(ReasonCode::RequestMalformed, &format!("the request is over {MAX_INPUT} bytes"));
     }
     let request: Request = match serde_json::from_slice(input) {
         Ok(r) => r,
-        Err(e) => return local(ReasonCode::RequestMalformed, format!("the execution request cannot be read: {e}")),
+        Err(e) => {
+            return request_refused(
+                ReasonCode::RequestMalformed,
+                &format!("the execution request cannot be read: {e}"),
+            );
+        }
     };
     if request.action.is_empty() || request.resource.is_empty() {
-        return local(ReasonCode::RequestMalformed, "the action and the resource must not be empty".into());
+        return request_refused(ReasonCode::RequestMalformed, "the action and the resource must not be empty");
     }
     let parent = request.parent_writ.filter(|p| !p.trim().is_empty()).or_else(|| config.parent_writ.clone());
     let control = match control(config, parent) {
         Ok(c) => c,
-        Err(e) => return local(ReasonCode::Internal, e.to_string()),
+        Err(e) => return request_refused(ReasonCode::Internal, &e.to_string()),
     };
     let audience = request.audience.unwrap_or_else(|| request.resource.clone());
     let arguments = Value::Object(request.arguments);
@@ -411,9 +453,9 @@ pub async fn exec_request(config: &Config, input: &[u8]) -> Answer {
             stderr: None,
             exit: 0,
         },
-        Verdict::Deny(d) => deny(&d.reason, &d.detail, d.decision.as_deref(), d.log_index, d.reasons.clone()),
+        Verdict::Deny(d) => request_denied(&d.reason, &d.detail, d.decision.as_deref(), d.log_index, d.reasons),
         Verdict::Pending { id, log_index, detail } => {
-            deny("pending", &detail, Some(&id), log_index, vec!["pending".to_owned()])
+            request_denied("pending", &detail, Some(&id), log_index, vec!["pending".to_owned()])
         }
     }
 }

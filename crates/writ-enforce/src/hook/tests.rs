@@ -238,6 +238,7 @@ fn offline(dir: &std::path::Path) -> Config {
         parent_writ: None,
         decision_timeout: std::time::Duration::from_millis(500),
         approval_wait: std::time::Duration::ZERO,
+        deadline: std::time::Duration::from_secs(5),
         state_dir: Some(dir.to_owned()),
     }
 }

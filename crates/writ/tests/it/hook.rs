@@ -282,6 +282,22 @@ fn the_hook_fails_closed_with_exit_status_2() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("log.unavailable") && stderr.contains("did not decide within"), "{stderr}");
     assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(4), "{took:?}");
+    // The whole run's deadline bounds it whatever the per-request timeout.
+    let started = Instant::now();
+    let o = hook(
+        &url,
+        &a.credential,
+        a.state.path(),
+        &["claude-code", "--deadline", "400ms"],
+        event.to_string().as_bytes(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("within the hook's deadline of 400ms"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     // exec-request fails closed the same way.
     let o = hook(
         &url,
