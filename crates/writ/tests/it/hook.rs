@@ -25,13 +25,22 @@ fn fixture(name: &str) -> Value {
 
 /// One hook run: `writ hook ARGS` with `input` on standard input.
 fn hook(url: &str, credential: &str, state: &Path, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_writ"))
+    hook_under(None, url, credential, state, args, input)
+}
+
+/// [`hook`] with `WRIT_PARENT_WRIT` set to `parent`, if any.
+fn hook_under(parent: Option<&str>, url: &str, credential: &str, state: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_writ"));
+    command.env_remove("WRIT_PARENT_WRIT");
+    if let Some(p) = parent {
+        command.env("WRIT_PARENT_WRIT", p);
+    }
+    let mut child = command
         .arg("hook")
         .args(args)
         .env("WRIT_URL", url)
         .env("WRIT_AGENT_CREDENTIAL", credential)
         .env("WRIT_HOOK_STATE_DIR", state)
-        .env_remove("WRIT_PARENT_WRIT")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -334,6 +343,16 @@ fn exec_request_allows_with_the_writ_and_denies_with_the_reason() {
     let entry = a.entry(child["log_index"].as_u64().unwrap()).unwrap();
     assert_eq!(entry["request"]["parent"], allow["decision_id"]);
     assert_eq!(entry["request"]["audience"], "files");
+
+    // Claude Code started under that execution (WRIT_PARENT_WRIT, as `writ exec` sets it): the
+    // main thread's tool calls are its children.
+    let event = fixture("edit-allow.json").to_string();
+    let o = hook_under(Some(writ), &a.url, &a.credential, a.state.path(), &["claude-code"], event.as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let reason = v["hookSpecificOutput"]["permissionDecisionReason"].as_str().unwrap();
+    let entry = a.entry(decision_of(reason).1).unwrap();
+    assert_eq!(entry["request"]["parent"], allow["decision_id"], "{entry}");
 
     let o = a.exec_request(
         &json!({"action": "write", "resource": "fs:/zones/support", "arguments": {"path": "/zones/support/x"}}),
