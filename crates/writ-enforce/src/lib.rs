@@ -11,6 +11,9 @@
 //! - [`exec`]: governed command execution (`writ exec -- <command> [args]`): one command,
 //!   authorized, its writ verified, run with its writ for its children, its outcome
 //!   recorded.
+//! - [`hook`]: hooks an agent CLI or framework runs before each tool call
+//!   (`writ hook claude-code`, `writ hook exec-request`): one decision per call, the outcome
+//!   recorded after it.
 //! - [`client`]: the small HTTP/1.1 client the enforcement points speak to the control
 //!   plane with (keep-alive connections, pooled, no TLS).
 
@@ -19,6 +22,7 @@ mod error;
 pub mod client;
 pub mod control;
 pub mod exec;
+pub mod hook;
 pub mod mcp;
 
 pub use error::{Error, TransportKind};

@@ -17,6 +17,7 @@ mod datadir;
 mod demo;
 mod engcmd;
 mod exec;
+mod hook;
 mod logcmd;
 mod mcp;
 mod remote;
@@ -90,6 +91,12 @@ enum Command {
     /// `--url`, runs it only on allow (its writ in WRIT_PARENT_WRIT for its children), records
     /// its outcome and exits with its status (77 when it was not authorized).
     Exec(exec::Args),
+    /// Hooks for agent CLIs and frameworks: one decision per tool call, asked of the
+    /// control plane at `--url` (`claude-code`: Claude Code's PreToolUse/PostToolUse hooks;
+    /// `exec-request`: a generic JSON execution request). Exit status 2 on a deny the hook
+    /// could not get a decision for.
+    #[command(subcommand)]
+    Hook(hook::Command),
     /// One verification at an enforcement point: does this writ authorize this request?
     /// Trusts public keys only (a JWKS file or URL); single use across concurrent runs.
     Verify(engcmd::VerifyArgs),
@@ -114,6 +121,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => engcmd::verify(&dir, &args),
         Command::Mcp(args) => mcp::run(args),
         Command::Exec(args) => exec::run(args),
+        Command::Hook(cmd) => Ok(hook::run(cmd)),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,9 @@
 //! `writ-dev`: the developer's tools, kept out of the shipped `writ` binary's commands: the
-//! log's kill-and-reopen crash test (and the child process it kills), the log's append
-//! and proof benchmarks, and the engine's re-evaluation-on-activation benchmark. Built beside `writ` (`cargo build --release -p writ`), run from the
-//! build directory: `target/release/writ-dev log crashtest`, `writ-dev log bench`.
+//! log's kill-and-reopen crash test (and the child process it kills), the log's append and
+//! proof benchmarks, the engine's re-evaluation-on-activation benchmark and the hook's
+//! round-trip benchmark. Built beside `writ` (`cargo build --release -p writ`), run from the
+//! build directory: `target/release/writ-dev log crashtest`, `writ-dev log bench`,
+//! `writ-dev engine reevaluate`, `writ-dev hook bench`.
 //!
 //! It shares the `writ` crate's modules that do the work (by path, as the integration tests
 //! share the HTTP client), so the figures and the crash test measure the same code the
@@ -16,6 +18,8 @@ mod crashtest;
 #[path = "../datadir.rs"]
 #[allow(dead_code, reason = "the data directory module of `writ`; the crash test uses only its log parts")]
 mod datadir;
+#[path = "../hookbench.rs"]
+mod hookbench;
 #[path = "../logbench.rs"]
 mod logbench;
 #[path = "../reevalbench.rs"]
@@ -44,6 +48,9 @@ enum Command {
     /// The decision engine's benchmarks.
     #[command(subcommand)]
     Engine(EngineCommand),
+    /// The hook enforcement points' developer tools.
+    #[command(subcommand)]
+    Hook(HookCommand),
 }
 
 #[derive(Subcommand)]
@@ -51,6 +58,13 @@ enum EngineCommand {
     /// Re-evaluation on activation: writs re-evaluated per second, and the time from the
     /// activation to the last revocation in an enforcement point's view of the feed.
     Reevaluate(reevalbench::Args),
+}
+
+#[derive(Subcommand)]
+enum HookCommand {
+    /// The round trip of `writ hook claude-code` as a process, against a running control
+    /// plane on loopback (PreToolUse and PostToolUse, p50/p99).
+    Bench(hookbench::Args),
 }
 
 #[derive(Subcommand)]
@@ -75,6 +89,7 @@ fn main() -> ExitCode {
         Command::Log(LogCommand::Crashtest(args)) => crashtest::run(&dir, args),
         Command::Log(LogCommand::Bench(args)) => logbench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Engine(EngineCommand::Reevaluate(args)) => reevalbench::run(args),
+        Command::Hook(HookCommand::Bench(args)) => hookbench::run(args),
         Command::Log(LogCommand::CrashChild { concurrency }) => {
             crashtest::child(&dir, concurrency).map(|()| ExitCode::SUCCESS)
         }

@@ -19,6 +19,7 @@ mod demo;
 mod edge;
 mod engine;
 mod exec;
+mod hook;
 mod keys;
 mod kill;
 mod log;
