@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use writ_enforce::hook::{self, Answer, Config, MAX_INPUT, Mode};
 use writ_enforce::control::CredentialSource;
+use writ_enforce::hook::{self, Answer, Config, MAX_INPUT, Mode};
 
 use crate::agent::parse_duration;
 

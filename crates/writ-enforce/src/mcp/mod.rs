@@ -41,8 +41,8 @@ pub use http::{HttpOptions, serve as serve_http};
 pub use lines::MAX_LINE;
 pub use stdio::run;
 
-use crate::control::ControlPlane;
 use crate::Error;
+use crate::control::ControlPlane;
 
 /// How long outcome reports still in flight are waited for when the gateway stops.
 const OUTCOME_DRAIN: Duration = Duration::from_secs(5);

@@ -1,8 +1,8 @@
 use super::lines::{Line, read_line};
 use serde_json::json;
 
-use crate::control::Denial;
 use super::*;
+use crate::control::Denial;
 
 #[test]
 fn default_server_names() {
