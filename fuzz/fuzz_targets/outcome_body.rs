@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         ExecStatus::Succeeded => "succeeded",
         ExecStatus::Failed => "failed",
         ExecStatus::NotRun => "not_run",
+        ExecStatus::Stopped => "stopped",
     };
     let body = serde_json::json!({ "jti": jti, "status": status_text, "exit_code": exit_code, "detail": detail });
     let again = outcome_body(&serde_json::to_vec(&body).expect("serializes")).expect("its re-encoding parses");

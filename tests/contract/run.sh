@@ -39,12 +39,14 @@ validate(doc)
 print(f"openapi {doc['openapi']}: valid, {len(doc['paths'])} paths")
 PY
 
-# The feed stream is an endless answer (server-sent events): the Rust tests and
-# tests/independent/verify_writs.py read it; here it would hold a worker for the stream's
-# whole life.
+# The feed stream and the log stream are endless answers (server-sent events), and so is a
+# demo run's event stream while it runs: the Rust tests, tests/independent/verify_writs.py
+# and the browser tests read them; here each would hold a worker for the stream's whole life.
 contract() {
   st run "$base/v1/openapi.json" \
     --exclude-path /v1/feed/stream \
+    --exclude-path /v1/log/stream \
+    --exclude-path '/v1/demo/runs/{id}/events' \
     --checks not_a_server_error,status_code_conformance,content_type_conformance \
     --header "Authorization: Bearer $token" \
     --max-examples "$examples" \

@@ -296,6 +296,19 @@ def run_feed_checks(d, base, token, served):
         check("a stale view refuses", False, "accepted")
     except DOC_WRIT["WritRejected"] as e:
         check("a stale view refuses", e.args[0] == "writ.revoked", e.args)
+    # A live heartbeat names the revocation: it does not vouch for the snapshot from before it
+    # (an old snapshot replayed, or the new one dropped on the way, cannot be kept fresh).
+    while True:
+        kind, beat = next_event()
+        if kind == "heartbeat":
+            break
+    check("a heartbeat names the newest change", beat["changed_at"] is not None and beat["changed_at"] >= first["size"], beat)
+    fresh.apply(beat, now=beat["iat"])
+    try:
+        fresh.check({**claims, "jti": "w-other", "root": "w-other"}, now=first["iat"] + 31)
+        check("a heartbeat does not refresh a snapshot that lacks a change", False, "accepted")
+    except DOC_WRIT["WritRejected"] as e:
+        check("a heartbeat does not refresh a snapshot that lacks a change", e.args[0] == "writ.revoked", e.args)
     view.apply(first)
     try:
         view.check(claims)

@@ -162,3 +162,47 @@ def test_control_plane_down_is_unavailable() -> None:
             down.verify("a.b.c", *ADD)
         with pytest.raises(Unavailable):
             down.jwks()
+
+
+def test_renewal_refused_for_another_principal(cp: ControlPlane, client: Client) -> None:
+    d = client.authorize(*ADD)
+    assert d.writ is not None
+    other = cp.issue("spiffe://demo.example/agent/py-2", "--zone", "tools")
+    with Client(cp.url, credential=other) as thief:
+        r = thief.renew(d.writ)
+    assert r.outcome == "deny" and r.reason == "writ.binding_mismatch" and r.writ is None
+    assert isinstance(r.log_index, int)
+
+
+def test_renewal_refused_for_a_tampered_writ(client: Client) -> None:
+    d = client.authorize(*ADD)
+    assert d.writ is not None
+    head, payload, sig = d.writ.split(".")
+    tampered = f"{head}.{payload}.{sig[:-4]}AAAA"
+    r = client.renew(tampered)
+    assert r.outcome == "deny" and r.reason == "writ.bad_signature"
+
+
+def test_renewal_granted_and_linked(cp: ControlPlane, client: Client, verifier: Verifier) -> None:
+    d = client.authorize(*ADD)
+    assert d.writ is not None and d.id is not None
+    r = client.renew(d.writ)
+    assert r.outcome == "allow" and r.writ is not None and r.id is not None and r.id != d.id
+    claims = verifier.verify(r.writ, *ADD)
+    assert claims.jti == r.id and claims.root == d.id and claims.req == request_digest(*ADD)
+    entry = cp.entries(r.log_index or 0, most=1)[0]
+    assert entry["kind"] == "decision" and entry["renews"] == d.id
+    # A writ renews once: its renewal renews next.
+    again = client.renew(d.writ)
+    assert again.outcome == "deny" and again.reason == "writ.replayed"
+    chained = client.renew(r.writ)
+    assert chained.outcome == "allow"
+    lineage = cp.operator_call("GET", f"/v1/lineage/{chained.id}").json()
+    renews = {n["id"]: n.get("renews") for n in lineage["nodes"]}
+    assert renews[r.id] == d.id and renews[chained.id] == r.id and lineage["root"] == d.id
+
+
+def test_renewal_unreachable_is_unavailable() -> None:
+    with Client(closed_port_url(), credential="x", timeout=1) as c, pytest.raises(Unavailable) as e:
+        c.renew("a.b.c")
+    assert e.value.reason == ReasonCode.LOG_UNAVAILABLE.value

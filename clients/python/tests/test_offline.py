@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from writ_client import (
     Client,
     Denied,
+    FeedDocument,
     FeedError,
     FeedVerifier,
     FeedView,
@@ -259,7 +260,10 @@ def feed_doc(payload: Any, typ: str = "writ-feed+jwt", kid: str = "f1", key: Ed2
         feed_doc(snapshot(quarantined=[1])),
         feed_doc(snapshot(size=-1)),
         feed_doc(snapshot(bundle=3)),
-        feed_doc({"iss": "writ", "kind": "heartbeat", "size": 10, "iat": NOW, "revoked": []}),
+        feed_doc({"iss": "writ", "kind": "heartbeat", "size": 10, "iat": NOW, "changed_at": 9, "revoked": []}),
+        # A heartbeat must name the newest change it vouches for.
+        feed_doc({"iss": "writ", "kind": "heartbeat", "size": 10, "iat": NOW}),
+        feed_doc({"iss": "writ", "kind": "heartbeat", "size": 10, "iat": NOW, "changed_at": "9"}),
         sign(claims()),
     ],
 )
@@ -275,16 +279,31 @@ def test_feed_view_rules() -> None:
     with pytest.raises(WritRejected) as e:
         view.check(c, NOW)
     assert e.value.reason == "writ.revoked"  # no snapshot yet
-    heartbeat = fv.verify(feed_doc({"iss": "writ", "kind": "heartbeat", "size": 11, "iat": NOW}))
-    assert view.apply(heartbeat) == "ignored"  # before any snapshot
-    assert view.apply(fv.verify(feed_doc(snapshot()))) == "snapshot"
+    def beat(size: int, iat: int, changed_at: int | None = None) -> FeedDocument:
+        return fv.verify(feed_doc({"iss": "writ", "kind": "heartbeat", "size": size, "iat": iat, "changed_at": changed_at}))
+
+    at = NOW + 100  # when the view applies them: after every iat used here
+    assert view.apply(beat(11, NOW), at) == "ignored"  # before any snapshot
+    assert view.apply(fv.verify(feed_doc(snapshot())), at) == "snapshot"
     view.check(c, NOW + 30)  # as old as allowed
     with pytest.raises(WritRejected) as e:
         view.check(c, NOW + 31)
     assert e.value.reason == "writ.revoked" and "cannot be ruled out" in e.value.detail
-    assert view.apply(fv.verify(feed_doc({"iss": "writ", "kind": "heartbeat", "size": 9, "iat": NOW + 20}))) == "ignored"
-    assert view.apply(fv.verify(feed_doc({"iss": "writ", "kind": "heartbeat", "size": 12, "iat": NOW + 20}))) == "heartbeat"
+    assert view.apply(beat(9, NOW + 20), at) == "ignored"
+    assert view.apply(beat(12, NOW + 20), at) == "heartbeat"
     view.check(c, NOW + 50)
+    # Found in review: a heartbeat naming a change the snapshot in force lacks (its snapshot
+    # dropped on the way, or an old one replayed) refreshes nothing: the view ages.
+    assert view.apply(beat(13, NOW + 45, changed_at=10), at) == "behind"
+    with pytest.raises(WritRejected):
+        view.check(c, NOW + 51)
+    assert view.apply(beat(13, NOW + 45, changed_at=9), at) == "heartbeat"
+    view.check(c, NOW + 75)
+    # A document made after this clock counts as made now.
+    assert view.apply(beat(13, NOW + 10_000), NOW + 80) == "heartbeat"
+    view.check(c, NOW + 110)
+    with pytest.raises(WritRejected):
+        view.check(c, NOW + 111)
     cases = [
         (snapshot(size=20, revoked=[{"jti": c.jti, "exp": NOW + 300}]), "writ.revoked"),
         (snapshot(size=21, revoked=[{"jti": "w-parent", "exp": NOW + 300}]), "writ.revoked"),
@@ -292,12 +311,12 @@ def test_feed_view_rules() -> None:
         (snapshot(size=23, isolated_lineage=[{"jti": c.jti, "exp": NOW + 300}]), "quarantined"),
     ]
     for payload, expected in cases:
-        assert view.apply(fv.verify(feed_doc(payload))) == "snapshot"
+        assert view.apply(fv.verify(feed_doc(payload)), at) == "snapshot"
         with pytest.raises(WritRejected) as e:
             view.check(c, NOW)
         assert e.value.reason == expected
-    assert view.apply(fv.verify(feed_doc(snapshot(size=5)))) == "ignored"  # no rollback
-    assert view.apply(fv.verify(feed_doc(snapshot(size=24)))) == "snapshot"
+    assert view.apply(fv.verify(feed_doc(snapshot(size=5))), at) == "ignored"  # no rollback
+    assert view.apply(fv.verify(feed_doc(snapshot(size=24))), at) == "snapshot"
     view.check(c, NOW)
 
 
@@ -308,6 +327,13 @@ def test_event_stream_parser() -> None:
     assert events == [("snapshot", "10", "a\nb"), ("heartbeat", "10", "c")]
     with pytest.raises(FeedError):
         list(_SseParser().push(b"data: \xff\n"))
+    # Found in review: data lines with no blank line between them grew one event without
+    # bound; the event is bounded as each line is.
+    big = _SseParser()
+    line = b"data: " + b"x" * (1 << 20) + b"\n"
+    with pytest.raises(FeedError, match="event too long"):
+        for _ in range(40):
+            list(big.push(line))
 
 
 def test_a_stale_view_with_no_snapshot_refuses_through_the_verifier() -> None:

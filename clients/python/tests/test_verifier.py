@@ -285,7 +285,7 @@ def test_an_older_snapshot_never_rolls_back(cp: ControlPlane, client: Client) ->
 def test_pinned_feed_keys_refuse_another_signer(cp: ControlPlane) -> None:
     other = Ed25519PrivateKey.generate()
     forged = jwt.encode(
-        {"iss": "writ", "kind": "heartbeat", "size": 10**9, "iat": int(time.time())},
+        {"iss": "writ", "kind": "heartbeat", "size": 10**9, "iat": int(time.time()), "changed_at": None},
         other, algorithm="EdDSA", headers={"kid": "x", "typ": "writ-feed+jwt"},
     )
     keys = httpx.get(cp.url + "/.well-known/writ-feed-keys.json").json()
@@ -313,3 +313,30 @@ def test_published_vectors() -> None:
     assert refused(verifier, w["writ"], args, now=w["valid_from"]).reason == "writ.replayed"
     later = Verifier(w["jwks"], Always(), audience=w["audience"], issuer=w["issuer"], skew=0)
     assert refused(later, w["writ"], args, now=w["valid_until"]).reason == "writ.expired"
+
+
+def test_a_feed_kept_off_the_stream_stays_fresh_from_snapshots(cp: ControlPlane, client: Client) -> None:
+    """Found in review: ``/v1/feed/stream`` takes no credential and holds a bounded number
+    of streams, so anybody could hold every slot; a feed then only retried the stream, its
+    view went stale and every writ was refused. A refused stream now falls back to the
+    snapshot route at each retry: the view stays fresh while the stream is refused."""
+    real = httpx.HTTPTransport()
+
+    def slots_taken(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/feed/stream":
+            return httpx.Response(503, json={"error": "internal", "message": "too many feed streams are open"})
+        return real.handle_request(request)
+
+    feed = Feed(cp.url, max_staleness=2, backoff_max=0.4, transport=httpx.MockTransport(slots_taken)).start()
+    try:
+        assert feed.wait_for(lambda v: v.snapshot_size is not None, timeout=10), feed.status
+        verifier = Verifier(client.key_cache(), feed)
+        for _ in range(8):  # longer than the staleness bound
+            time.sleep(0.5)
+            age = feed.age()
+            assert age is not None and age <= 2, f"stale while the stream was refused: {age} s ({feed.status})"
+        assert feed.status.startswith("retrying"), feed.status
+        assert verifier.verify(fresh(client), *CALL).act == "tool:calc/add"
+    finally:
+        feed.close()
+        real.close()

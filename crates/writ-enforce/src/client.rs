@@ -22,6 +22,10 @@ use crate::{Error, TransportKind};
 
 /// Idle connections kept for reuse; more concurrent requests open more connections, which
 /// are closed after use.
+/// The largest answer read from the control plane, in bytes (a JWKS, a decision, a preview
+/// of 1,000 candidates fit many times over).
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
 const MAX_IDLE: usize = 16;
 
 /// An answer: status and the whole body.
@@ -155,7 +159,13 @@ impl Client {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
-                    let body = body.collect().await.map_err(|e| Error::transport(TransportKind::Io, e))?.to_bytes();
+                    // Bounded: a control plane (or whatever answers for it) streaming an
+                    // endless answer must not take the enforcement point's memory.
+                    let body = http_body_util::Limited::new(body, MAX_ANSWER)
+                        .collect()
+                        .await
+                        .map_err(|e| Error::transport(TransportKind::Io, format!("reading the answer: {e}")))?
+                        .to_bytes();
                     self.put_idle(sender);
                     let is_json = parts
                         .headers

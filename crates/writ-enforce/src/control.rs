@@ -4,13 +4,17 @@
 //! (`POST /v1/authorize`, [`ControlPlane::authorize`]), the wait for a human approval
 //! (`GET /v1/approvals/{id}`, [`ControlPlane::await_approval`]), the actions a caller could
 //! be allowed (`POST /v1/authorize/preview`, [`ControlPlane::preview`]), the outcome of an
-//! execution (`POST /v1/outcomes`, [`ControlPlane::outcome`]) and the writ signing keys
+//! execution (`POST /v1/outcomes`, [`ControlPlane::outcome`]), the renewal of a running
+//! execution's writ (`POST /v1/renew`, [`ControlPlane::renew`]) and the writ signing keys
 //! (`GET /.well-known/jwks.json`, [`ControlPlane::jwks`]).
 //!
 //! Every failure to obtain a decision is a deny ([`Verdict::Deny`]), never an allow: the
 //! control plane unreachable, slower than the deadline or answering 5xx is
 //! `log.unavailable` (no decision could be recorded); an answer that cannot be read is
-//! `internal`.
+//! `internal`. An allow is acted on only once its writ verified as any enforcement point
+//! verifies it ([`ControlPlane::checked`]): the control plane is spoken to over plain HTTP,
+//! and whatever answers for it must not be able to say "allow" with a writ of its own
+//! making, or with a writ of another call.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -162,6 +166,13 @@ pub struct Denial {
 }
 
 impl Denial {
+    /// Whether asking again may give another answer: no decision was recorded because the
+    /// control plane could not be reached, could not record it, or failed itself
+    /// (`log.unavailable`, `internal`). Any other deny is a decision.
+    pub fn retryable(&self) -> bool {
+        self.reason == ReasonCode::LogUnavailable.as_str() || self.reason == ReasonCode::Internal.as_str()
+    }
+
     /// A deny the gateway decides itself (no decision was obtained).
     pub fn local(code: ReasonCode, detail: impl Into<String>) -> Self {
         Denial {
@@ -206,7 +217,22 @@ pub struct ControlPlane {
     credential: Credential,
     parent_writ: Option<String>,
     decision_timeout: Duration,
+    issuer: String,
+    checker: Mutex<Option<WritChecker>>,
 }
+
+/// The verifier of the writs of allows for one audience, and when its keys were fetched.
+#[derive(Debug)]
+struct WritChecker {
+    audience: String,
+    verifier: writ_verify::WritVerifier,
+    fetched: std::time::Instant,
+}
+
+/// Clock skew allowed on the writ of an allow, in seconds.
+const CHECK_SKEW_SECS: u64 = 30;
+/// The writ keys are fetched again for a writ they do not verify at most this often.
+const KEY_REFETCH: Duration = Duration::from_secs(10);
 
 impl ControlPlane {
     /// The control plane at `url` (`http://host:port`), asked with the agent's credential
@@ -223,7 +249,80 @@ impl ControlPlane {
             credential: Credential::new(credential),
             parent_writ,
             decision_timeout,
+            issuer: "writ".to_owned(),
+            checker: Mutex::new(None),
         })
+    }
+
+    /// The same client, expecting writs whose `iss` is `issuer` (default `writ`).
+    #[must_use]
+    pub fn with_issuer(mut self, issuer: &str) -> Self {
+        issuer.clone_into(&mut self.issuer);
+        self
+    }
+
+    /// `verdict`, once its writ (for an allow) verified for the exact call about to run:
+    /// signed by a key of the control plane's JWKS (fetched once, and again at most every
+    /// 10 s for a writ the keys held do not verify), `iss`, time, `aud` = `audience`, `req`
+    /// recomputed from `action`, `resource` and `arguments`, and the writ of the decision
+    /// answered (`jti` = its id). Anything else is a deny carrying the decision; a deny or a
+    /// pending verdict is returned as it is.
+    pub async fn checked(
+        &self,
+        verdict: Verdict,
+        action: &str,
+        resource: &str,
+        arguments: &Value,
+        audience: &str,
+    ) -> Verdict {
+        let Verdict::Allow { writ, id, log_index } = verdict else { return verdict };
+        let refuse = |code: ReasonCode, detail: String| {
+            Verdict::Deny(Denial { decision: Some(id.clone()), log_index, ..Denial::local(code, detail) })
+        };
+        let digest = match writ_core::request_digest(action, resource, arguments) {
+            Ok(d) => d,
+            Err(e) => return refuse(ReasonCode::Internal, format!("the call's request digest: {e}")),
+        };
+        let mut checker = self.checker.lock().await;
+        for attempt in 0..2 {
+            let fresh = checker.as_ref().is_some_and(|c| c.audience == audience);
+            if !fresh || attempt == 1 {
+                if attempt == 1 && checker.as_ref().is_some_and(|c| c.fetched.elapsed() < KEY_REFETCH) {
+                    break;
+                }
+                let keys = match self.jwks().await {
+                    Ok(bytes) => writ_verify::KeySet::from_jwks(&bytes, writ_verify::KeyUse::Writ)
+                        .map_err(|e| Error::Answer(e.to_string())),
+                    Err(e) => Err(e),
+                };
+                let keys = match keys {
+                    Ok(k) => k,
+                    Err(e) => {
+                        return refuse(
+                            ReasonCode::LogUnavailable,
+                            format!("the writ of the allow could not be verified: the writ keys: {e}"),
+                        );
+                    }
+                };
+                let verifier = writ_verify::WritVerifier::with_keys(&self.issuer, keys, audience, CHECK_SKEW_SECS);
+                *checker =
+                    Some(WritChecker { audience: audience.to_owned(), verifier, fetched: std::time::Instant::now() });
+            }
+            let Some(c) = checker.as_ref() else { break };
+            match c.verifier.verify(&writ, &digest, now_secs(), &|_: &str| false) {
+                Ok(v) if v.claims.jti == id => return Verdict::Allow { writ, id, log_index },
+                Ok(v) => {
+                    return refuse(
+                        ReasonCode::WritBindingMismatch,
+                        format!("the writ of the allow is {}'s, not the decision's ({id})", v.claims.jti),
+                    );
+                }
+                // Perhaps signed by a key rotated in since the keys were fetched: once more.
+                Err(r) if r.reason == ReasonCode::WritBadSignature && attempt == 0 => {}
+                Err(r) => return refuse(r.reason, format!("the writ of the allow did not verify: {}", r.detail)),
+            }
+        }
+        refuse(ReasonCode::WritBadSignature, "the writ of the allow is not signed by a key of the control plane".into())
     }
 
     /// The parent writ presented with every decision.
@@ -291,10 +390,39 @@ impl ControlPlane {
         }
     }
 
+    /// Renews `writ` (`POST /v1/renew`) with the agent's credential, within the deadline: an
+    /// allow carries the new writ (same request, same lineage, a later `exp`). A deny with
+    /// a decision is the control plane's refusal (the execution's authority ends); a
+    /// control plane unreachable, slower than the deadline or answering 5xx is
+    /// `log.unavailable` with no decision (see [`Denial::retryable`]).
+    pub async fn renew(&self, writ: &str) -> Verdict {
+        let mut renewed = false;
+        loop {
+            let token = match self.credential.get(renewed).await {
+                Ok(t) => t,
+                Err(e) => return Verdict::Deny(Denial::local(ReasonCode::IdentityMissing, e.to_string())),
+            };
+            let body = json!({"writ": writ, "credentials": {"workload": token}});
+            let verdict = match self.client.post_json("/v1/renew", &body, None, self.decision_timeout).await {
+                Ok(reply) => read_decision(&reply),
+                Err(e) => Verdict::Deny(unavailable(&e, self.decision_timeout)),
+            };
+            if let Verdict::Deny(d) = &verdict
+                && d.reason == ReasonCode::IdentityExpired.as_str()
+                && self.credential.renewable()
+                && !renewed
+            {
+                renewed = true;
+                continue;
+            }
+            return verdict;
+        }
+    }
+
     /// Waits up to `wait` for an operator to answer the pending decision `id`: the writ
     /// once approved, a deny once rejected or expired, still pending at the end of the wait.
     pub async fn await_approval(&self, id: &str, log_index: Option<u64>, wait: Duration) -> Verdict {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = after(wait);
         let mut last_detail = String::from("waiting for an operator's approval");
         loop {
             match self.approval(id).await {
@@ -511,4 +639,13 @@ fn error_denial(v: &Value, decision: Option<&str>) -> Denial {
     let mut d = Denial::local(code, message);
     d.decision = decision.map(str::to_owned);
     d
+}
+
+/// The instant `d` from now; a `d` past what the clock can hold (a `--stop-grace`, an
+/// `--approval-wait` or a writ expiry of centuries) is a century from now, not a panic: a
+/// panic in `writ exec` left a command whose authority had ended running, never killed
+/// (found in review).
+pub(crate) fn after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }

@@ -119,6 +119,10 @@ pub fn decide(
         Ok(claims) => claims,
         Err(why) => return deny(ReasonCode::IdentityMalformed, format!("workload credential: {why}")),
     };
+    // A renewal: the writ presented must still stand, and be the caller's.
+    if let Some(Checked::Failed { reason, detail }) = &facts.renewal {
+        return deny(*reason, format!("renewal: {detail}"));
+    }
     // 2. Runtime attestation (policy decides whether one is required).
     let runtime = match &facts.attestation {
         None => None,
@@ -138,7 +142,13 @@ pub fn decide(
     // public in the log), and its principal must have delegated to this one.
     if limits.lineage_by_possession {
         match (&request.parent, &facts.parent_writ) {
-            (_, Some(Checked::Failed { reason, detail })) => return deny(*reason, detail.clone()),
+            // A parent writ that does not verify (its own `writ.*` code recorded, or
+            // `lineage.parent_unknown` in entries written before) proves no parent.
+            (_, Some(Checked::Failed { reason, detail })) => {
+                let reason =
+                    if reason.as_str().starts_with("writ.") { ReasonCode::LineageParentUnknown } else { *reason };
+                return deny(reason, detail.clone());
+            }
             (Some(parent), None) => {
                 return deny(
                     ReasonCode::LineageParentUnknown,

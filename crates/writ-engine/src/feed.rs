@@ -11,8 +11,13 @@
 //!   writ, every isolated principal, every writ below an isolated principal, the active
 //!   bundle, the index of the newest entry that changed any of them (`changed_at`) and the
 //!   log size the snapshot reflects (`size`).
-//! - `heartbeat`: the log size and the time, so that an enforcement point can tell a quiet
-//!   feed from a dead one (its view's age is the age of the newest document it verified).
+//! - `heartbeat`: the log size, the time and `changed_at`, so that an enforcement point can
+//!   tell a quiet feed from a dead one (its view's age is the age of the newest document it
+//!   verified) and a heartbeat vouches only for a view that holds every change: a point whose
+//!   snapshot is older than `changed_at` (`size <= changed_at`) is missing one, and such a
+//!   heartbeat must not refresh its view. Without it, an old snapshot replayed to the point
+//!   (or the stream's snapshot events dropped on the way) and the genuine heartbeats passed
+//!   through kept a view that predates a revocation fresh for good.
 //!
 //! The lists come from [`crate::Engine::feed_view`]; the HTTP routes (a snapshot, and a
 //! server-sent event stream) are the server's.
@@ -99,9 +104,10 @@ impl FeedSigner {
         }))
     }
 
-    /// A signed heartbeat: the feed is alive at `now`, with the log at `size`.
-    pub fn heartbeat(&self, size: u64, now: u64) -> Result<String, EngineError> {
-        self.sign(&json!({"iss": self.issuer, "kind": "heartbeat", "size": size, "iat": now}))
+    /// A signed heartbeat: the feed is alive at `now`, with the log at `size` and the newest
+    /// revocation, quarantine change or activation at `changed_at`.
+    pub fn heartbeat(&self, size: u64, changed_at: Option<u64>, now: u64) -> Result<String, EngineError> {
+        self.sign(&json!({"iss": self.issuer, "kind": "heartbeat", "size": size, "iat": now, "changed_at": changed_at}))
     }
 }
 

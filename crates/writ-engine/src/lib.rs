@@ -13,35 +13,43 @@
 //!   its verification at an enforcement point; [`WritKeyStore`]: where the signing keys are kept, rotated only
 //!   through [`Engine::rotate_writ_key_with`], which records every rotation in the log.
 //! - [`Entry`]: what the engine writes to the log.
+//! - [`Engine::verify_now`], [`spawn_verification`]: the verification loop, in which a
+//!   serving node re-verifies its log, checkpoints, active bundle and signing keys, and
+//!   fails closed while a check fails.
 
 mod candidate;
 mod clock;
 mod decide;
 mod engine;
 mod feed;
+mod isolation;
 mod keys;
 mod record;
 mod replay;
 mod state;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod writ;
 
 pub use candidate::{BundleCounts, CandidateRange, CandidateReport, Change, Resolved, Verdict, replay_candidate};
 pub use clock::{Clock, FixedClock, SystemClock, parse_rfc3339, rfc3339};
 pub use decide::{Decided, Placement, decide};
 pub use engine::{
-    Activated, AuthFailure, Decision, Engine, EngineConfig, EngineParts, MAX_OUTCOME_DETAIL, MAX_PREVIEW_CANDIDATES,
-    Possible, Preview, Reevaluation,
+    Activated, AuthFailure, DURATION_BOUNDS, Decision, Engine, EngineConfig, EngineParts, Isolated, MAX_OUTCOME_DETAIL,
+    MAX_PREVIEW_CANDIDATES, Possible, Preview, Promoted, PublishedJwks, Reevaluation, SELF_VERIFICATION_FAILED,
+    ShadowStatus, VerificationConfig, VerificationProblem, VerificationState, VerificationStats, VerificationStatus,
+    spawn_verification,
 };
 pub use feed::{FEED_TYP, FeedSigner, FeedView};
 pub use keys::{Rotation, WritKeyStore};
 pub use record::{
     AttestationFact, BundleCheck, BundleParts, Checked, DecisionOutcome, Entry, ExecStatus, Facts, IdentityFact,
-    Outcome, ParentFact, RecordedLimits, RecordedRequest, Usage, Withheld, WritRecord,
+    Outcome, ParentFact, RecordedLimits, RecordedRequest, ShadowVerdict, Usage, Withheld, WritRecord,
 };
 pub use replay::{Mismatch, ReplayReport, replay};
 pub use state::{
-    Approval, ApprovalStatus, BundleSummary, FeedLists, Lineage, LineageNode, MAX_LINEAGE_NODES, OperatorAction,
-    Resolution, Standing,
+    Approval, ApprovalStatus, BundleDetail, BundleSummary, FeedLists, Lineage, LineageNode, LineageRoot, LineageSearch,
+    MAX_LINEAGE_NODES, OperatorAction, Resolution, ShadowSetting, Standing, Stats,
 };
 pub use writ::{WritSigner, new_writ_id};
 // The verifier and the writ's claims live in `writ-verify` (the enforcement points'
@@ -166,6 +174,12 @@ pub enum EngineError {
         /// Its bound in bytes.
         max: usize,
     },
+    /// The shadow bundle named is the active bundle: the shadow must be another.
+    #[error("conflict: {digest} is the active bundle; the shadow bundle must be another")]
+    ShadowIsActive {
+        /// The digest named.
+        digest: String,
+    },
     /// A rotation must keep every present key, in order, and add at least one.
     #[error("invalid: a rotation keeps every present key, in order, and adds at least one")]
     RotationShape,
@@ -195,9 +209,23 @@ pub enum EngineError {
         /// The range's end.
         to: u64,
     },
+    /// The node's self-verification failed (the verification loop): no approval is given
+    /// until a later run passes.
+    #[error("unavailable: {detail}")]
+    IntegrityFailed {
+        /// The failed check's reason code (`log.unavailable`, `policy.bundle_untrusted` or
+        /// `internal`).
+        reason: writ_core::ReasonCode,
+        /// Which check failed, and why.
+        detail: String,
+    },
     /// A lock of the engine is poisoned (a thread panicked holding it).
     #[error("internal: {0} lock poisoned")]
     Poisoned(&'static str),
+    /// The task that appends an entry and applies it ended without an answer (it panicked):
+    /// whether the entry was recorded is unknown to this caller.
+    #[error("the task appending an entry ended without an answer")]
+    AppendTask(#[source] Cause),
     /// An entry could not be encoded.
     #[error("internal: encoding a log entry")]
     Encoding(#[source] Cause),
@@ -231,6 +259,9 @@ pub enum Missing {
     /// No decision with this id awaited approval (to fetch its writ).
     #[error("no decision {0} awaited approval")]
     Approval(String),
+    /// No shadow bundle is set (to clear or promote).
+    #[error("no shadow bundle is set")]
+    Shadow,
 }
 
 /// Why a writ key failed.

@@ -119,6 +119,12 @@ pub struct Facts {
     pub parent_writ: Option<Checked<String>>,
     /// Whether the principal was quarantined.
     pub quarantined: bool,
+    /// For a renewal (`POST /v1/renew`): the writ presented for renewal, its id once it
+    /// stood (issued by an allow, the caller its subject, unexpired, not renewed before, no
+    /// writ of its lineage revoked, no principal of it isolated), or why not (absent for
+    /// any other decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal: Option<Checked<String>>,
     /// Usage counters.
     pub usage: Usage,
 }
@@ -223,6 +229,19 @@ pub struct WritRecord {
     pub sub: String,
 }
 
+/// The shadow bundle's verdict on a decision, recorded on the decision entry when its
+/// outcome differs from the real one (see the engine's `shadow` module).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowVerdict {
+    /// The shadow bundle's digest.
+    pub bundle: String,
+    /// What it would have decided.
+    pub outcome: Outcome,
+    /// Its reason codes, primary first (empty for an allow or a pending decision).
+    pub reasons: Vec<ReasonCode>,
+}
+
 /// The fields an activation and an upload entry share: what checking a bundle found (its
 /// signature by a trusted policy key, its validation against its schema), and who asked.
 /// Flattened into both entries, so their JSON is what it was when each listed the fields.
@@ -273,9 +292,17 @@ pub enum Entry {
         bundle: Option<String>,
         /// The decision.
         decision: DecisionOutcome,
+        /// For a renewal: the id of the writ presented for renewal (for one whose signature
+        /// does not verify, the id it claims). Absent for any other decision.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renews: Option<String>,
         /// The writ issued. For a pending decision, the writ an approval would issue:
         /// its lineage fields, and as `exp` the deadline by which an operator must approve.
         writ: Option<WritRecord>,
+        /// The shadow bundle's verdict, when one was set and its outcome differed from this
+        /// decision's; absent otherwise (never enforced: see [`ShadowVerdict`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shadow: Option<ShadowVerdict>,
     },
     /// An operator approved or rejected a pending decision.
     Approval {
@@ -315,9 +342,14 @@ pub enum Entry {
         /// The digest of the activated bundle whose re-evaluation revoked the writ.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bundle: Option<String>,
-        /// The writ above this one whose revocation by the same re-evaluation revoked it.
+        /// The writ above this one whose revocation by the same re-evaluation (or
+        /// isolation) revoked it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ancestor: Option<String>,
+        /// The log index of the automatic isolation (`quarantine` entry) whose principal's
+        /// writ this is, or is below.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        isolation: Option<u64>,
     },
     /// The re-evaluation of the outstanding writs that follows an activation (or a
     /// rollback) ended: every writ it revoked is recorded before this entry. An activation
@@ -387,7 +419,20 @@ pub enum Entry {
         /// Attempts, by primary reason code.
         reasons: BTreeMap<ReasonCode, u64>,
     },
-    /// An identity was isolated or released.
+    /// The shadow bundle was set (`bundle`: its digest) or cleared (`bundle: None`): a
+    /// bundle evaluated beside the active one on every decision, never enforced.
+    Shadow {
+        /// Time.
+        time: u64,
+        /// The shadow bundle's digest; `None` when the shadow was cleared.
+        bundle: Option<String>,
+        /// Who.
+        operator: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// An identity was isolated or released: by an operator, or automatically by an
+    /// isolation rule of the active bundle (then `rule` and `triggers` say which and why).
     Quarantine {
         /// Time.
         time: u64,
@@ -395,10 +440,34 @@ pub enum Entry {
         subject: String,
         /// True: isolated; false: released.
         isolated: bool,
-        /// Who.
+        /// Who (`None` for an automatic isolation, and for the local CLI).
         operator: Option<String>,
         /// Why.
         reason: String,
+        /// The isolation rule that isolated the identity automatically.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        /// The log indices of the entries that tripped the rule, oldest first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        triggers: Vec<u64>,
+    },
+    /// A writ presented at `POST /v1/verify` was refused, and an isolation rule of the
+    /// active bundle counts that refusal: recorded so that the isolation can name it. Only
+    /// for a writ whose signature verified (its `sub` is proven), and never for a principal
+    /// already isolated. The writ itself is not recorded (a bearer token), only its digest.
+    Presentation {
+        /// Time.
+        time: u64,
+        /// The writ's id.
+        jti: String,
+        /// The writ's principal.
+        subject: String,
+        /// Why it was refused.
+        reason: ReasonCode,
+        /// Detail.
+        detail: String,
+        /// SHA-256 of the writ as presented, `sha256:<hex>`.
+        writ_digest: String,
     },
 }
 
@@ -412,6 +481,9 @@ pub enum ExecStatus {
     Failed,
     /// It was not run after all (the enforcement point refused or gave up).
     NotRun,
+    /// It ran until its authority ended (a renewal of its writ refused, or the writ expired
+    /// before it could be renewed), and the enforcement point stopped it.
+    Stopped,
 }
 
 /// A bundle's parts as text.
@@ -456,12 +528,16 @@ impl Entry {
             Entry::Quarantine { operator, .. } => ("quarantine", operator.as_deref()),
             Entry::Approval { operator, .. } => ("approval", operator.as_deref()),
             Entry::AnonymousAttempts { .. } => ("anonymous_attempts", None),
+            Entry::Shadow { operator, .. } => ("shadow", operator.as_deref()),
+            Entry::Presentation { .. } => ("presentation", None),
         }
     }
 
     /// The entry's RFC 8785 canonical JSON: the bytes the log stores.
     pub fn canonical(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let Entry::Decision { id, time, request, body_digest, facts, limits, bundle, decision, writ } = self else {
+        let Entry::Decision { id, time, request, body_digest, facts, limits, bundle, decision, renews, writ, shadow } =
+            self
+        else {
             return serde_jcs::to_vec(self);
         };
         if !self.exact_numbers() {
@@ -475,7 +551,9 @@ impl Entry {
             id,
             kind: "decision",
             limits,
+            renews: renews.as_deref(),
             request: request.as_ref().map(RequestCanon::of).transpose()?,
+            shadow: shadow.as_ref(),
             time: *time,
             writ: writ.as_ref(),
         };
@@ -523,7 +601,11 @@ struct DecisionCanon<'a> {
     id: &'a str,
     kind: &'static str,
     limits: &'a RecordedLimits,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renews: Option<&'a str>,
     request: Option<RequestCanon<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<&'a ShadowVerdict>,
     time: u64,
     writ: Option<&'a WritRecord>,
 }
@@ -567,6 +649,8 @@ struct FactsCanon<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     parent_writ: Option<&'a Checked<String>>,
     quarantined: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renewal: Option<&'a Checked<String>>,
     usage: &'a Usage,
 }
 
@@ -583,6 +667,7 @@ impl<'a> FactsCanon<'a> {
             parent: f.parent.as_ref(),
             parent_writ: f.parent_writ.as_ref(),
             quarantined: f.quarantined,
+            renewal: f.renewal.as_ref(),
             usage: &f.usage,
         })
     }
@@ -758,20 +843,29 @@ mod tests {
                     ParentFact::Known { action, allowed, depth, exp, revoked, root, scope, subject }
                 }),
         ]);
-        let parent_writ = prop::option::of(prop_oneof![
-            text().prop_map(Checked::Ok),
-            (text(), reason()).prop_map(|(detail, reason)| Checked::Failed { detail, reason }),
-        ]);
+        let checked_text = || {
+            prop::option::of(prop_oneof![
+                text().prop_map(Checked::Ok),
+                (text(), reason()).prop_map(|(detail, reason)| Checked::Failed { detail, reason }),
+            ])
+        };
         (
             attestation,
             prop::collection::btree_map("[a-z]{1,12}", checked_identity(), 0..3),
             checked_identity(),
-            (parent, parent_writ),
-            any::<bool>(),
+            (parent, checked_text()),
+            (any::<bool>(), checked_text()),
             (num(), num()),
         )
             .prop_map(
-                |(attestation, delegation, identity, (parent, parent_writ), quarantined, (last_hour, last_minute))| {
+                |(
+                    attestation,
+                    delegation,
+                    identity,
+                    (parent, parent_writ),
+                    (quarantined, renewal),
+                    (last_hour, last_minute),
+                )| {
                     Facts {
                         attestation,
                         delegation,
@@ -779,6 +873,7 @@ mod tests {
                         parent,
                         parent_writ,
                         quarantined,
+                        renewal,
                         usage: Usage { last_hour, last_minute },
                     }
                 },
@@ -828,14 +923,16 @@ mod tests {
             (text(), num(), prop::option::of(request()), prop::option::of("[0-9a-f]{64}")),
             (prop::option::of(facts()), any::<u32>(), prop::option::of(text()), any::<bool>()),
             (text(), 0..3u8, prop::collection::vec(text(), 0..3), prop::collection::vec(reason(), 0..3)),
-            prop::option::of(writ()),
+            (prop::option::of(writ()), prop::option::of(text())),
+            prop::option::of((text(), 0..3u8, prop::collection::vec(reason(), 0..3))),
         )
             .prop_map(
                 |(
                     (id, time, request, body_digest),
                     (facts, max_depth, bundle, lineage_by_possession),
                     (detail, outcome, policies, reasons),
-                    writ,
+                    (writ, renews),
+                    shadow,
                 )| {
                     Entry::Decision {
                         id,
@@ -851,7 +948,13 @@ mod tests {
                             policies,
                             reasons,
                         },
+                        renews,
                         writ,
+                        shadow: shadow.map(|(bundle, outcome, reasons)| ShadowVerdict {
+                            bundle,
+                            outcome: [Outcome::Allow, Outcome::Deny, Outcome::Pending][usize::from(outcome)],
+                            reasons,
+                        }),
                     }
                 },
             )

@@ -15,7 +15,8 @@
 //! - [`Log`] (feature `sqlite`): the sequencer that batches appends into durable commits,
 //!   and serves entries (a range a page at a time: [`Entries`]), proofs and checkpoints;
 //!   [`Store`] is the storage seam and [`SqliteStore`] the embedded default;
-//!   [`verify_store`] is the offline integrity check.
+//!   [`verify_store`] is the offline integrity check, and [`Log::recheck`] the incremental
+//!   one a serving node runs again and again.
 
 mod checkpoint;
 mod hash;
@@ -26,6 +27,8 @@ mod log;
 mod note;
 mod proof;
 mod receipt;
+#[cfg(feature = "sqlite")]
+mod recheck;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
@@ -44,7 +47,9 @@ pub use tiles::{TILE_BYTES, TILE_HEIGHT, TileId, TileStack};
 #[cfg(feature = "sqlite")]
 pub use integrity::{Problem, Report, verify_store};
 #[cfg(feature = "sqlite")]
-pub use log::{Appended, Log, LogOptions, LogStats};
+pub use log::{Appended, Log, LogOptions, LogStats, Submitted};
+#[cfg(feature = "sqlite")]
+pub use recheck::{Recheck, Verified};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
 #[cfg(feature = "sqlite")]

@@ -57,6 +57,18 @@ impl Default for LogOptions {
     }
 }
 
+/// An entry handed to the sequencer ([`Log::submit`]): a future of its append's outcome.
+#[derive(Debug)]
+pub struct Submitted(oneshot::Receiver<Result<Appended, Error>>);
+
+impl std::future::Future for Submitted {
+    type Output = Result<Appended, Error>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
 /// What an acknowledged append returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -135,6 +147,8 @@ struct Shared {
     cache: Mutex<HashMap<TileId, Arc<Vec<u8>>>>,
     cache_cap: usize,
     counters: Counters,
+    // When this log signed its newest checkpoint (Unix seconds; 0: not since it opened).
+    signed_at: AtomicU64,
 }
 
 /// A log: the sequencer thread plus concurrent readers over one [`Store`].
@@ -179,6 +193,7 @@ impl Log {
             cache: Mutex::new(HashMap::new()),
             cache_cap: options.tile_cache,
             counters: Counters::default(),
+            signed_at: AtomicU64::new(0),
         });
         shared.reload()?;
         let (tx, rx) = mpsc::channel(options.queue_len.max(1));
@@ -211,6 +226,7 @@ impl Log {
             cache: Mutex::new(HashMap::new()),
             cache_cap: 64,
             counters: Counters::default(),
+            signed_at: AtomicU64::new(0),
         });
         shared.reload()?;
         Ok(Log { shared, tx: None, thread: None, max_entry_len: 0 })
@@ -227,9 +243,17 @@ impl Log {
 
     /// Appends an entry and waits until it is durable.
     pub async fn append(&self, entry: Vec<u8>) -> Result<Appended, Error> {
+        self.submit(entry).await?.await
+    }
+
+    /// Hands an entry to the sequencer and returns what waits for it to be durable. Once this
+    /// returns the entry is committed (or its batch fails) whether or not anybody awaits
+    /// the [`Submitted`]: a caller that must act on every committed entry keeps it, and
+    /// hands it on if it is itself going away.
+    pub async fn submit(&self, entry: Vec<u8>) -> Result<Submitted, Error> {
         let (msg, rx) = self.request(entry)?;
         self.tx.as_ref().ok_or(Error::Closed)?.send(msg).await.map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        Ok(Submitted(rx))
     }
 
     /// Appends an entry and waits until it is durable, blocking the thread. Must not be
@@ -302,9 +326,22 @@ impl Log {
         self.shared.snapshot().root
     }
 
+    /// The size and root of the tree as last published (after a durable commit), read
+    /// together.
+    pub(crate) fn published(&self) -> (u64, Hash) {
+        let snap = self.shared.snapshot();
+        (snap.stack.size(), snap.root)
+    }
+
     /// The newest signed checkpoint, if one has been made.
     pub fn latest_checkpoint(&self) -> Option<SignedCheckpoint> {
         self.shared.latest.read().ok().and_then(|c| c.clone())
+    }
+
+    /// When this log signed its newest checkpoint (Unix seconds, system clock); `None` when
+    /// it has signed none since it opened (the checkpoint format carries no time).
+    pub fn latest_checkpoint_time(&self) -> Option<u64> {
+        Some(self.shared.signed_at.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     /// Sequencer counters.
@@ -455,27 +492,7 @@ impl Shared {
         // The checkpoint first: the size read after it can only be larger.
         let stored_checkpoint = store.latest_checkpoint()?;
         let size = store.size()?;
-        let mut rows0 = Vec::new();
-        let mut level = 0u32;
-        while level < 8 && (size >> (TILE_HEIGHT * level)) > 0 {
-            let first_partial = tiles::full_tiles(size, level) << TILE_HEIGHT;
-            let row0 = if level == 0 {
-                store.entries(first_partial, size)?.iter().map(|e| Hash::leaf(e)).collect()
-            } else {
-                let below_end = tiles::full_tiles(size, level - 1);
-                let mut row = Vec::new();
-                for index in first_partial..below_end {
-                    let tile = store.tile(TileId { level: level - 1, index })?.ok_or_else(|| {
-                        Error::Corrupt(format!("tile {}/{index} is missing from the store", level - 1))
-                    })?;
-                    row.push(tiles::tile_root(&tile)?);
-                }
-                row
-            };
-            rows0.push(row0);
-            level += 1;
-        }
-        let stack = TileStack::restore(size, rows0)?;
+        let stack = restore_stack(store.as_ref(), size)?;
         let snap = Arc::new(Snapshot { root: stack.root(), stack });
         if size < before.stack.size() {
             return Err(Error::Corrupt(format!(
@@ -531,6 +548,33 @@ impl Shared {
             }
         }
     }
+}
+
+/// The in-memory part of the stored tree of the first `size` entries: the tail's leaf
+/// hashes (from the stored entries) and, at every level above, the roots of the full tiles
+/// below that are not yet in a full tile of their own (from the stored tiles).
+pub(crate) fn restore_stack(store: &dyn Store, size: u64) -> Result<TileStack, Error> {
+    let mut rows0 = Vec::new();
+    let mut level = 0u32;
+    while level < 8 && (size >> (TILE_HEIGHT * level)) > 0 {
+        let first_partial = tiles::full_tiles(size, level) << TILE_HEIGHT;
+        let row0 = if level == 0 {
+            store.entries(first_partial, size)?.iter().map(|e| Hash::leaf(e)).collect()
+        } else {
+            let below_end = tiles::full_tiles(size, level - 1);
+            let mut row = Vec::new();
+            for index in first_partial..below_end {
+                let tile = store
+                    .tile(TileId { level: level - 1, index })?
+                    .ok_or_else(|| Error::Corrupt(format!("tile {}/{index} is missing from the store", level - 1)))?;
+                row.push(tiles::tile_root(&tile)?);
+            }
+            row
+        };
+        rows0.push(row0);
+        level += 1;
+    }
+    TileStack::restore(size, rows0)
 }
 
 struct Sequencer {
@@ -742,6 +786,10 @@ impl Sequencer {
             self.shared.store.put_checkpoint(size, cp.note())?;
         }
         self.shared.publish(Arc::new(Snapshot { stack, root }), checkpoint.clone());
+        if checkpoint.is_some() {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            self.shared.signed_at.store(now, Ordering::Relaxed);
+        }
         Ok((first, checkpoint.or(latest)))
     }
 }

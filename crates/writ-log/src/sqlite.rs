@@ -473,6 +473,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn meta_prefixed(&self, prefix: &str) -> Result<Vec<(String, String)>, Error> {
+        self.with_reader(|c| {
+            // substr compares bytes exactly (no LIKE wildcards or case folding in the prefix).
+            let mut stmt = c
+                .prepare("SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")
+                .map_err(db_err)?;
+            let rows =
+                stmt.query_map([prefix], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
     fn set_meta(&self, key: &str, value: &str) -> Result<(), Error> {
         self.with_writer(|c| {
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])

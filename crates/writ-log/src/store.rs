@@ -64,6 +64,11 @@ pub trait Store: Send + Sync {
     fn meta(&self, key: &str) -> Result<Option<String>, Error>;
     /// Sets a metadata value, durably.
     fn set_meta(&self, key: &str, value: &str) -> Result<(), Error>;
+    /// Every metadata entry whose key starts with `prefix`, by key (the nodes' heartbeats).
+    /// A store that cannot list its metadata says so.
+    fn meta_prefixed(&self, prefix: &str) -> Result<Vec<(String, String)>, Error> {
+        Err(Error::Storage(format!("this store cannot list the metadata under {prefix:?}")))
+    }
     /// Whether the store takes durable writes right now, learnt from real writes that leave
     /// the log's content as it is (see [`crate::Log::probe_writes`]).
     fn probe(&self) -> Result<(), Error>;

@@ -5,6 +5,7 @@
 //! "tests": <json or null>}`. Signature: a C2SP signed note whose text is
 //! `writ-policy-bundle\n<name>\n<version>\n<digest>\n`, signed by a policy-signing key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use writ_log::{Note, NoteSigner, NoteVerifier};
 
 use crate::PolicyError;
 use crate::compiled::CompiledBundle;
+use crate::isolation::{IsolationRule, check_rules};
 use crate::testcases::TestCase;
 
 /// A bundle's manifest.
@@ -32,6 +34,16 @@ pub struct Manifest {
     /// `attestation.missing` before policy runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub require_attestation: Vec<String>,
+    /// Automatic isolation rules: when the control plane quarantines an identity by itself
+    /// (see [`IsolationRule`]). None: nothing is isolated automatically.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isolation: Vec<IsolationRule>,
+    /// The longest a writ for each action may live, in seconds (`{"deploy": 60}`): a writ's
+    /// `exp` is the smaller of the control plane's writ TTL and this. Each action must be
+    /// one the schema declares, and each value at least 1. A bundle without it caps nothing
+    /// (and its digest is what it was before the field existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_lifetime_seconds: BTreeMap<String, u64>,
 }
 
 /// A bundle digest, `sha256:<64 lowercase hex>`.
@@ -98,6 +110,7 @@ impl Bundle {
         if [&manifest_typed.name, &manifest_typed.version].iter().any(|s| s.contains(['\n', '\r'])) {
             return Err(PolicyError::Bundle("manifest name and version are single lines".into()));
         }
+        check_rules(&manifest_typed.isolation).map_err(|e| PolicyError::Bundle(format!("manifest.json: {e}")))?;
         let entities = entities
             .map(|e| {
                 writ_core::json::parse_value(e.as_bytes())

@@ -116,6 +116,8 @@ pub struct CompiledBundle {
     entities: Entities,
     actions: HashSet<String>,
     require_attestation: HashSet<String>,
+    // The manifest's per-action cap on a writ's lifetime, in seconds.
+    max_lifetime: BTreeMap<String, u64>,
     // Permit policies that need a human approval, by id, with the annotation's text.
     approval: BTreeMap<String, String>,
     // Every permit's scope and `@reason`, by id: the candidates for the closest permits.
@@ -227,6 +229,16 @@ impl CompiledBundle {
         if let Some(a) = require_attestation.iter().find(|a| !actions.contains(*a)) {
             return Err(invalid(format!("require_attestation names {a:?}, which the schema does not declare")));
         }
+        for (a, secs) in &m.max_lifetime_seconds {
+            if !actions.contains(a) {
+                return Err(invalid(format!("max_lifetime_seconds names {a:?}, which the schema does not declare")));
+            }
+            if *secs == 0 {
+                return Err(invalid(format!(
+                    "max_lifetime_seconds for {a:?} is 0: a writ must live at least a second"
+                )));
+            }
+        }
         Ok(CompiledBundle {
             digest: bundle.digest(),
             name: m.name.clone(),
@@ -236,6 +248,7 @@ impl CompiledBundle {
             entities,
             actions,
             require_attestation,
+            max_lifetime: m.max_lifetime_seconds.clone(),
             approval,
             permits,
             forbids,
@@ -265,6 +278,16 @@ impl CompiledBundle {
     /// True if the manifest requires a runtime attestation for this action.
     pub fn requires_attestation(&self, action: &str) -> bool {
         self.require_attestation.contains(action)
+    }
+
+    /// The manifest's cap on the lifetime of a writ for this action, in seconds, if it sets one.
+    pub fn max_lifetime(&self, action: &str) -> Option<u64> {
+        self.max_lifetime.get(action).copied()
+    }
+
+    /// A writ's lifetime for this action: `ttl`, capped by [`CompiledBundle::max_lifetime`].
+    pub fn writ_lifetime(&self, action: &str, ttl: u64) -> u64 {
+        self.max_lifetime(action).map_or(ttl, |cap| cap.min(ttl))
     }
 
     /// Ids of the policies that permit only with a human approval.

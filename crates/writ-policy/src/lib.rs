@@ -26,12 +26,17 @@
 mod bundle;
 mod compiled;
 mod explain;
+mod isolation;
 mod testcases;
 
 pub use bundle::{Bundle, BundleDigest, Manifest, sign_bundle, verify_bundle_signature};
 pub use compiled::{CompiledBundle, EntityInput, PolicyInput, PolicyOutcome, Possibility};
 pub use explain::{
     ClosestPermit, Explanation, ForbiddenBy, MAX_CLOSEST, MAX_REASON_CHARS, NO_REASON, REASON_ANNOTATION,
+};
+pub use isolation::{
+    DENIAL_REASONS, IsolationRule, MAX_DENIALS_COUNT, MAX_ISOLATION_RULES, MAX_RULE_NAME, MAX_WINDOW_SECONDS,
+    PRESENTED_REASONS, Trigger,
 };
 pub use testcases::{Expect, TestCase, TestReport, TestResult};
 

@@ -15,7 +15,7 @@ use writ_core::ReasonCode;
 use crate::AppState;
 use crate::admin::{OperatorRefusals, parse};
 use crate::auth::{Operator, Reporter};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ServerFailures};
 use crate::extract::{Body, Limited, Path, Query};
 use crate::schema::ApprovalBody;
 
@@ -34,6 +34,7 @@ pub(crate) struct ApprovalsQuery {
 /// Decisions that need an operator's approval.
 #[utoipa::path(get, path = "/v1/approvals", tag = "admin", security(("bearer" = [])), params(ApprovalsQuery),
     responses(
+        ServerFailures,
         (status = 200, description = "Approvals, newest first", body = Object),
         (status = 400, description = "Unknown status filter", body = ErrorBody),
         OperatorRefusals,
@@ -48,6 +49,7 @@ pub(crate) async fn list_approvals(
         Some("all") => false,
         Some(other) => return Err(ApiError::bad_request(format!("status must be pending or all, not {other:?}"))),
     };
+    s.engine.state_readable()?;
     Ok(Json(json!({ "approvals": s.engine.approvals(pending_only, MAX_LISTED) })).into_response())
 }
 
@@ -56,6 +58,7 @@ pub(crate) async fn list_approvals(
 #[utoipa::path(get, path = "/v1/approvals/{id}", tag = "decisions", security(("bearer" = [])),
     params(("id" = String, Path, description = "The pending decision's id")),
     responses(
+        ServerFailures,
         (status = 200, description = "The approval, with the writ once approved (for the workload that asked)", body = Object),
         (status = 401, description = "No or invalid credential", body = ErrorBody),
         (status = 403, description = "Neither the workload that asked nor an operator", body = ErrorBody),
@@ -87,7 +90,8 @@ pub(crate) async fn approval(
 
 async fn answer(s: &AppState, op: &str, id: &str, body: &[u8], approve: bool) -> Result<Response, ApiError> {
     let b: ApprovalBody = parse(body, "approval")?;
-    let a = s.engine.resolve_approval(id, approve, Some(op), &b.reason).await?;
+    let (id, op) = (id.to_owned(), op.to_owned());
+    let a = s.to_completion(|e| async move { e.resolve_approval(&id, approve, Some(&op), &b.reason).await }).await??;
     Ok(Json(a).into_response())
 }
 
@@ -97,6 +101,7 @@ async fn answer(s: &AppState, op: &str, id: &str, body: &[u8], approve: bool) ->
     params(("id" = String, Path, description = "The pending decision's id")),
     request_body(content = ApprovalBody, content_type = "application/json"),
     responses(
+        ServerFailures,
         (status = 200, description = "Approved and recorded", body = Object),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 404, description = "No decision with that id awaits approval", body = ErrorBody),
@@ -117,6 +122,7 @@ pub(crate) async fn approve(
     params(("id" = String, Path, description = "The pending decision's id")),
     request_body(content = ApprovalBody, content_type = "application/json"),
     responses(
+        ServerFailures,
         (status = 200, description = "Rejected and recorded", body = Object),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 404, description = "No decision with that id awaits approval", body = ErrorBody),

@@ -90,9 +90,9 @@ pub(crate) async fn serve(
     tokio::pin!(shutdown);
     'accept: loop {
         while tasks.try_join_next().is_some() {}
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     metrics.accept_error();
                     if !matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) {
@@ -136,7 +136,8 @@ pub(crate) async fn serve(
             held.retain(|p| p.strong_count() > 0);
         }
         held.push(Arc::downgrade(&phase));
-        tasks.spawn(connection(stream, phase, router.clone(), metrics.clone(), stopped.clone(), slot));
+        let service = Service { router: router.clone(), phase: phase.clone(), peer: Peer(peer.ip()) };
+        tasks.spawn(connection(stream, phase, service, metrics.clone(), stopped.clone(), slot));
     }
     // Stop: no new connections; those without a request close, the others finish theirs.
     drop(listener);
@@ -229,7 +230,7 @@ impl Drop for Open {
 async fn connection(
     stream: TcpStream,
     phase: Arc<Phase>,
-    router: Router,
+    service: Service,
     metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
     slot: OwnedSemaphorePermit,
@@ -237,7 +238,6 @@ async fn connection(
     metrics.connection_opened();
     let mut open = Open { metrics, closed: Closed::Dropped, _slot: slot };
     let io = TokioIo::new(Watched { inner: stream, phase: phase.clone() });
-    let service = Service { router, phase: phase.clone() };
     let conn = hyper::server::conn::http1::Builder::new()
         // The deadlines above replace hyper's (module doc); without a timer it must be off.
         .header_read_timeout(None)
@@ -484,6 +484,60 @@ impl AsyncWrite for Watched {
 struct Service {
     router: Router,
     phase: Arc<Phase>,
+    peer: Peer,
+}
+
+/// The address a request came from, in its extensions (requests served by [`serve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Peer(pub(crate) std::net::IpAddr);
+
+/// Long-lived answers (event streams) held by each client address, bounded: one address
+/// cannot take every slot of a route (found in review: anyone could hold the log stream's 64
+/// and the feed's 256). A request with no known address (served in process) is not counted.
+#[derive(Debug)]
+pub(crate) struct PeerSlots {
+    max: usize,
+    held: std::sync::Mutex<std::collections::HashMap<Peer, usize>>,
+}
+
+/// One stream's place in its address's count, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct PeerSlot {
+    slots: Arc<PeerSlots>,
+    peer: Option<Peer>,
+}
+
+impl PeerSlots {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(PeerSlots { max, held: std::sync::Mutex::default() })
+    }
+
+    /// A place for one more stream of `peer`, or `None` when it holds `max` already.
+    pub(crate) fn take(self: &Arc<Self>, peer: Option<Peer>) -> Option<PeerSlot> {
+        if let Some(p) = peer {
+            let mut held = self.held.lock().ok()?;
+            let n = held.entry(p).or_default();
+            if *n >= self.max {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(PeerSlot { slots: self.clone(), peer })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let Some(p) = self.peer else { return };
+        if let Ok(mut held) = self.slots.held.lock()
+            && let Some(n) = held.get_mut(&p)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&p);
+            }
+        }
+    }
 }
 
 type Answer = hyper::Response<Tracked>;
@@ -496,7 +550,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         self.phase.busy();
         let phase = self.phase.clone();
-        let answer = tower::ServiceExt::oneshot(self.router.clone(), request.map(Body::new));
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(self.peer);
+        let answer = tower::ServiceExt::oneshot(self.router.clone(), request);
         Box::pin(async move {
             let answer = answer.await?;
             if answer.extensions().get::<crate::feed::Streaming>().is_some() {

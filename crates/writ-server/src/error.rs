@@ -44,6 +44,25 @@ pub struct ApiError {
     cause: Option<String>,
 }
 
+/// The answers any route can give when the server, not the request, is at fault: listed
+/// first in every route's responses, so that a route's own description of a status wins.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "documentation only: the answers are built by `ApiError` and the edge layers")]
+pub(crate) enum ServerFailures {
+    /// The control plane failed; the cause is in the server's log under `error_id`.
+    #[response(
+        status = 500,
+        description = "The control plane failed (`internal`; the cause is in the server's log under `error_id`)"
+    )]
+    Internal(#[to_schema] ErrorBody),
+    /// Overloaded, timed out, or the log is unavailable.
+    #[response(
+        status = 503,
+        description = "Overloaded or timed out (`Retry-After`), or the log is unavailable (`log.unavailable`)"
+    )]
+    Unavailable(#[to_schema] ErrorBody),
+}
+
 /// The JSON body of every error answer.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -170,7 +189,8 @@ impl From<EngineError> for ApiError {
             | E::Quarantined { .. }
             | E::Revoked { .. }
             | E::ParentRevoked { .. }
-            | E::ParentExpired { .. } => ApiError::new(StatusCode::CONFLICT, ReasonCode::RequestMalformed, text),
+            | E::ParentExpired { .. }
+            | E::ShadowIsActive { .. } => ApiError::new(StatusCode::CONFLICT, ReasonCode::RequestMalformed, text),
             E::NotTheSubject { .. } => ApiError::new(StatusCode::FORBIDDEN, ReasonCode::IdentityUntrustedIssuer, text),
             E::TooLong { .. }
             | E::RotationShape
@@ -178,6 +198,8 @@ impl From<EngineError> for ApiError {
             | E::ToBeforeFrom { .. }
             | E::NotDecidedBy { .. } => ApiError::bad_request(text),
             E::BundleUntrusted(_) => ApiError::new(StatusCode::BAD_REQUEST, ReasonCode::PolicyBundleUntrusted, text),
+            // The node's self-verification failed: unavailable until a later run passes.
+            E::IntegrityFailed { reason, .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason, text),
             // The server's own failures: kept in its log.
             E::Log(_) => ApiError::log_unavailable(text),
             _ => ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, text),

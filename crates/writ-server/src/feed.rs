@@ -14,7 +14,7 @@
 //! the client reconnects and resumes), and end when the server stops.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -28,7 +28,7 @@ use writ_core::{Credentials, ReasonCode};
 use writ_engine::{FeedSigner, MAX_PREVIEW_CANDIDATES};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ServerFailures};
 use crate::extract::{Body, Limited, Query};
 use crate::schema::{FeedSnapshotAnswer, PreviewAnswerDoc, PreviewBody};
 
@@ -39,13 +39,20 @@ pub struct FeedSettings {
     pub heartbeat: Duration,
     /// Streams open at once; more are refused `503`.
     pub max_streams: usize,
+    /// Streams open at once from one client address; more from it are refused `503`.
+    pub max_streams_per_peer: usize,
     /// Longest a stream stays open; the client then reconnects and resumes.
     pub max_age: Duration,
 }
 
 impl Default for FeedSettings {
     fn default() -> Self {
-        FeedSettings { heartbeat: Duration::from_secs(1), max_streams: 256, max_age: Duration::from_secs(600) }
+        FeedSettings {
+            heartbeat: Duration::from_secs(1),
+            max_streams: 256,
+            max_streams_per_peer: 32,
+            max_age: Duration::from_secs(600),
+        }
     }
 }
 
@@ -64,6 +71,7 @@ pub(crate) struct Streaming;
 #[utoipa::path(post, path = "/v1/authorize/preview", tag = "decisions",
     request_body(content = PreviewBody, content_type = "application/json"),
     responses(
+        ServerFailures,
         (status = 200, description = "The candidates, in the order asked", body = PreviewAnswerDoc),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -110,7 +118,7 @@ pub(crate) async fn preview(State(s): State<AppState>, Limited(body): Body) -> R
 /// The key that signs the revocation feed's documents (`use: "writ-feed"`); never a writ
 /// key, so a feed document cannot pass for a writ nor the reverse.
 #[utoipa::path(get, path = "/.well-known/writ-feed-keys.json", tag = "service",
-    responses((status = 200, description = "The JWKS of the feed key", body = Object)))]
+    responses(ServerFailures, (status = 200, description = "The JWKS of the feed key", body = Object)))]
 pub(crate) async fn feed_keys(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(signer(&s)?.jwks()).into_response())
 }
@@ -129,6 +137,7 @@ fn signer(s: &AppState) -> Result<&FeedSigner, ApiError> {
 /// the active bundle, and the log size it reflects.
 #[utoipa::path(get, path = "/v1/feed/snapshot", tag = "decisions",
     responses(
+        ServerFailures,
         (status = 200, description = "The signed snapshot", body = FeedSnapshotAnswer),
         (status = 503, description = "The state could not be read", body = ErrorBody),
     ))]
@@ -137,9 +146,38 @@ pub(crate) async fn snapshot(State(s): State<AppState>) -> Result<Response, ApiE
     Ok(Json(serde_json::json!({ "snapshot": signed })).into_response())
 }
 
+/// How long a signed snapshot is served again while nothing the feed publishes was recorded.
+pub(crate) const SNAPSHOT_REUSE: Duration = Duration::from_secs(1);
+
+/// The newest signed snapshot, kept for [`SNAPSHOT_REUSE`].
+pub(crate) struct SignedSnapshot {
+    changed_at: Option<u64>,
+    signed_at: Instant,
+    size: u64,
+    signed: String,
+}
+
+/// The feed's signed snapshot and the log size it reflects. Computing one walks the
+/// revocations and the quarantine under the operator-action lock and the state's lock, so
+/// it is computed once for everybody: the snapshot route and every stream share the newest
+/// one until the feed changes (a revocation, a quarantine change or an activation is
+/// applied) or [`SNAPSHOT_REUSE`] has passed. Found in review: fifty anonymous clients
+/// asking for snapshots in a loop held the state's lock for good, stalled every decision,
+/// and queued every operator's revocation behind them until it timed out.
 async fn signed_snapshot(s: &AppState) -> Result<(u64, String), ApiError> {
+    let mut newest = s.snapshots.lock().await;
+    let changed_at = *s.engine.feed_changes().borrow();
+    if let Some(c) = newest.as_ref().filter(|c| c.changed_at == changed_at && c.signed_at.elapsed() < SNAPSHOT_REUSE) {
+        return Ok((c.size, c.signed.clone()));
+    }
     let view = s.engine.feed_view().await?;
     let signed = signer(s)?.snapshot(&view, s.engine.now())?;
+    *newest = Some(SignedSnapshot {
+        changed_at: view.changed_at,
+        signed_at: Instant::now(),
+        size: view.size,
+        signed: signed.clone(),
+    });
     Ok((view.size, signed))
 }
 
@@ -161,12 +199,14 @@ pub(crate) struct StreamQuery {
 /// snapshot sent, to resume from.
 #[utoipa::path(get, path = "/v1/feed/stream", tag = "decisions", params(StreamQuery),
     responses(
+        ServerFailures,
         (status = 200, description = "The event stream", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A malformed Last-Event-ID or from", body = ErrorBody),
         (status = 503, description = "Too many streams open", body = ErrorBody),
     ))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
+    peer: Option<axum::Extension<crate::conn::Peer>>,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
@@ -180,6 +220,16 @@ pub(crate) async fn stream(
         ),
     };
     signer(&s)?;
+    let Some(mine) = s.feed_peers.take(peer.map(|p| p.0)) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReasonCode::Internal,
+            format!(
+                "this client address holds {} feed streams, the most one address may; close one or retry later",
+                s.feed_settings.max_streams_per_peer
+            ),
+        ));
+    };
     let Ok(permit) = s.feed_streams.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -190,25 +240,12 @@ pub(crate) async fn stream(
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let state = s.clone();
     tokio::spawn(async move {
-        let _permit = permit;
+        let _held = (permit, mine);
         if let Err(e) = run_stream(&state, from, &tx).await {
             tracing::warn!(error = ?e, "feed stream ended");
         }
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok::<_, Infallible>(bytes), rx))
-    });
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
-        ],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response();
-    response.extensions_mut().insert(Streaming);
-    Ok(response)
+    Ok(event_stream(rx))
 }
 
 fn event(kind: &str, id: u64, data: &str) -> Bytes {
@@ -249,7 +286,10 @@ async fn run_stream(s: &AppState, from: Option<u64>, tx: &mpsc::Sender<Bytes>) -
                 tx.send(event("snapshot", size, &signed)).await
             }
             _ = tick.tick() => {
-                let signed = signer(s)?.heartbeat(s.engine.log().size(), s.engine.now())?;
+                // `changed_at` read before the size: a change applied between the two reads is
+                // below the size either way.
+                let changed_at = *changes.borrow();
+                let signed = signer(s)?.heartbeat(s.engine.log().size(), changed_at, s.engine.now())?;
                 tx.send(event("heartbeat", held, &signed)).await
             }
             _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => return Ok(()),
@@ -260,4 +300,24 @@ async fn run_stream(s: &AppState, from: Option<u64>, tx: &mpsc::Sender<Bytes>) -
             return Ok(());
         }
     }
+}
+
+/// The answer of an event stream (`text/event-stream`, never cached nor buffered by a
+/// proxy) whose events are what the task holding `rx`'s sender sends; it ends when that
+/// task drops the sender. Marked [`Streaming`], so the edge's timeout does not cut it.
+pub(crate) fn event_stream(rx: mpsc::Receiver<Bytes>) -> Response {
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|bytes| (Ok::<_, Infallible>(bytes), rx))
+    });
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response();
+    response.extensions_mut().insert(Streaming);
+    response
 }

@@ -7,13 +7,16 @@
 //! message; a denied request is a `200` whose decision says `deny` (the deny is the answer,
 //! not a failure).
 //!
-//! - Public: authorize (authenticated by the request's own workload credential), verify,
+//! - Public: authorize and renew (authenticated by the request's own workload credential), verify,
 //!   the log (checkpoint, key, entries, proofs, `tlog-proof` receipts), the JWKS, health,
-//!   readiness, metrics and the OpenAPI document.
+//!   readiness, the node's health (its verification loop), the nodes sharing the log store,
+//!   metrics and the OpenAPI document.
 //! - Operators only (`Authorization: Bearer <operator credential>`): bundles (list, upload,
-//!   activate), revocations, quarantine, lineage. Outcome reports take the credential of the
+//!   activate), the shadow bundle (`/v1/policy/shadow`), revocations, quarantine, lineage
+//!   (one writ's, and a search of the roots), a verification run on demand. Outcome reports take the credential of the
 //!   workload the writ was issued to, or an operator's.
-//! - The web console at `/`: one self-contained page over these routes.
+//! - The web console at `/console/{view}` (`/` redirects there): pages and scripts embedded
+//!   in the binary that read only these routes (see the `console` module).
 //! - At the edge ([`Limits`]): bodies above the limit are `413`; more requests in flight
 //!   than allowed are refused at once with `503` and `Retry-After` (no unbounded queue);
 //!   a request that outlives the timeout is answered `503`. [`serve`] bounds connections:
@@ -27,12 +30,18 @@ mod admin;
 mod approvals;
 mod auth;
 mod conn;
+pub mod console;
+mod demo;
 mod error;
 mod extract;
 mod feed;
+mod health;
+mod logstream;
 mod metrics;
+mod nodes;
 mod routes;
 mod schema;
+mod shadow;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -54,9 +63,11 @@ use utoipa_axum::routes;
 use writ_core::ReasonCode;
 use writ_engine::Engine;
 
+pub use demo::{DemoRunner, Narrate};
 pub use error::{ApiError, ErrorBody};
 pub use feed::FeedSettings;
 pub use metrics::Metrics;
+pub use nodes::{HEARTBEAT, NodeIdentity};
 /// The revocation feed's signing key: [`AppState::with_feed_signer`].
 pub use writ_engine::FeedSigner;
 /// Where the writ signing keys are kept: `POST /v1/keys/rotate` rotates through it with
@@ -119,11 +130,22 @@ pub struct Shared {
     feed: Option<Arc<FeedSigner>>,
     feed_settings: FeedSettings,
     feed_streams: Arc<tokio::sync::Semaphore>,
+    // The newest signed feed snapshot, shared by the snapshot route and the feed streams.
+    snapshots: Arc<tokio::sync::Mutex<Option<feed::SignedSnapshot>>>,
+    // Streams held by each client address (feed, log).
+    feed_peers: Arc<conn::PeerSlots>,
+    log_peers: Arc<conn::PeerSlots>,
+    // The log streams still allowed open.
+    log_streams: Arc<tokio::sync::Semaphore>,
+    // Runs of the built-in demo scenario.
+    demos: Arc<demo::Demos>,
     // Set when the server stops: long-lived answers (feed streams) end.
     closing: Arc<tokio::sync::watch::Sender<bool>>,
     // The last write probe of `/readyz` and when it ran: at most one synced probe per
     // `PROBE_EVERY`, however often an anonymous caller asks.
     probed: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
+    // Who this node is, for its heartbeat and `GET /v1/nodes`.
+    node: Arc<NodeIdentity>,
 }
 
 /// How long `/readyz` reuses the answer of its last write probe of the log.
@@ -163,9 +185,44 @@ impl AppState {
             feed,
             feed_settings,
             feed_streams: Arc::new(tokio::sync::Semaphore::new(feed_settings.max_streams)),
+            snapshots: Arc::default(),
+            feed_peers: conn::PeerSlots::new(feed_settings.max_streams_per_peer),
+            log_peers: conn::PeerSlots::new(logstream::MAX_STREAMS_PER_PEER),
+            log_streams: Arc::new(tokio::sync::Semaphore::new(logstream::MAX_STREAMS)),
+            demos: Arc::default(),
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
             probed: Arc::default(),
+            node: Arc::default(),
         }))
+    }
+
+    /// Runs `work` on the engine in a task of its own and waits for its answer.
+    ///
+    /// Every handler that records something goes through here. A request's future is
+    /// dropped when its client disconnects or the request timeout fires, and an operation cut
+    /// there can be in the log without being in force: an activation recorded while the old
+    /// bundle still decides, a shadow or key change recorded but not made, or a lock released
+    /// before its entry is applied, so that the next operation (another operator's approval of
+    /// a decision this one rejected) is applied out of log order. Run in a task, the operation
+    /// finishes whoever still waits for it: the client that went away loses only the answer.
+    pub(crate) async fn to_completion<T, Fut>(&self, work: impl FnOnce(Arc<Engine>) -> Fut) -> Result<T, ApiError>
+    where
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        tokio::spawn(work(self.engine.clone())).await.map_err(|e| {
+            ApiError::internal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ReasonCode::Internal,
+                format!("an operation's task failed: {e}"),
+            )
+        })
+    }
+
+    /// This node's id (`GET /v1/health`'s `node`, its heartbeat's; `local` unless
+    /// [`AppState::with_node`] set one).
+    pub fn node_id(&self) -> &str {
+        &self.node.id
     }
 
     /// The same state with this feed key (a data directory's, which enforcement points can
@@ -174,6 +231,7 @@ impl AppState {
     pub fn with_feed_signer(self, signer: Arc<FeedSigner>) -> Self {
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.feed = Some(signer);
+        shared.snapshots = Arc::default();
         AppState(Arc::new(shared))
     }
 
@@ -183,6 +241,7 @@ impl AppState {
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.feed_settings = settings;
         shared.feed_streams = Arc::new(tokio::sync::Semaphore::new(settings.max_streams));
+        shared.feed_peers = conn::PeerSlots::new(settings.max_streams_per_peer);
         AppState(Arc::new(shared))
     }
 
@@ -192,6 +251,30 @@ impl AppState {
     pub fn with_key_store(self, keys: Arc<dyn WritKeyStore>) -> Self {
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.keys = Some(keys);
+        AppState(Arc::new(shared))
+    }
+
+    /// The same state with this node identity (the default is `local`, no address): the
+    /// id and address its heartbeat records and `GET /v1/nodes` shows.
+    #[must_use]
+    pub fn with_node(self, node: NodeIdentity) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.node = Arc::new(node);
+        AppState(Arc::new(shared))
+    }
+
+    /// Records this node's heartbeat in the shared log store now (`serve` does so every
+    /// [`HEARTBEAT`]).
+    pub async fn heartbeat(&self) -> Result<(), String> {
+        nodes::heartbeat(self).await
+    }
+
+    /// The same state with the built-in demo scenario's runner, which makes
+    /// `POST /v1/demo/runs` work; without one that route answers 503.
+    #[must_use]
+    pub fn with_demo(self, runner: Arc<dyn DemoRunner>) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.demos = Arc::new(demo::Demos::with_runner(runner));
         AppState(Arc::new(shared))
     }
 
@@ -233,32 +316,45 @@ impl utoipa::Modify for Security {
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::authorize))
+        .routes(routes!(routes::renew))
         .routes(routes!(routes::verify))
         .routes(routes!(routes::checkpoint))
         .routes(routes!(routes::log_key))
         .routes(routes!(routes::entries))
+        .routes(routes!(logstream::stream))
+        .routes(routes!(routes::stats))
         .routes(routes!(routes::inclusion))
         .routes(routes!(routes::consistency))
         .routes(routes!(routes::receipt))
         .routes(routes!(admin::list_bundles, admin::upload_bundle))
         .routes(routes!(admin::activate_bundle))
+        .routes(routes!(admin::bundle_detail))
         .routes(routes!(admin::list_revocations, admin::revoke))
         .routes(routes!(admin::list_quarantine))
         .routes(routes!(admin::isolate))
         .routes(routes!(admin::release))
         .routes(routes!(admin::lineage))
+        .routes(routes!(admin::lineage_roots))
+        .routes(routes!(nodes::nodes))
         .routes(routes!(admin::report_outcome))
         .routes(routes!(admin::rotate_key))
+        .routes(routes!(shadow::status, shadow::set, shadow::clear))
+        .routes(routes!(shadow::promote))
         .routes(routes!(approvals::list_approvals))
         .routes(routes!(approvals::approval))
         .routes(routes!(approvals::approve))
         .routes(routes!(approvals::reject))
+        .routes(routes!(demo::start))
+        .routes(routes!(demo::get))
+        .routes(routes!(demo::events))
         .routes(routes!(routes::jwks))
         .routes(routes!(feed::preview))
         .routes(routes!(feed::feed_keys))
         .routes(routes!(feed::snapshot))
         .routes(routes!(feed::stream))
         .routes(routes!(routes::healthz))
+        .routes(routes!(health::health))
+        .routes(routes!(health::verify_now))
         .routes(routes!(routes::readyz))
         .routes(routes!(routes::metrics))
 }
@@ -297,7 +393,7 @@ pub fn app(state: AppState) -> Router {
         .timeout(limits.request_timeout);
     router
         .route("/v1/openapi.json", axum::routing::get(openapi_json))
-        .route("/", axum::routing::get(console))
+        .merge(console::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -371,24 +467,6 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-/// The web console: one self-contained page (no external resources, works offline) over
-/// the public and operator routes.
-const CONSOLE: &str = include_str!("../console/index.html");
-
-async fn console() -> Response {
-    (
-        [
-            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                axum::http::header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-            ),
-        ],
-        CONSOLE,
-    )
-        .into_response()
-}
-
 async fn openapi_json(State(s): State<AppState>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], s.openapi.as_str().to_owned()).into_response()
 }
@@ -407,5 +485,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    conn::serve(listener, state, shutdown).await
+    // The heartbeat stops with the server.
+    let beat = tokio::spawn(nodes::beat(state.clone()));
+    let served = conn::serve(listener, state, shutdown).await;
+    beat.abort();
+    served
 }

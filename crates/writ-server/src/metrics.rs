@@ -2,7 +2,8 @@
 //! `prometheus-client` crate: decisions by outcome and reason code, decision and request
 //! latency, verifications, overload refusals, connections (open, the cap, closed by cause,
 //! waits at the cap, accept errors), and (read at scrape time) the log's size, group-commit
-//! batch sizes and the active bundle.
+//! batch sizes, the active bundle, the shadow bundle's evaluations and disagreements, and
+//! the verification loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,6 +285,33 @@ impl Collector for EngineCollector {
             None,
             MetricType::Counter,
         )?)?;
+        ConstCounter::new(self.engine.shadow().evaluated).encode(encoder.encode_descriptor(
+            "writ_shadow_evaluations",
+            "Decisions evaluated under the shadow bundle beside the active one (and recorded), since the server started",
+            None,
+            MetricType::Counter,
+        )?)?;
+        let mut disagreements = encoder.encode_descriptor(
+            "writ_shadow_disagreements",
+            "Decisions whose outcome under the shadow bundle differed from the real one (each recorded on its decision entry), by the active bundle's and the shadow's outcome, since the server started",
+            None,
+            MetricType::Counter,
+        )?;
+        for (active, shadow, n) in self.engine.shadow_disagreements() {
+            let labels: Vec<(&str, &str)> = vec![("active", outcome_label(active)), ("shadow", outcome_label(shadow))];
+            ConstCounter::new(n).encode(disagreements.encode_family(&labels)?)?;
+        }
+        let isolations = self.engine.isolations();
+        let mut family = encoder.encode_descriptor(
+            "writ_isolations",
+            "Identities isolated automatically by an isolation rule of the active bundle, by rule, since the start",
+            None,
+            MetricType::Counter,
+        )?;
+        for (rule, n) in isolations {
+            let labels: Vec<(&str, String)> = vec![("rule", rule)];
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
         let mut info = encoder.encode_descriptor(
             "writ_active_bundle",
             "The active policy bundle (value 1; none when no bundle is active)",
@@ -295,6 +323,71 @@ impl Collector for EngineCollector {
                 vec![("name", name), ("version", version), ("digest", digest.to_string())];
             ConstGauge::new(1i64).encode(info.encode_family(&labels)?)?;
         }
+        self.encode_verification(&mut encoder)
+    }
+}
+
+impl EngineCollector {
+    /// The verification loop's state and runs (`writ_engine::Engine::verify_now`).
+    fn encode_verification(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status = self.engine.verification();
+        let stats = self.engine.verification_stats();
+        let ok = i64::from(status.state != writ_engine::VerificationState::Failed);
+        ConstGauge::new(ok).encode(encoder.encode_descriptor(
+            "writ_verification_ok",
+            "1 unless the last run of the verification loop failed (then every decision is denied)",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let mut runs = encoder.encode_descriptor(
+            "writ_verification_runs",
+            "Runs of the verification loop, by result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in [("ok", stats.runs_ok), ("failed", stats.runs_failed)] {
+            ConstCounter::new(n).encode(runs.encode_family(&[("result", result)])?)?;
+        }
+        let last = i64::try_from(status.last_run.unwrap_or(0)).unwrap_or(i64::MAX);
+        ConstGauge::new(last).encode(encoder.encode_descriptor(
+            "writ_verification_last_run_timestamp_seconds",
+            "When the last run of the verification loop ended (Unix seconds; 0: none yet)",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let mut below = 0;
+        let buckets: Vec<(f64, u64)> = stats
+            .durations
+            .iter()
+            .map(|(upper, cumulative)| {
+                let here = cumulative.saturating_sub(below);
+                below = *cumulative;
+                (*upper, here)
+            })
+            .collect();
+        let mut hist = encoder.encode_descriptor(
+            "writ_verification_duration_seconds",
+            "Duration of each run of the verification loop",
+            None,
+            MetricType::Histogram,
+        )?;
+        hist.encode_histogram::<NoLabelSet>(stats.duration_sum, below, &buckets, None)?;
+        let verified = i64::try_from(status.verified_size).unwrap_or(i64::MAX);
+        ConstGauge::new(verified).encode(encoder.encode_descriptor(
+            "writ_verification_verified_size",
+            "Entries the verification loop has recomputed and found to hash to the stored tree",
+            None,
+            MetricType::Gauge,
+        )?)?;
         Ok(())
+    }
+}
+
+/// An outcome as a label value.
+fn outcome_label(o: writ_engine::Outcome) -> &'static str {
+    match o {
+        writ_engine::Outcome::Allow => "allow",
+        writ_engine::Outcome::Deny => "deny",
+        writ_engine::Outcome::Pending => "pending",
     }
 }

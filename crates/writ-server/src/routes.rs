@@ -1,6 +1,6 @@
 //! The public routes: authorize, verify, the log, receipts, keys, health, readiness and
-//! metrics. None changes state except authorize, which authenticates by the request's own
-//! workload credential inside the pipeline.
+//! metrics. None changes state except authorize and renew, which authenticate by the
+//! request's own workload credential inside the pipeline.
 
 use std::time::Instant;
 
@@ -14,12 +14,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 use writ_core::{ReasonCode, request_digest};
+use writ_engine::Decision;
 use writ_log::{Hash, Receipt};
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ServerFailures};
 use crate::extract::{Body, Limited, Path, Query};
 use crate::schema::{
-    AuthorizeRequestDoc, ConsistencyAnswer, DecisionDoc, EntriesAnswer, InclusionAnswer, VerifyAnswer, VerifyBody,
+    AuthorizeRequestDoc, ConsistencyAnswer, DecisionDoc, EntriesAnswer, InclusionAnswer, RenewRequestDoc, StatsDoc,
+    VerifyAnswer, VerifyBody,
 };
 use crate::{AppState, MAX_ENTRIES, PROBE_EVERY};
 
@@ -40,31 +42,67 @@ fn text(body: String) -> Response {
 #[utoipa::path(post, path = "/v1/authorize", tag = "decisions",
     request_body(content = AuthorizeRequestDoc, content_type = "application/json"),
     responses(
+        ServerFailures,
         (status = 200, description = "The decision", body = DecisionDoc),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "Overloaded or timed out", body = ErrorBody),
     ))]
 pub(crate) async fn authorize(State(s): State<AppState>, Limited(body): Body) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let mut decision = s.engine.authorize(&body).await;
+    let decision = s.to_completion(|e| async move { e.authorize(&body).await }).await?;
     s.metrics.decision(&decision, start.elapsed());
+    Ok(Json(answered(decision)).into_response())
+}
+
+/// A decision as the caller sees it. The control plane's own failure (the log store, a
+/// key, a panicked stage) is not told: the engine logged its cause under the decision id.
+/// A failed self-verification is told (it names the failed check, which `GET /v1/health`
+/// publishes anyway).
+fn answered(mut decision: Decision) -> Decision {
     if decision.log_index.is_none()
         && matches!(decision.reason(), Some(ReasonCode::Internal | ReasonCode::LogUnavailable))
+        && !decision.detail.starts_with(writ_engine::SELF_VERIFICATION_FAILED)
     {
-        // The control plane's own failure (the log store, a key, a panicked stage): the
-        // engine logged its cause under the decision id; the caller is not told it.
         decision.detail = UNRECORDED.to_owned();
     }
-    Ok(Json(decision).into_response())
+    decision
+}
+
+/// Renew a writ before it expires.
+///
+/// A new decision under the bundle active now, from the request the writ's decision
+/// recorded, for the writ's own principal (its workload credential in `credentials`),
+/// recorded with `renews: <jti>`. On allow a new writ: new `jti`, same `req`, `par` and
+/// `root`. A refused renewal is a deny (`200`, `outcome: deny`): `writ.bad_signature`,
+/// `writ.expired` (no grace after `exp`), `writ.revoked` (it or a writ above it, or no
+/// writ of that id was issued), `writ.replayed` (already renewed), `writ.binding_mismatch`
+/// (another principal's writ), `quarantined`, `policy.denied`, or any reason an
+/// authorization gives.
+#[utoipa::path(post, path = "/v1/renew", tag = "decisions",
+    request_body(content = RenewRequestDoc, content_type = "application/json"),
+    responses(
+        ServerFailures,
+        (status = 200, description = "The renewal decision", body = DecisionDoc),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Overloaded or timed out", body = ErrorBody),
+    ))]
+pub(crate) async fn renew(State(s): State<AppState>, Limited(body): Body) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let decision = s.to_completion(|e| async move { e.renew(&body).await }).await?;
+    s.metrics.decision(&decision, start.elapsed());
+    Ok(Json(answered(decision)).into_response())
 }
 
 /// Check a writ against the call about to run.
 ///
 /// Signature, time window, audience, binding to the call (`req` digest), revocation and
-/// single use at this control plane.
+/// single use at this control plane. A refusal that an isolation rule of the active bundle
+/// counts (a writ of a proven principal refused with a code a `presented` rule lists) is
+/// recorded in the log and isolates that principal.
 #[utoipa::path(post, path = "/v1/verify", tag = "decisions",
     request_body(content = VerifyBody, content_type = "application/json"),
     responses(
+        ServerFailures,
         (status = 200, description = "Whether the writ authorizes the call", body = VerifyAnswer),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -76,7 +114,8 @@ pub(crate) async fn verify(State(s): State<AppState>, Limited(body): Body) -> Re
     }
     let digest = request_digest(&v.request.action, &v.request.resource, &v.request.arguments)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(match s.engine.verify(&v.writ, &digest) {
+    let writ = v.writ;
+    Ok(match s.to_completion(|e| async move { e.verify_presented(&writ, &digest).await }).await? {
         Ok(w) => {
             s.metrics.verification(true, "");
             Json(json!({ "ok": true, "claims": w.claims })).into_response()
@@ -91,6 +130,7 @@ pub(crate) async fn verify(State(s): State<AppState>, Limited(body): Body) -> Re
 /// The newest signed checkpoint (C2SP tlog-checkpoint signed note).
 #[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log",
     responses(
+        ServerFailures,
         (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
         (status = 503, description = "No checkpoint yet", body = ErrorBody),
     ))]
@@ -101,7 +141,7 @@ pub(crate) async fn checkpoint(State(s): State<AppState>) -> Result<Response, Ap
 
 /// The log's verifier key (C2SP signed-note vkey).
 #[utoipa::path(get, path = "/v1/log/key", tag = "log",
-    responses((status = 200, description = "The vkey", body = String, content_type = "text/plain")))]
+    responses(ServerFailures, (status = 200, description = "The vkey", body = String, content_type = "text/plain")))]
 pub(crate) async fn log_key(State(s): State<AppState>) -> Response {
     text(format!("{}\n", s.engine.log().verifier().to_vkey()))
 }
@@ -119,6 +159,7 @@ pub(crate) struct Range {
 /// Entries in `[start, end)`.
 #[utoipa::path(get, path = "/v1/log/entries", tag = "log", params(Range),
     responses(
+        ServerFailures,
         (status = 200, description = "The entries", body = EntriesAnswer),
         (status = 400, description = "Bad range", body = ErrorBody),
     ))]
@@ -153,6 +194,7 @@ pub(crate) struct InclusionQuery {
 /// Inclusion proof of entry `index` in the tree of `size`.
 #[utoipa::path(get, path = "/v1/log/proof/inclusion", tag = "log", params(InclusionQuery),
     responses(
+        ServerFailures,
         (status = 200, description = "The proof", body = InclusionAnswer),
         (status = 400, description = "Out of range", body = ErrorBody),
     ))]
@@ -186,6 +228,7 @@ pub(crate) struct ConsistencyQuery {
 /// Consistency proof between two tree sizes.
 #[utoipa::path(get, path = "/v1/log/proof/consistency", tag = "log", params(ConsistencyQuery),
     responses(
+        ServerFailures,
         (status = 200, description = "The proof", body = ConsistencyAnswer),
         (status = 400, description = "Out of range", body = ErrorBody),
     ))]
@@ -207,6 +250,7 @@ pub(crate) async fn consistency(
 #[utoipa::path(get, path = "/v1/log/receipt/{index}", tag = "log",
     params(("index" = u64, Path, description = "Entry index")),
     responses(
+        ServerFailures,
         (status = 200, description = "The receipt", body = String, content_type = "text/plain"),
         (status = 400, description = "Not an index", body = ErrorBody),
         (status = 404, description = "No such entry", body = ErrorBody),
@@ -227,43 +271,75 @@ pub(crate) async fn receipt(State(s): State<AppState>, Path(index): Path<u64>) -
     Ok(text(receipt.to_text()))
 }
 
+/// Decision totals since the log's first entry: allow, deny and pending, by primary reason
+/// code, approvals, anonymous attempts counted in summaries, and entries by kind. Kept by
+/// the engine as each entry is applied (rebuilt from the log when it opens), so the totals
+/// are of the whole log, not of a window; `size` is the log size they are of.
+#[utoipa::path(get, path = "/v1/stats", tag = "log",
+    responses(ServerFailures, (status = 200, description = "The totals", body = StatsDoc)))]
+pub(crate) async fn stats(State(s): State<AppState>) -> Result<Response, ApiError> {
+    s.engine.state_readable()?;
+    Ok(Json(s.engine.stats()).into_response())
+}
+
 /// The writ signing keys (JWKS).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "service",
-    responses((status = 200, description = "The JWKS", body = Object)))]
+    responses(ServerFailures, (status = 200, description = "The JWKS", body = Object)))]
 pub(crate) async fn jwks(State(s): State<AppState>) -> Response {
     Json(s.engine.jwks()).into_response()
 }
 
 /// Liveness.
 #[utoipa::path(get, path = "/healthz", tag = "service",
-    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
+    responses(ServerFailures, (status = 200, description = "Alive", body = String, content_type = "text/plain")))]
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: a bundle is active and the log takes writes (a write probe of the store,
-/// reused for a second).
+/// Whether the log takes writes. Asked, not assumed: a synced write probe, at most once per
+/// [`PROBE_EVERY`] however often anonymous callers ask (concurrent callers wait for the one
+/// in progress). `/readyz` and `GET /v1/health` both answer from it.
+pub(crate) async fn log_writable(s: &AppState) -> bool {
+    let mut probed = s.probed.lock().await;
+    match *probed {
+        Some((at, ok)) if at.elapsed() < PROBE_EVERY => ok,
+        _ => {
+            let ok = s.engine.log().probe_writes().await.is_ok();
+            *probed = Some((Instant::now(), ok));
+            ok
+        }
+    }
+}
+
+/// Readiness: the node's verification loop has not failed, a bundle is active and the log
+/// takes writes (a write probe of the store, reused for a second).
 #[utoipa::path(get, path = "/readyz", tag = "service",
     responses(
+        ServerFailures,
         (status = 200, description = "Ready", body = Object),
         (status = 503, description = "Not ready", body = Object),
     ))]
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
+    let verification = s.engine.verification();
+    if verification.state == writ_engine::VerificationState::Failed {
+        let first = verification.problems.first();
+        let reason = first.map_or(ReasonCode::Internal, writ_engine::VerificationProblem::reason);
+        let why =
+            first.map_or_else(|| "the last run failed".to_owned(), |p| format!("{} check: {}", p.check, p.detail));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "ready": false,
+                "error": reason,
+                "message": format!("the node's self-verification failed ({why}): every decision is denied until a later run passes"),
+                "verification": verification,
+            })),
+        )
+            .into_response();
+    }
     let bundle = s.engine.active_bundle();
     let log = s.engine.log();
-    // The log is asked, not assumed: a synced write probe, at most once per PROBE_EVERY
-    // (concurrent callers wait for the one in progress).
-    let writable = {
-        let mut probed = s.probed.lock().await;
-        match *probed {
-            Some((at, ok)) if at.elapsed() < PROBE_EVERY => ok,
-            _ => {
-                let ok = log.probe_writes().await.is_ok();
-                *probed = Some((Instant::now(), ok));
-                ok
-            }
-        }
-    };
+    let writable = log_writable(&s).await;
     match (bundle, writable) {
         (Some((name, version, digest)), true) => Json(json!({
             "ready": true,
@@ -290,7 +366,7 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
 
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "service",
-    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+    responses(ServerFailures, (status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let body = s
         .metrics

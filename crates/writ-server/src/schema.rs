@@ -55,6 +55,22 @@ pub struct AuthorizeRequestDoc {
     pub audience: Option<String>,
 }
 
+/// A renewal request (`POST /v1/renew`): the writ to renew and the caller's credentials,
+/// as in an authorization request. The renewal decides the writ's own recorded request again.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequestDoc {
+    /// The writ to renew (JWS compact): unexpired, the caller's own, not renewed before.
+    pub writ: String,
+    /// Credentials: the workload credential of the writ's `sub`, and whatever else the
+    /// action needs (delegation, vouching credentials).
+    pub credentials: Option<CredentialsDoc>,
+    /// Signed runtime attestation (JWT), for an action whose bundle requires one.
+    pub attestation: Option<String>,
+    /// Caller's id, echoed in the decision.
+    pub request_id: Option<String>,
+}
+
 /// A decision.
 #[derive(Serialize, ToSchema)]
 pub struct DecisionDoc {
@@ -222,6 +238,9 @@ pub enum ExecStatusDoc {
     Failed,
     /// It did not run.
     NotRun,
+    /// It ran until its authority ended (a renewal of its writ refused, or the writ expired
+    /// unrenewed), and the enforcement point stopped it.
+    Stopped,
 }
 
 /// `POST /v1/outcomes`.
@@ -275,8 +294,100 @@ pub struct BundleSummaryDoc {
     pub first_seen: u64,
     /// Last activation.
     pub last_activated: Option<u64>,
+    /// Who activated it last (absent: the local CLI, or never activated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_activated_by: Option<String>,
     /// Active now.
     pub active: bool,
+}
+
+/// One activation of a bundle.
+#[derive(Serialize, ToSchema)]
+pub struct ActivationDoc {
+    /// When (Unix seconds).
+    pub time: u64,
+    /// Who (operator SPIFFE ID; absent for the local CLI).
+    pub operator: Option<String>,
+    /// Empty: an activation records no reason.
+    pub reason: String,
+    /// The activation's log entry.
+    pub log_index: u64,
+}
+
+/// A bundle's files as text.
+#[derive(Serialize, ToSchema)]
+pub struct BundlePartsDoc {
+    /// manifest.json.
+    pub manifest: String,
+    /// policies.cedar.
+    pub policies: String,
+    /// schema.cedarschema.
+    pub schema: String,
+    /// entities.json.
+    pub entities: Option<String>,
+    /// tests.json.
+    pub tests: Option<String>,
+}
+
+/// A bundle the log holds, with its text and its newest activations.
+#[derive(Serialize, ToSchema)]
+pub struct BundleDetailDoc {
+    /// What `GET /v1/bundles` says of it.
+    #[serde(flatten)]
+    pub summary: BundleSummaryDoc,
+    /// Its newest activations (at most 50), oldest first.
+    pub activations: Vec<ActivationDoc>,
+    /// Its files.
+    pub parts: BundlePartsDoc,
+}
+
+/// Decision totals since the log's first entry.
+#[derive(Serialize, ToSchema)]
+pub struct StatsDoc {
+    /// Entries these totals are of (the log size when they were taken).
+    pub size: u64,
+    /// Decisions recorded one by one.
+    pub decisions: u64,
+    /// Allowed when decided.
+    pub allow: u64,
+    /// Denied.
+    pub deny: u64,
+    /// Sent to an operator for approval.
+    pub pending: u64,
+    /// Pending decisions an operator approved.
+    pub approved: u64,
+    /// Pending decisions an operator rejected.
+    pub rejected: u64,
+    /// Denied requests without a verified identity counted in `anonymous_attempts`
+    /// summaries instead of recorded one by one.
+    pub anonymous_denied: u64,
+    /// Counts by outcome (`allow`, `deny`, `pending`), then primary reason code (`""`
+    /// when none).
+    #[schema(value_type = Object)]
+    pub by_reason: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Entries by kind.
+    #[schema(value_type = Object)]
+    pub entries: std::collections::BTreeMap<String, u64>,
+}
+
+/// A run of the built-in demo scenario.
+#[derive(Serialize, ToSchema)]
+pub struct DemoRunDoc {
+    /// Run id.
+    pub id: String,
+    /// `running`, `succeeded` (every step went as expected), `failed` (a step did not) or
+    /// `error` (the run stopped: its last event says why).
+    pub status: String,
+    /// When it started (Unix seconds).
+    pub started: u64,
+    /// When it ended.
+    pub finished: Option<u64>,
+    /// The operator who started it.
+    pub operator: String,
+    /// Its narration so far: `section`, `step`, `note` and a final `summary` event, each
+    /// with its sequence number `seq`.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<Value>,
 }
 
 /// An inclusion proof.
@@ -383,4 +494,30 @@ pub struct FeedSnapshotAnswer {
     /// "snapshot", size, iat, bundle, changed_at, revoked: [{jti, exp}], quarantined: [SPIFFE
     /// ID], isolated_lineage: [{jti, exp}]}`.
     pub snapshot: String,
+}
+
+/// A lineage root found by `GET /v1/lineage` (mirrors `writ_engine::LineageRoot`).
+#[derive(Serialize, ToSchema)]
+pub struct LineageRootDoc {
+    /// The root decision id.
+    pub root: String,
+    /// Its principal.
+    pub subject: String,
+    /// Its action.
+    pub action: String,
+    /// Its outcome: allow, deny or pending.
+    pub outcome: String,
+    /// Its decision time (Unix seconds).
+    pub time: u64,
+    /// Its log index.
+    pub log_index: u64,
+    /// How many decisions under it the search selected.
+    pub matched: u64,
+}
+
+/// The answer of `GET /v1/lineage`.
+#[derive(Serialize, ToSchema)]
+pub struct LineageRootsAnswer {
+    /// The roots, newest first.
+    pub roots: Vec<LineageRootDoc>,
 }

@@ -94,7 +94,10 @@ fn fixture() -> Fixture {
     );
     let doc = format!("{input}.{}", B64URL.encode(fk.sign(input.as_bytes()).to_bytes()));
     let mut feed = FeedView::new(DEFAULT_MAX_STALENESS);
-    feed.apply(FeedVerifier::new("writ", KeySet::from_value(&feed_keys, KeyUse::Feed).unwrap()).verify(&doc).unwrap());
+    feed.apply(
+        FeedVerifier::new("writ", KeySet::from_value(&feed_keys, KeyUse::Feed).unwrap()).verify(&doc).unwrap(),
+        NOW,
+    );
     Fixture { writs, bare, key: sk.verifying_key(), jwks, digest, feed }
 }
 

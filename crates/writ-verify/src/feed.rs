@@ -9,11 +9,16 @@
 //! bundle.
 //!
 //! The view's rules (the issue 15 design contract):
-//! - its age is now minus the `iat` of the newest verified document; older than the
-//!   maximum staleness (default 30 s), every writ is refused `writ.revoked` ("revocation
-//!   cannot be ruled out"), and so is every writ before the first snapshot;
+//! - its age is now minus the `iat` of the newest verified document (an `iat` ahead of the
+//!   point's clock counts as now); older than the maximum staleness (default 30 s), every
+//!   writ is refused `writ.revoked` ("revocation cannot be ruled out"), and so is every writ
+//!   before the first snapshot;
 //! - a snapshot below the size of the snapshot in force is ignored (no rollback), and a
 //!   heartbeat below it does not refresh the view's age;
+//! - a heartbeat names the newest change (`changed_at`); one at or above the size of the
+//!   snapshot in force says the view is missing a change, and refreshes nothing
+//!   ([`Applied::Behind`]): an old snapshot replayed to the point, or snapshot events dropped
+//!   on the way while the heartbeats pass, cannot keep a view from before a revocation fresh;
 //! - checks: `jti` (or its parent or root) revoked → `writ.revoked`; `sub` isolated or `jti`
 //!   in an isolated lineage → `quarantined`.
 
@@ -67,6 +72,9 @@ pub struct FeedDocument {
     pub size: u64,
     /// When it was made (Unix seconds).
     pub iat: u64,
+    /// Log index of the newest feed-relevant entry (a revocation, quarantine change or
+    /// activation) when it was made.
+    pub changed_at: Option<u64>,
     /// The snapshot, or `None` for a heartbeat.
     pub snapshot: Option<Snapshot>,
 }
@@ -135,15 +143,23 @@ impl FeedVerifier {
         if p.iss != self.issuer {
             return Err(Error::feed("a document of another control plane"));
         }
-        let snapshot = match (p.kind.as_str(), p.bundle, p.revoked, p.quarantined, p.isolated_lineage, p.changed_at) {
-            ("heartbeat", None, None, None, None, None) => None,
-            ("snapshot", Some(bundle), Some(revoked), Some(quarantined), Some(isolated_lineage), Some(changed_at)) => {
-                Some(Snapshot { bundle, revoked, quarantined, isolated_lineage, changed_at })
-            }
-            ("heartbeat" | "snapshot", ..) => return Err(Error::feed(format!("a {} with the wrong members", p.kind))),
-            (other, ..) => return Err(Error::feed(format!("unknown kind {other:?}"))),
-        };
-        Ok(FeedDocument { iss: p.iss, size: p.size, iat: p.iat, snapshot })
+        let (snapshot, changed_at) =
+            match (p.kind.as_str(), p.bundle, p.revoked, p.quarantined, p.isolated_lineage, p.changed_at) {
+                ("heartbeat", None, None, None, None, Some(changed_at)) => (None, changed_at),
+                (
+                    "snapshot",
+                    Some(bundle),
+                    Some(revoked),
+                    Some(quarantined),
+                    Some(isolated_lineage),
+                    Some(changed_at),
+                ) => (Some(Snapshot { bundle, revoked, quarantined, isolated_lineage, changed_at }), changed_at),
+                ("heartbeat" | "snapshot", ..) => {
+                    return Err(Error::feed(format!("a {} with the wrong members", p.kind)));
+                }
+                (other, ..) => return Err(Error::feed(format!("unknown kind {other:?}"))),
+            };
+        Ok(FeedDocument { iss: p.iss, size: p.size, iat: p.iat, changed_at, snapshot })
     }
 }
 
@@ -157,6 +173,9 @@ pub enum Applied {
     },
     /// A heartbeat refreshed the view's age.
     Heartbeat,
+    /// A heartbeat naming a change the snapshot in force does not hold: nothing refreshed;
+    /// a snapshot is due (the subscriber reconnects for one if it does not come).
+    Behind,
     /// Older than the view: ignored.
     Ignored,
 }
@@ -198,9 +217,12 @@ impl FeedView {
         }
     }
 
-    /// Applies a verified document.
-    pub fn apply(&mut self, doc: FeedDocument) -> Applied {
+    /// Applies a verified document at `now` (the point's clock: a document made later than
+    /// that counts as made now, so that a control plane's clock ahead of the point's does not
+    /// stretch the view's freshness).
+    pub fn apply(&mut self, doc: FeedDocument, now: u64) -> Applied {
         let floor = self.snapshot_size;
+        let made = doc.iat.min(now);
         match doc.snapshot {
             Some(s) => {
                 if floor.is_some_and(|f| doc.size < f) {
@@ -209,7 +231,7 @@ impl FeedView {
                 let bundle_changed = floor.is_none() || s.bundle != self.bundle;
                 self.snapshot_size = Some(doc.size);
                 self.size = self.size.max(doc.size);
-                self.fresh_at = self.fresh_at.max(doc.iat);
+                self.fresh_at = self.fresh_at.max(made);
                 self.bundle = s.bundle;
                 self.revoked = s.revoked.into_iter().map(|e| (e.jti, e.exp)).collect();
                 self.quarantined = s.quarantined.into_iter().collect();
@@ -217,9 +239,11 @@ impl FeedView {
                 Applied::Snapshot { bundle_changed }
             }
             None => match floor {
+                // The snapshot in force holds every change below its size.
+                Some(f) if doc.size >= f && doc.changed_at.is_some_and(|c| c >= f) => Applied::Behind,
                 Some(f) if doc.size >= f => {
                     self.size = self.size.max(doc.size);
-                    self.fresh_at = self.fresh_at.max(doc.iat);
+                    self.fresh_at = self.fresh_at.max(made);
                     Applied::Heartbeat
                 }
                 _ => Applied::Ignored,
@@ -314,11 +338,12 @@ impl SharedFeed {
         }
     }
 
-    /// Applies a verified document; a snapshot naming another bundle notifies the watchers.
-    pub fn apply(&self, doc: FeedDocument) -> Result<Applied, Error> {
+    /// Applies a verified document at `now` ([`FeedView::apply`]); a snapshot naming another
+    /// bundle notifies the watchers.
+    pub fn apply(&self, doc: FeedDocument, now: u64) -> Result<Applied, Error> {
         let (applied, bundle) = {
             let mut view = self.view.write().map_err(|_| Error::Poisoned("feed view"))?;
-            let applied = view.apply(doc);
+            let applied = view.apply(doc, now);
             (applied, view.bundle().map(str::to_owned))
         };
         if let Applied::Snapshot { bundle_changed: true } = applied {

@@ -133,10 +133,17 @@ impl KeyCache {
     }
 
     /// Refreshes the set if it is older than its maximum age (within the bound); on a
-    /// failure the cached set stays. Returns the set to use.
+    /// failure the cached set stays. Returns the set to use. While another refresh is under
+    /// way the cached set is returned at once: a slow or silent control plane held every
+    /// verification behind the one fetch for up to its timeout (found in review).
     pub async fn refresh_if_stale(&self, now: u64) -> Arc<KeySet> {
-        if self.is_stale(now) {
-            let _ = self.refresh_unless(now, |_| !self.is_stale(now)).await;
+        if !self.is_stale(now) {
+            return self.current();
+        }
+        let Ok(mut flight) = self.flight.try_lock() else { return self.current() };
+        let due = flight.last_fetch.is_none_or(|last| now.saturating_sub(last) >= self.min_interval);
+        if self.is_stale(now) && due {
+            let _ = self.fetch_locked(&mut flight, now).await;
         }
         self.current()
     }

@@ -19,10 +19,14 @@ use hyper::StatusCode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{ControlPlane, Error, FeedVerifier, KeyCache, KeyUse, SharedFeed, StaticSource};
+use crate::{Applied, ControlPlane, Error, FeedVerifier, KeyCache, KeyUse, SharedFeed, StaticSource};
 
 /// The longest line of the event stream accepted.
 const MAX_LINE: usize = crate::MAX_FEED_DOCUMENT_LEN + 64;
+
+/// Heartbeats in a row naming a change the view lacks before the stream is resumed for its
+/// snapshot (heartbeats come every second).
+const MAX_BEHIND: u32 = 3;
 
 /// How the subscriber behaves.
 #[derive(Clone, Debug)]
@@ -163,7 +167,7 @@ async fn session(
     }
     if feed.snapshot_size().is_none() {
         let doc = verify(keys, &config.issuer, &cp.snapshot().await?).await?;
-        feed.apply(doc)?;
+        feed.apply(doc, unix_now())?;
         *progressed = true;
     }
     // Resume from the snapshot in force, not from a heartbeat's size: a change recorded just
@@ -172,11 +176,21 @@ async fn session(
     let response = cp.open("/v1/feed/stream", &[("accept", "text/event-stream"), ("last-event-id", &from)]).await?;
     let fail = |why: String| Error::Fetch { what: "/v1/feed/stream".into(), why };
     if response.status() != StatusCode::OK {
-        return Err(fail(format!("status {}", response.status())));
+        // The stream is refused (every slot taken, perhaps by clients that hold them on
+        // purpose): the view is kept fresh from the snapshot route, which holds no slot,
+        // each time the stream is retried (at most `backoff_max` apart, well inside the
+        // staleness bound), so that a full stream route never makes this point refuse
+        // every writ as stale.
+        let refused = fail(format!("status {}", response.status()));
+        let doc = verify(keys, &config.issuer, &cp.snapshot().await?).await?;
+        feed.apply(doc, unix_now())?;
+        return Err(refused);
     }
     status.send_replace(FeedStatus::Connected);
     let mut body = response.into_body();
     let mut parser = SseParser::default();
+    // Heartbeats in a row that name a change the view's snapshot lacks.
+    let mut behind = 0_u32;
     loop {
         let frame = match tokio::time::timeout(config.idle_timeout, body.frame()).await {
             Err(_) => return Err(fail(format!("no event for {:?}", config.idle_timeout))),
@@ -189,7 +203,18 @@ async fn session(
                 continue;
             }
             let doc = verify(keys, &config.issuer, &event.data).await?;
-            feed.apply(doc)?;
+            if feed.apply(doc, unix_now())? == Applied::Behind {
+                // A change's snapshot may trail its first heartbeat by a moment; one that
+                // never comes (lost, or held back on the way) is asked for again by
+                // resuming, which sends the snapshot the view lacks. Meanwhile the view
+                // ages: fail closed.
+                behind += 1;
+                if behind >= MAX_BEHIND {
+                    return Err(fail(format!("{behind} heartbeats named a change whose snapshot never came")));
+                }
+                continue;
+            }
+            behind = 0;
             *progressed = true;
         }
     }
@@ -226,7 +251,7 @@ impl SseParser {
                     line.pop();
                 }
                 let line = String::from_utf8(line).map_err(|_| "an event stream line that is not UTF-8".to_owned())?;
-                if let Some(e) = self.line_done(&line) {
+                if let Some(e) = self.line_done(&line)? {
                     out.push(e);
                 }
             } else {
@@ -239,21 +264,26 @@ impl SseParser {
         Ok(out)
     }
 
-    fn line_done(&mut self, line: &str) -> Option<SseEvent> {
+    fn line_done(&mut self, line: &str) -> Result<Option<SseEvent>, String> {
         if line.is_empty() {
-            let data = self.data.take()?;
+            let Some(data) = self.data.take() else { return Ok(None) };
             let event = std::mem::take(&mut self.event);
             let event = if event.is_empty() { "message".to_owned() } else { event };
-            return Some(SseEvent { event, id: self.id.clone(), data });
+            return Ok(Some(SseEvent { event, id: self.id.clone(), data }));
         }
         if line.starts_with(':') {
-            return None;
+            return Ok(None);
         }
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
             "event" => value.clone_into(&mut self.event),
             "data" => match &mut self.data {
+                // Each line is bounded, and so is the event they make: `data:` lines with no
+                // blank line between them grew one event without end.
+                Some(d) if d.len().saturating_add(value.len()) >= MAX_LINE => {
+                    return Err("an event stream event too long".into());
+                }
                 Some(d) => {
                     d.push('\n');
                     d.push_str(value);
@@ -263,6 +293,6 @@ impl SseParser {
             "id" if !value.contains('\0') => self.id = Some(value.to_owned()),
             _ => {}
         }
-        None
+        Ok(None)
     }
 }

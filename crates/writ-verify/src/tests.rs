@@ -109,9 +109,17 @@ fn snapshot(size: u64, iat: u64, revoked: &[&str], quarantined: &[&str], isolate
         "changed_at": size.checked_sub(1)}))
 }
 
+/// A heartbeat made when no change was ever recorded (`changed_at` null).
 fn heartbeat(size: u64, iat: u64) -> String {
-    feed_doc(&json!({"iss": ISS, "kind": "heartbeat", "size": size, "iat": iat}))
+    heartbeat_after(size, iat, None)
 }
+
+fn heartbeat_after(size: u64, iat: u64, changed_at: Option<u64>) -> String {
+    feed_doc(&json!({"iss": ISS, "kind": "heartbeat", "size": size, "iat": iat, "changed_at": changed_at}))
+}
+
+/// When the enforcement point applies the documents of these tests: after every `iat` they use.
+const AT: u64 = NOW + 100;
 
 fn feed_verifier() -> FeedVerifier {
     FeedVerifier::new(ISS, KeySet::from_value(&feed_jwks(&[9]), KeyUse::Feed).unwrap())
@@ -119,7 +127,7 @@ fn feed_verifier() -> FeedVerifier {
 
 fn fresh_feed(revoked: &[&str], quarantined: &[&str], isolated: &[&str]) -> FeedView {
     let mut view = FeedView::default();
-    view.apply(feed_verifier().verify(&snapshot(10, NOW, revoked, quarantined, isolated)).unwrap());
+    view.apply(feed_verifier().verify(&snapshot(10, NOW, revoked, quarantined, isolated)).unwrap(), AT);
     view
 }
 
@@ -228,14 +236,14 @@ fn a_stale_or_missing_feed_denies() {
     assert!(r.detail.contains("31 s old"), "{}", r.detail);
     // A heartbeat refreshes it; one older than the snapshot does not.
     let mut view = view;
-    assert_eq!(view.apply(feed_verifier().verify(&heartbeat(9, NOW + 20)).unwrap()), Applied::Ignored);
+    assert_eq!(view.apply(feed_verifier().verify(&heartbeat(9, NOW + 20)).unwrap(), AT), Applied::Ignored);
     assert!(view.check(&claims("w-1"), NOW + 31).is_err());
-    assert_eq!(view.apply(feed_verifier().verify(&heartbeat(12, NOW + 20)).unwrap()), Applied::Heartbeat);
+    assert_eq!(view.apply(feed_verifier().verify(&heartbeat(12, NOW + 20)).unwrap(), AT), Applied::Heartbeat);
     assert!(view.check(&claims("w-1"), NOW + 50).is_ok());
     assert_eq!(view.size(), 12);
     // A custom maximum staleness.
     let mut strict = FeedView::new(5);
-    strict.apply(feed_verifier().verify(&snapshot(1, NOW, &[], &[], &[])).unwrap());
+    strict.apply(feed_verifier().verify(&snapshot(1, NOW, &[], &[], &[])).unwrap(), AT);
     assert!(strict.check(&claims("w-1"), NOW + 6).is_err());
 }
 
@@ -244,14 +252,56 @@ fn a_lower_snapshot_is_ignored() {
     let mut view = fresh_feed(&["w-1"], &[], &[]);
     let f = feed_verifier();
     // An older snapshot (size 5) without the revocation cannot roll the view back.
-    assert_eq!(view.apply(f.verify(&snapshot(5, NOW + 1, &[], &[], &[])).unwrap()), Applied::Ignored);
+    assert_eq!(view.apply(f.verify(&snapshot(5, NOW + 1, &[], &[], &[])).unwrap(), AT), Applied::Ignored);
     assert_eq!(view.check(&claims("w-1"), NOW).unwrap_err().reason, ReasonCode::WritRevoked);
     // A newer one replaces it (a released quarantine, here none).
     assert_eq!(
-        view.apply(f.verify(&snapshot(11, NOW + 1, &[], &[], &[])).unwrap()),
+        view.apply(f.verify(&snapshot(11, NOW + 1, &[], &[], &[])).unwrap(), AT),
         Applied::Snapshot { bundle_changed: false }
     );
     assert!(view.check(&claims("w-1"), NOW).is_ok());
+}
+
+/// Found in review: a heartbeat vouched for any view at or above its size, so an old
+/// snapshot replayed to the point (or the stream's snapshot events dropped on the way) with
+/// the genuine heartbeats passed through kept a view from before a revocation fresh for
+/// good. A heartbeat names the newest change; a view whose snapshot lacks it is behind, and
+/// ages until the snapshot comes.
+#[test]
+fn a_heartbeat_does_not_vouch_for_a_view_missing_a_change() {
+    let f = feed_verifier();
+    // The point holds the snapshot of size 10 (changes below 10); a revocation was then
+    // recorded at index 10, and its snapshot (size 11) never reached the point.
+    let mut view = fresh_feed(&[], &[], &[]);
+    assert_eq!(view.apply(f.verify(&heartbeat_after(11, NOW + 20, Some(10))).unwrap(), AT), Applied::Behind);
+    assert_eq!(view.apply(f.verify(&heartbeat_after(40, NOW + 25, Some(10))).unwrap(), AT), Applied::Behind);
+    let r = view.check(&claims("w-1"), NOW + 31).unwrap_err();
+    assert_eq!(r.reason, ReasonCode::WritRevoked, "the view aged: fail closed");
+    // Heartbeats of changes the snapshot holds refresh it.
+    assert_eq!(view.apply(f.verify(&heartbeat_after(12, NOW + 30, Some(9))).unwrap(), AT), Applied::Heartbeat);
+    assert!(view.check(&claims("w-1"), NOW + 31).is_ok());
+    // The snapshot that was missing brings the view up to date; its heartbeats count again.
+    assert!(matches!(
+        view.apply(f.verify(&snapshot(11, NOW + 32, &["w-1"], &[], &[])).unwrap(), AT),
+        Applied::Snapshot { .. }
+    ));
+    assert_eq!(view.apply(f.verify(&heartbeat_after(12, NOW + 40, Some(10))).unwrap(), AT), Applied::Heartbeat);
+    assert_eq!(view.check(&claims("w-1"), NOW + 41).unwrap_err().reason, ReasonCode::WritRevoked);
+}
+
+/// Found in review: a document dated after the point's clock (a control plane whose clock is
+/// ahead) counted as that fresh, so the view stayed fresh for the difference after the feed
+/// went silent. It counts as made when it was applied.
+#[test]
+fn a_document_from_the_future_counts_as_made_now() {
+    let f = feed_verifier();
+    let mut view = FeedView::new(30);
+    view.apply(f.verify(&snapshot(10, NOW + 3_600, &[], &[], &[])).unwrap(), NOW);
+    assert!(view.check(&claims("w-1"), NOW + 30).is_ok());
+    assert_eq!(view.check(&claims("w-1"), NOW + 31).unwrap_err().reason, ReasonCode::WritRevoked);
+    assert_eq!(view.apply(f.verify(&heartbeat(10, NOW + 7_200)).unwrap(), NOW + 40), Applied::Heartbeat);
+    assert!(view.check(&claims("w-1"), NOW + 70).is_ok());
+    assert!(view.check(&claims("w-1"), NOW + 71).is_err());
 }
 
 #[test]
@@ -261,7 +311,7 @@ fn feed_documents_are_strict() {
     let doc = f.verify(&ok).unwrap();
     assert_eq!(doc.size, 3);
     assert_eq!(doc.snapshot.unwrap().revoked, vec![Expiring { jti: "w-1".into(), exp: NOW + 600 }]);
-    let payload = json!({"iss": ISS, "kind": "heartbeat", "size": 1, "iat": NOW});
+    let payload = json!({"iss": ISS, "kind": "heartbeat", "size": 1, "iat": NOW, "changed_at": null});
     let bad = [
         // A writ key cannot sign a feed document (and the header says what it is).
         (
@@ -269,20 +319,28 @@ fn feed_documents_are_strict() {
             sign_raw(1, &json!({"alg": "EdDSA", "typ": FEED_TYP, "kid": kid(1)}), payload.to_string().as_bytes()),
         ),
         ("typ JWT", sign_raw(9, &json!({"alg": "EdDSA", "typ": "JWT", "kid": kid(9)}), payload.to_string().as_bytes())),
-        ("another issuer", feed_doc(&json!({"iss": "other", "kind": "heartbeat", "size": 1, "iat": NOW}))),
+        (
+            "another issuer",
+            feed_doc(&json!({"iss": "other", "kind": "heartbeat", "size": 1, "iat": NOW, "changed_at": 0})),
+        ),
+        // A heartbeat must say which change it vouches for.
+        ("heartbeat without changed_at", feed_doc(&json!({"iss": ISS, "kind": "heartbeat", "size": 1, "iat": NOW}))),
         (
             "heartbeat with a list",
-            feed_doc(&json!({"iss": ISS, "kind": "heartbeat", "size": 1, "iat": NOW, "revoked": []})),
+            feed_doc(&json!({"iss": ISS, "kind": "heartbeat", "size": 1, "iat": NOW, "changed_at": 0, "revoked": []})),
         ),
         ("snapshot without lists", feed_doc(&json!({"iss": ISS, "kind": "snapshot", "size": 1, "iat": NOW}))),
         ("unknown kind", feed_doc(&json!({"iss": ISS, "kind": "gossip", "size": 1, "iat": NOW}))),
-        ("unknown member", feed_doc(&json!({"iss": ISS, "kind": "heartbeat", "size": 1, "iat": NOW, "x": 1}))),
+        (
+            "unknown member",
+            feed_doc(&json!({"iss": ISS, "kind": "heartbeat", "size": 1, "iat": NOW, "changed_at": 0, "x": 1})),
+        ),
         (
             "repeated member",
             sign_raw(
                 9,
                 &json!({"alg": "EdDSA", "typ": FEED_TYP, "kid": kid(9)}),
-                br#"{"iss":"writ","kind":"heartbeat","size":1,"size":9,"iat":1}"#,
+                br#"{"iss":"writ","kind":"heartbeat","size":1,"size":9,"iat":1,"changed_at":0}"#,
             ),
         ),
     ];
@@ -297,14 +355,14 @@ async fn the_shared_feed_tells_bundle_changes() {
     let mut rx = feed.bundle_changes();
     assert_eq!(*rx.borrow_and_update(), None);
     let f = feed_verifier();
-    feed.apply(f.verify(&snapshot(1, NOW, &[], &[], &[])).unwrap()).unwrap();
+    feed.apply(f.verify(&snapshot(1, NOW, &[], &[], &[])).unwrap(), AT).unwrap();
     assert!(rx.has_changed().unwrap());
     assert_eq!(rx.borrow_and_update().as_deref(), Some(format!("sha256:{}", "b".repeat(64)).as_str()));
-    feed.apply(f.verify(&snapshot(2, NOW, &["w-1"], &[], &[])).unwrap()).unwrap();
+    feed.apply(f.verify(&snapshot(2, NOW, &["w-1"], &[], &[])).unwrap(), AT).unwrap();
     assert!(!rx.has_changed().unwrap(), "same bundle: no notification");
     let other = feed_doc(&json!({"iss": ISS, "kind": "snapshot", "size": 3, "iat": NOW, "bundle": null,
         "revoked": [], "quarantined": [], "isolated_lineage": [], "changed_at": 2}));
-    feed.apply(f.verify(&other).unwrap()).unwrap();
+    feed.apply(f.verify(&other).unwrap(), AT).unwrap();
     assert!(rx.has_changed().unwrap());
     assert_eq!(*rx.borrow_and_update(), None);
 }
@@ -314,7 +372,7 @@ async fn the_shared_feed_tells_bundle_changes() {
 #[test]
 fn a_poisoned_lock_refuses_internal() {
     let feed = SharedFeed::new(DEFAULT_MAX_STALENESS);
-    feed.apply(feed_verifier().verify(&snapshot(1, NOW, &[], &[], &[])).unwrap()).unwrap();
+    feed.apply(feed_verifier().verify(&snapshot(1, NOW, &[], &[], &[])).unwrap(), AT).unwrap();
     let v = verifier();
     assert!(v.verify_with(&writ("w-1"), &digest(), NOW, &|c| feed.check(c, NOW)).is_ok());
     let view = feed.view.clone();
@@ -502,7 +560,7 @@ async fn point(source: &Source) -> EnforcementPoint {
     let keys = cache.load(NOW).await.unwrap();
     let writs = WritVerifier::with_keys(ISS, (*keys).clone(), AUD, 30);
     let feed = SharedFeed::new(DEFAULT_MAX_STALENESS);
-    feed.apply(feed_verifier().verify(&snapshot(1, NOW, &[], &[], &[])).unwrap()).unwrap();
+    feed.apply(feed_verifier().verify(&snapshot(1, NOW, &[], &[], &[])).unwrap(), AT).unwrap();
     EnforcementPoint::new(writs, feed).with_key_cache(cache)
 }
 
@@ -586,6 +644,39 @@ async fn a_stale_key_set_is_refetched_and_kept_on_failure() {
     assert!(set.contains("k1"), "the cached set stays when the refresh fails");
 }
 
+/// Found in review: once the keys were stale, every verification waited for the one
+/// refresh in flight, so a control plane that went silent held every call for up to the
+/// fetch's timeout, every ten seconds. A stale set is served while a refresh is under way.
+#[tokio::test]
+async fn verifications_do_not_wait_for_a_stale_sets_refresh() {
+    struct Hanging(AtomicU64);
+    impl KeySource for Hanging {
+        fn fetch(&self) -> Fetching<'_> {
+            Box::pin(async move {
+                if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Ok(jwks(&[1]).to_string().into_bytes());
+                }
+                std::future::pending::<()>().await;
+                unreachable!()
+            })
+        }
+    }
+    let cache = Arc::new(KeyCache::new(Hanging(AtomicU64::new(0)), KeyUse::Writ).with_max_age(60));
+    cache.load(NOW).await.unwrap();
+    let stuck = {
+        let cache = Arc::clone(&cache);
+        tokio::spawn(async move { cache.refresh_if_stale(NOW + 61).await })
+    };
+    while cache.fetches() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let set = tokio::time::timeout(std::time::Duration::from_secs(1), cache.refresh_if_stale(NOW + 62))
+        .await
+        .expect("a verification waited for the refresh in flight");
+    assert!(set.contains("k1"));
+    stuck.abort();
+}
+
 // ---- receipts
 
 #[test]
@@ -642,6 +733,12 @@ fn the_event_stream_parser() {
         assert_eq!(events[2].data, "z");
     }
     assert!(p.push(&[0xff, b'\n']).is_err());
+    // Found in review: `data:` lines with no blank line between them grew one event without
+    // bound (each line was bounded, the event was not). The event is bounded as the line is.
+    let mut p = SseParser::default();
+    let line = [b"data: ".as_slice(), &vec![b'x'; 1 << 20], b"\n"].concat();
+    let refused = (0..40).map(|_| p.push(&line)).find_map(Result::err);
+    assert_eq!(refused.as_deref(), Some("an event stream event too long"));
 }
 
 #[cfg(feature = "http")]

@@ -337,6 +337,13 @@ impl WritVerifier {
         Ok(VerifiedWrit { claims: c })
     }
 
+    /// Whether this verifier accepted the writ `jti` before (it is in the used set): what
+    /// tells a true replay from a refusal by the restart horizon or a stopping verifier,
+    /// which are `writ.replayed` too.
+    pub fn was_used(&self, jti: &str) -> bool {
+        self.seen.lock().is_ok_and(|s| s.contains(jti))
+    }
+
     /// How many writ ids the replay cache holds.
     pub fn used_len(&self) -> usize {
         self.seen.lock().map(|s| s.len()).unwrap_or(0)

@@ -10,7 +10,9 @@
 //! the server reaches only after the signature, time, audience, binding and revocation
 //! checks, so each verification costs what a successful one does); `mixed` (each connection
 //! authorizes, then verifies the writ it just got for the exact request, as an enforcement
-//! point would).
+//! point would); `renew` (each connection gets one writ before the run, then renews the writ
+//! it holds over and over, `POST /v1/renew`: a chain of renewals, each a decision recorded
+//! under the active bundle and a new writ, as a long-running execution renews).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +56,8 @@ pub enum Mode {
     Verify,
     /// Each connection authorizes, then verifies the writ it got.
     Mixed,
+    /// `POST /v1/renew` only (one writ per connection, then the chain of its renewals).
+    Renew,
 }
 
 impl Mode {
@@ -62,6 +66,7 @@ impl Mode {
             Mode::Authorize => "authorize",
             Mode::Verify => "verify",
             Mode::Mixed => "mixed",
+            Mode::Renew => "renew",
         }
     }
 }
@@ -123,6 +128,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 enum Op {
     Authorize,
     Verify,
+    Renew,
 }
 
 impl Op {
@@ -130,6 +136,7 @@ impl Op {
         match self {
             Op::Authorize => "authorize",
             Op::Verify => "verify",
+            Op::Renew => "renew",
         }
     }
 }
@@ -145,7 +152,7 @@ struct Stats {
 impl Stats {
     fn new() -> Result<Self> {
         let mut latency = BTreeMap::new();
-        for op in [Op::Authorize, Op::Verify] {
+        for op in [Op::Authorize, Op::Verify, Op::Renew] {
             // Microseconds, 1 µs to 60 s, 3 significant digits.
             latency.insert(op, Histogram::new_with_bounds(1, 60_000_000, 3)?);
         }
@@ -222,6 +229,8 @@ struct Worker {
     bodies: Vec<Bytes>,
     /// In `verify` mode: the verify body (writ and request) to send over and over.
     verify_body: Option<Bytes>,
+    /// In `renew` mode: the writ held now, and the workload credential renewing it.
+    held: Option<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -298,7 +307,7 @@ pub fn run(dir: &DataDir, args: Args) -> Result<ExitCode> {
         print_human(&summary);
     }
     let errors: u64 = stats.errors.values().sum();
-    let answered = stats.count(Op::Authorize) + stats.count(Op::Verify);
+    let answered = stats.count(Op::Authorize) + stats.count(Op::Verify) + stats.count(Op::Renew);
     Ok(if errors > 0 || answered == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -328,7 +337,9 @@ async fn load(addr: SocketAddr, args: &Args, connections: u32, bodies: Vec<Bytes
         set.spawn(async move {
             let mut conn = Conn::connect(addr).await?;
             conn.set_timeout(REQUEST_TIMEOUT);
-            let verify_body = if mode == Mode::Verify {
+            let needs_writ = matches!(mode, Mode::Verify | Mode::Renew);
+            let mut held = None;
+            let verify_body = if needs_writ {
                 let first: Value = serde_json::from_slice(mine.first().map_or(&b"{}"[..], |b| &b[..]))?;
                 let answer = conn.post_json("/v1/authorize", &first, None).await?;
                 let decision: AuthorizeAnswer = answer
@@ -338,11 +349,13 @@ async fn load(addr: SocketAddr, args: &Args, connections: u32, bodies: Vec<Bytes
                 let Some(writ) = decision.writ else {
                     bail!("the setup authorization was denied ({:?}): no writ to verify", decision.reasons);
                 };
+                let token = first.pointer("/credentials/workload").and_then(Value::as_str).unwrap_or_default();
+                held = Some((writ.clone(), token.to_owned()));
                 Some(verify_body(&writ)?)
             } else {
                 None
             };
-            anyhow::Ok(Worker { conn, mode, bodies: mine, verify_body })
+            anyhow::Ok(Worker { conn, mode, bodies: mine, verify_body, held })
         });
         // Do not open thousands of connections at once.
         if set.len() >= 64
@@ -409,6 +422,26 @@ async fn drive(mut w: Worker, window: Window, live: Arc<Live>) -> Result<Stats> 
             Mode::Verify => {
                 let body = w.verify_body.clone().unwrap_or_default();
                 verify_once(&mut w.conn, body, window, &live, &mut stats).await;
+            }
+            Mode::Renew => {
+                let Some((writ, token)) = w.held.clone() else { break };
+                let body = match serde_json::to_vec(&json!({"writ": writ, "credentials": {"workload": token}})) {
+                    Ok(b) => Bytes::from(b),
+                    Err(_) => break,
+                };
+                let (counts, answer) =
+                    timed(&mut w.conn, Op::Renew, "/v1/renew", &json, body, window, &live, &mut stats).await;
+                match answer.and_then(|b| authorize_outcome(&b)) {
+                    Ok((outcome, next)) => {
+                        record_outcome(&mut stats, Op::Renew, outcome, counts);
+                        // The chain goes on from the new writ; a refusal ends this connection.
+                        match next {
+                            Some(next) => w.held = Some((next, token)),
+                            None => break,
+                        }
+                    }
+                    Err(kind) => record_error(&mut stats, kind, counts, &live),
+                }
             }
         }
     }
@@ -533,6 +566,7 @@ fn summarize(args: &Args, subjects: u32, measured_secs: f64, stats: &Stats) -> V
         Mode::Authorize => vec![Op::Authorize],
         Mode::Verify => vec![Op::Verify],
         Mode::Mixed => vec![Op::Authorize, Op::Verify],
+        Mode::Renew => vec![Op::Renew],
     };
     let mut operations = Map::new();
     let mut outcomes = Map::new();

@@ -22,6 +22,10 @@ use tokio::net::TcpStream;
 /// How long one request may take by default (connecting, sending, reading the whole answer).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest answer read from a control plane, in bytes (a page of 1,000 log entries, a
+/// bundle and its history fit many times over).
+pub const MAX_REPLY: usize = 64 * 1024 * 1024;
+
 /// What went wrong with a request, coarsely, for counting (`writ bench` reports errors by
 /// kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,7 +175,13 @@ impl Conn {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
-                    let body = body.collect().await.map_err(|e| ClientError::new(ErrorKind::Io, e))?.to_bytes();
+                    // Bounded: a server streaming an endless answer must not take this
+                    // process's memory (the request timeout alone allowed gigabytes).
+                    let body = http_body_util::Limited::new(body, MAX_REPLY)
+                        .collect()
+                        .await
+                        .map_err(|e| ClientError::new(ErrorKind::Io, format!("reading the answer: {e}")))?
+                        .to_bytes();
                     self.sender = Some(sender);
                     return Ok(Reply { status: parts.status, headers: parts.headers, body });
                 }

@@ -16,6 +16,8 @@
 //! | `engine.max_depth`          | `--max-depth`          | `WRIT_MAX_DEPTH`          | 3                |
 //! | `engine.clock_skew_secs`    | `--clock-skew-secs`    | `WRIT_CLOCK_SKEW_SECS`    | 30               |
 //! | `engine.approval_ttl_secs`  | `--approval-ttl-secs`  | `WRIT_APPROVAL_TTL_SECS`  | 900              |
+//! | `verification.interval_ms`  | `--verify-interval-ms` | `WRIT_VERIFY_INTERVAL_MS` | 10000            |
+//! | `verification.sample`       | `--verify-sample`      | `WRIT_VERIFY_SAMPLE`      | 16               |
 //!
 //! (\*) `writ serve` lowers the connection cap to what the file-descriptor limit leaves after
 //! [`FD_RESERVE`] descriptors for the store and the rest, and says so.
@@ -38,6 +40,15 @@ pub struct File {
     pub limits: LimitsFile,
     #[serde(default)]
     pub engine: EngineFile,
+    #[serde(default)]
+    pub verification: VerificationFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationFile {
+    pub interval_ms: Option<u64>,
+    pub sample: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +113,13 @@ pub struct ServeArgs {
     /// How long a decision that needs a human approval waits for one, in seconds [default: 900].
     #[arg(long, env = "WRIT_APPROVAL_TTL_SECS")]
     pub approval_ttl_secs: Option<u64>,
+    /// How often the verification loop re-verifies the log, checkpoints, active bundle and
+    /// signing keys, in ms [default: 10000].
+    #[arg(long, env = "WRIT_VERIFY_INTERVAL_MS")]
+    pub verify_interval_ms: Option<u64>,
+    /// Older log entries the verification loop re-verifies at random each run [default: 16].
+    #[arg(long, env = "WRIT_VERIFY_SAMPLE")]
+    pub verify_sample: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -112,11 +130,32 @@ pub struct Config {
     pub trust_domain: String,
     pub limits: writ_server::Limits,
     pub engine: writ_engine::EngineConfig,
+    /// How often the verification loop runs.
+    pub verify_interval: Duration,
+    /// Older entries it re-verifies at random each run.
+    pub verify_sample: usize,
 }
 
+/// The largest connection cap and in-flight bound accepted.
+const MAX_COUNT: usize = 1_000_000;
+/// The longest request, header and idle timeout accepted (a day).
+const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+/// The largest clock-skew allowance accepted on credentials and writs (five minutes, as
+/// Kerberos and most JWT libraries allow at most).
+const MAX_SKEW_SECS: u64 = 300;
+/// The deepest lineage limit accepted (a lineage walk stops at 256 steps).
+const MAX_DEPTH: u32 = 64;
+
 pub fn read_file(path: &Path) -> Result<File> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading the configuration {}", path.display()))?;
+    use std::io::Read as _;
+    const MAX_CONFIG: u64 = 1024 * 1024;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG + 1).read_to_string(&mut text))
+        .with_context(|| format!("reading the configuration {}", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG {
+        bail!("the configuration {} is over {MAX_CONFIG} bytes", path.display());
+    }
     toml::from_str(&text).with_context(|| format!("parsing the configuration {}", path.display()))
 }
 
@@ -148,20 +187,30 @@ pub fn resolve(args: &ServeArgs, data_dir: Option<PathBuf>) -> Result<Config> {
             .or(file.limits.idle_timeout_ms)
             .map_or(defaults.idle_timeout, Duration::from_millis),
     };
-    if limits.max_in_flight == 0 {
-        bail!("max_in_flight must be at least 1");
+    // Bounded above too: a semaphore of more permits than tokio allows panicked after the
+    // first start had written the data directory, and a clock-skew allowance of a year (or
+    // u64::MAX) accepted credentials and writs that long after they expired. No setting turns
+    // an error into an allow.
+    if limits.max_in_flight == 0 || limits.max_in_flight > MAX_COUNT {
+        bail!("max_in_flight must be between 1 and {MAX_COUNT}");
     }
-    if limits.request_timeout.is_zero() {
-        bail!("request_timeout_ms must be at least 1");
+    if limits.max_connections == 0 || limits.max_connections > MAX_COUNT {
+        bail!("max_connections must be between 1 and {MAX_COUNT}");
     }
-    if limits.max_connections == 0 {
-        bail!("max_connections must be at least 1");
+    for (name, d) in [
+        ("request_timeout_ms", limits.request_timeout),
+        ("header_timeout_ms", limits.header_timeout),
+        ("idle_timeout_ms", limits.idle_timeout),
+    ] {
+        if d.is_zero() || d > MAX_TIMEOUT {
+            bail!("{name} must be between 1 and {}", MAX_TIMEOUT.as_millis());
+        }
     }
-    if limits.header_timeout.is_zero() {
-        bail!("header_timeout_ms must be at least 1");
+    if engine.skew > MAX_SKEW_SECS {
+        bail!("clock_skew_secs must be at most {MAX_SKEW_SECS}");
     }
-    if limits.idle_timeout.is_zero() {
-        bail!("idle_timeout_ms must be at least 1");
+    if engine.max_depth > MAX_DEPTH {
+        bail!("max_depth must be at most {MAX_DEPTH}");
     }
     if engine.writ_ttl == 0 || engine.writ_ttl > 86_400 {
         bail!("writ_ttl_secs must be between 1 and 86400");
@@ -169,12 +218,25 @@ pub fn resolve(args: &ServeArgs, data_dir: Option<PathBuf>) -> Result<Config> {
     if engine.approval_ttl == 0 || engine.approval_ttl > 7 * 86_400 {
         bail!("approval_ttl_secs must be between 1 and 604800");
     }
+    let verify_interval =
+        Duration::from_millis(args.verify_interval_ms.or(file.verification.interval_ms).unwrap_or(10_000));
+    if verify_interval < Duration::from_millis(10) || verify_interval > Duration::from_secs(86_400) {
+        bail!("verification interval_ms must be between 10 and 86400000");
+    }
+    let verify_sample = args.verify_sample.or(file.verification.sample).unwrap_or(16);
+    if verify_sample > 100_000 {
+        bail!("verification sample must be at most 100000");
+    }
+    let trust_domain = args.trust_domain.clone().or(file.trust_domain).unwrap_or_else(|| "demo.example".into());
+    crate::datadir::check_trust_domain(&trust_domain)?;
     Ok(Config {
         data_dir: data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("writ-data")),
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070))),
-        trust_domain: args.trust_domain.clone().or(file.trust_domain).unwrap_or_else(|| "demo.example".into()),
+        trust_domain,
         limits,
         engine,
+        verify_interval,
+        verify_sample,
     })
 }
 
@@ -219,6 +281,7 @@ mod tests {
         assert_eq!(c.engine.max_depth, 5);
         assert_eq!(c.engine.writ_ttl, 300, "default");
         assert_eq!(c.data_dir, PathBuf::from("writ-data"));
+        assert_eq!((c.verify_interval, c.verify_sample), (Duration::from_secs(10), 16), "defaults");
 
         assert_eq!(c.limits.max_connections, 1024, "default");
         assert_eq!(c.limits.header_timeout, Duration::from_secs(10), "default");
@@ -238,11 +301,56 @@ mod tests {
             );
         }
 
+        std::fs::write(&path, "[verification]\ninterval_ms = 250\nsample = 4\n").unwrap();
+        let c = resolve(&ServeArgs { config: Some(path.clone()), ..ServeArgs::default() }, None).unwrap();
+        assert_eq!((c.verify_interval, c.verify_sample), (Duration::from_millis(250), 4));
+        let args2 = ServeArgs { config: Some(path.clone()), verify_interval_ms: Some(1000), ..ServeArgs::default() };
+        assert_eq!(resolve(&args2, None).unwrap().verify_interval, Duration::from_secs(1), "the flag wins");
+        std::fs::write(&path, "[verification]\ninterval_ms = 0\n").unwrap();
+        assert!(resolve(&ServeArgs { config: Some(path.clone()), ..ServeArgs::default() }, None).is_err());
         std::fs::write(&path, "[limits]\nmax_in_flihgt = 8\n").unwrap();
         let e = resolve(&args, None).unwrap_err();
         assert!(format!("{e:#}").contains("max_in_flihgt"), "{e:#}");
         std::fs::write(&path, "[limits]\nmax_in_flight = 0\n").unwrap();
         assert!(resolve(&ServeArgs { config: Some(path), ..ServeArgs::default() }, None).is_err());
+    }
+
+    /// Found in review: `clock_skew_secs` had no upper bound (expired credentials and writs
+    /// accepted for as long as it said), `max_in_flight` above tokio's semaphore bound
+    /// panicked after the first start had written the data directory, and a bad trust domain
+    /// was refused only after keys named after it were written.
+    #[test]
+    fn settings_out_of_range_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writ.toml");
+        for bad in [
+            "[engine]\nclock_skew_secs = 31536000",
+            "[engine]\nclock_skew_secs = 18446744073709551615",
+            "[engine]\nmax_depth = 4294967295",
+            "[limits]\nmax_in_flight = 18446744073709551615",
+            "[limits]\nmax_connections = 18446744073709551615",
+            "[limits]\nrequest_timeout_ms = 18446744073709551615",
+            "[limits]\nheader_timeout_ms = 86400001",
+            "[limits]\nidle_timeout_ms = 18446744073709551615",
+            "trust_domain = \"EXAMPLE.com\"",
+            "trust_domain = \"x/y\"",
+            "trust_domain = \"\"",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = resolve(&ServeArgs { config: Some(path.clone()), ..ServeArgs::default() }, None);
+            assert!(e.is_err(), "{bad}");
+        }
+        for good in ["[engine]\nclock_skew_secs = 300", "[limits]\nmax_in_flight = 1000000", "[engine]\nmax_depth = 64"]
+        {
+            std::fs::write(&path, good).unwrap();
+            resolve(&ServeArgs { config: Some(path.clone()), ..ServeArgs::default() }, None).unwrap();
+        }
+        // The flag, too, and nothing is written for a bad trust domain.
+        let args = ServeArgs { clock_skew_secs: Some(301), ..ServeArgs::default() };
+        assert!(resolve(&args, None).is_err());
+        let data = crate::datadir::DataDir::new(&dir.path().join("data"));
+        assert!(data.init_all("x/y").is_err());
+        assert!(!dir.path().join("data/keys").exists(), "keys were written for a refused trust domain");
     }
 
     #[test]

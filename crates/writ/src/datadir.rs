@@ -150,6 +150,8 @@ impl DataDir {
     /// Creates every key and trust file that is missing (`writ keys generate`). Returns the
     /// names of the files it created.
     pub fn init_all(&self, trust_domain: &str) -> Result<Vec<String>> {
+        // Before anything is written: a bad name left keys behind (named after it).
+        check_trust_domain(trust_domain)?;
         let mut created = Vec::new();
         if self.init_log(None)? {
             created.push("keys/log.key".to_owned());
@@ -352,6 +354,15 @@ impl writ_engine::WritKeyStore for DataDir {
 const SERVED_USED: &str = "enforce/served-used.json";
 
 impl DataDir {
+    /// The published writ signing keys (`trust/jwks.json`), as enforcement points read them.
+    pub fn published_jwks(&self) -> Result<serde_json::Value> {
+        // Named relative to the data directory: the verification loop's problems are shown
+        // to any caller (`/v1/health`, `/readyz`, a refused decision's detail), and the
+        // machine's paths are not theirs to see.
+        let text = fs::read(self.path("trust/jwks.json")).context("reading trust/jwks.json in the data directory")?;
+        serde_json::from_slice(&text).context("parsing trust/jwks.json in the data directory")
+    }
+
     /// Publishes the writ signing keys (`trust/jwks.json`), replacing the file whole.
     pub fn publish_jwks(&self, jwks: &serde_json::Value) -> Result<()> {
         replace_file(&self.path("trust/jwks.json"), serde_json::to_string_pretty(jwks)?.as_bytes())
@@ -414,6 +425,18 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)?;
     f.write_all(b"\n")?;
     f.sync_all()?;
+    Ok(())
+}
+
+/// Refuses a trust domain a SPIFFE ID cannot carry (SPIFFE-ID §2.1: lowercase letters,
+/// digits, dots, dashes and underscores), before any key is named after it.
+pub fn check_trust_domain(trust_domain: &str) -> Result<()> {
+    let id = writ_core::SpiffeId::parse(&format!("spiffe://{trust_domain}/operator/admin"))
+        .with_context(|| format!("the trust domain {trust_domain:?} is not a SPIFFE trust domain name"))?;
+    // `x/y` parses as trust domain `x` and a longer path: the name must be the whole domain.
+    if id.trust_domain() != trust_domain {
+        bail!("the trust domain {trust_domain:?} is not a SPIFFE trust domain name (no `/`, `:` or `@`)");
+    }
     Ok(())
 }
 

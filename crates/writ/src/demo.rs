@@ -7,7 +7,8 @@
 //! payments that wait for an operator's approval (one approved and collected by the agent,
 //! one rejected), a sub-agent chain that runs into the depth limit, a forged and a
 //! tampered credential, a replayed writ and a writ presented for another call, a rogue
-//! agent that an operator quarantines after repeated violations, execution outcomes, and a
+//! agent that the starter bundle's isolation rule `forged-writ` quarantines by itself when
+//! it presents an altered writ (its victim stays free), execution outcomes, and a
 //! policy activation that changes outcomes and by itself revokes the outstanding writs it
 //! would deny (re-evaluation on activation), and is then rolled back.
 //!
@@ -21,6 +22,10 @@
 //! outcome and reason code, and exits non-zero if any step did not go as expected. The
 //! credentials come from the data directory's development issuers and the policy key, so the
 //! demo runs beside the server on the same data directory.
+//!
+//! The same scenario runs from the console: `writ serve` hands [`ServerDemo`] to the server
+//! (`POST /v1/demo/runs`), which runs it over HTTP against the server itself and narrates each
+//! section, step and note as a JSON event ([`Narrator::Events`]) instead of printing it.
 
 #![allow(
     clippy::indexing_slicing,
@@ -60,12 +65,55 @@ enum Expect {
     Deny(&'static str),
 }
 
+/// Where the run's narration goes.
+pub enum Narrator {
+    /// Printed on standard output (`writ demo`); each answer's detail too when verbose.
+    Print {
+        /// Print each answer's detail.
+        verbose: bool,
+    },
+    /// As JSON events (the console's runs): `{"type": "section" | "step" | "note" | "summary", ...}`.
+    Events(writ_server::Narrate),
+}
+
+impl Narrator {
+    fn section(&self, title: &str) {
+        match self {
+            Narrator::Print { .. } => println!("\n== {title}"),
+            Narrator::Events(f) => f(json!({"type": "section", "title": title})),
+        }
+    }
+
+    fn note(&self, text: &str) {
+        match self {
+            Narrator::Print { .. } => println!("       {text}"),
+            Narrator::Events(f) => f(json!({"type": "note", "text": text})),
+        }
+    }
+}
+
+/// The built-in scenario as the server runs it for the console: against the server's own
+/// address, with the data directory's issuers.
+pub struct ServerDemo {
+    /// The server's data directory.
+    pub dir: DataDir,
+    /// The server's base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+}
+
+impl writ_server::DemoRunner for ServerDemo {
+    fn run(&self, narrate: writ_server::Narrate) -> std::result::Result<bool, String> {
+        run_with(&self.dir, &self.url, Narrator::Events(narrate)).map_err(|e| format!("{e:#}"))
+    }
+}
+
 struct Demo {
     conn: Conn,
     issuer: DevIssuer,
     td: String,
     operator: String,
-    verbose: bool,
+    operator_id: String,
+    narrator: Narrator,
     /// (outcome, reason) → count.
     counts: BTreeMap<(String, String), u64>,
     failures: Vec<String>,
@@ -95,7 +143,7 @@ impl Demo {
     }
 
     fn section(&self, title: &str) {
-        println!("\n== {title}");
+        self.narrator.section(title);
     }
 
     /// One authorization; records and checks the outcome. Returns the decision.
@@ -113,18 +161,41 @@ impl Demo {
             Expect::Pending => outcome == "pending",
             Expect::Deny(code) => outcome == "deny" && (code.is_empty() || reason == code),
         };
-        self.check(label, ok, &format!("{outcome:<5} {reason}"), &format!("{expect:?}"), d["detail"].as_str());
+        let facts = json!({
+            "kind": "decision", "outcome": outcome, "reason": reason, "id": d["id"],
+            "log_index": d["log_index"], "action": request["action"], "resource": request["resource"],
+            "parent": request.get("parent_writ").is_some_and(|p| !p.is_null()),
+        });
+        self.step(label, ok, &format!("{outcome:<5} {reason}"), &format!("{expect:?}"), d["detail"].as_str(), facts);
         Ok(d)
     }
 
     fn check(&mut self, label: &str, ok: bool, got: &str, expected: &str, detail: Option<&str>) {
+        self.step(label, ok, got, expected, detail, json!({"kind": "check"}));
+    }
+
+    /// One step: narrated (printed, or sent as an event with `facts`: what kind of step,
+    /// the decision's outcome, reason, id and log index when there is one).
+    fn step(&mut self, label: &str, ok: bool, got: &str, expected: &str, detail: Option<&str>, facts: Value) {
         self.steps += 1;
-        let mark = if ok { "ok " } else { "!! " };
-        println!("  {mark} {label:<58} {got}");
-        if self.verbose
-            && let Some(d) = detail
-        {
-            println!("       {d}");
+        match &self.narrator {
+            Narrator::Print { verbose } => {
+                let mark = if ok { "ok " } else { "!! " };
+                println!("  {mark} {label:<58} {got}");
+                if *verbose && let Some(d) = detail {
+                    println!("       {d}");
+                }
+            }
+            Narrator::Events(f) => {
+                let mut event = json!({
+                    "type": "step", "n": self.steps, "label": label, "ok": ok, "got": got.trim_end(),
+                    "expected": expected, "detail": detail,
+                });
+                if let (Some(e), Value::Object(more)) = (event.as_object_mut(), facts) {
+                    e.extend(more);
+                }
+                f(event);
+            }
         }
         if !ok {
             self.failures.push(format!("{label}: got {got}, expected {expected}"));
@@ -174,12 +245,13 @@ impl Demo {
         };
         let when = writ_engine::rfc3339(at);
         let label = format!("{label} at {}", when.get(11..16).unwrap_or(when.as_str()));
-        self.check(
+        self.step(
             &label,
             ok,
             &format!("{outcome:<5} {reason} (evaluated, not recorded)"),
             &format!("{expect:?}"),
             Some(o.detail.as_str()),
+            json!({"kind": "evaluated", "outcome": outcome, "reason": reason, "at": when, "action": action, "resource": resource}),
         );
         Ok(())
     }
@@ -189,7 +261,9 @@ impl Demo {
         let reply = self.conn.post_json("/v1/verify", &json!({"writ": writ, "request": call}), None).await?;
         let v = reply.json()?;
         let got = if v["ok"] == true { "verified".to_owned() } else { v["reason"].as_str().unwrap_or("?").to_owned() };
-        self.check(label, got == expect, &got, expect, v["detail"].as_str());
+        let facts = json!({"kind": "verification", "outcome": if v["ok"] == true { "verified" } else { "refused" },
+            "reason": v["reason"], "id": v["claims"]["jti"], "action": call["action"], "resource": call["resource"]});
+        self.step(label, got == expect, &got, expect, v["detail"].as_str(), facts);
         Ok(())
     }
 
@@ -197,7 +271,9 @@ impl Demo {
         let reply = self.conn.post_json(path, body, Some(&self.operator.clone())).await?;
         let v = reply.json().unwrap_or(Value::Null);
         let ok = reply.status.is_success();
-        self.check(label, ok, &format!("HTTP {}", reply.status.as_u16()), "HTTP 200", v["message"].as_str());
+        let facts = json!({"kind": "operator", "route": path, "log_index": v["log_index"], "operator": self.operator_id,
+            "reason": body.get("reason")});
+        self.step(label, ok, &format!("HTTP {}", reply.status.as_u16()), "HTTP 200", v["message"].as_str(), facts);
         Ok(v)
     }
 }
@@ -207,7 +283,14 @@ fn call(r: &Value) -> Value {
 }
 
 pub fn run(dir: &DataDir, args: Args) -> Result<ExitCode> {
-    let addr = resolve_base_url(&args.url)?;
+    let ok = run_with(dir, &args.url, Narrator::Print { verbose: args.verbose })?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Runs the scenario against the server at `url`, narrated by `narrator`: whether every step
+/// went as expected.
+pub fn run_with(dir: &DataDir, url: &str, narrator: Narrator) -> Result<bool> {
+    let addr = resolve_base_url(url)?;
     let issuer = dir.dev_issuer().context("the demo mints credentials with the data directory's development issuer")?;
     let td = issuer.trust_domain().to_owned();
     let admin = SpiffeId::parse(&format!("spiffe://{td}/operator/demo"))?;
@@ -215,34 +298,46 @@ pub fn run(dir: &DataDir, args: Args) -> Result<ExitCode> {
     let policy_key = dir.policy_signer()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        let conn = Conn::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {} (is `writ serve` running?)", args.url))?;
+        let conn =
+            Conn::connect(addr).await.with_context(|| format!("connecting to {url} (is `writ serve` running?)"))?;
         let mut demo = Demo {
             conn,
             issuer,
             td,
             operator,
-            verbose: args.verbose,
+            operator_id: admin.to_string(),
+            narrator,
             counts: BTreeMap::new(),
             failures: Vec::new(),
             steps: 0,
         };
         scenario(&mut demo, &policy_key).await?;
-        println!("\n== Summary: {} steps", demo.steps);
-        for ((outcome, reason), n) in &demo.counts {
-            println!("  {n:>5}  {outcome:<5} {reason}");
-        }
-        if demo.failures.is_empty() {
-            println!("every step went as expected; open the console to see the decisions, lineage and proofs");
-            Ok(ExitCode::SUCCESS)
-        } else {
-            println!("{} step(s) did not go as expected:", demo.failures.len());
-            for f in &demo.failures {
-                println!("  {f}");
+        let ok = demo.failures.is_empty();
+        match &demo.narrator {
+            Narrator::Print { .. } => {
+                println!("\n== Summary: {} steps", demo.steps);
+                for ((outcome, reason), n) in &demo.counts {
+                    println!("  {n:>5}  {outcome:<5} {reason}");
+                }
+                if ok {
+                    println!("every step went as expected; open the console to see the decisions, lineage and proofs");
+                } else {
+                    println!("{} step(s) did not go as expected:", demo.failures.len());
+                    for f in &demo.failures {
+                        println!("  {f}");
+                    }
+                }
             }
-            Ok(ExitCode::FAILURE)
+            Narrator::Events(f) => {
+                let counts: Vec<Value> = demo
+                    .counts
+                    .iter()
+                    .map(|((outcome, reason), n)| json!({"outcome": outcome, "reason": reason, "count": n}))
+                    .collect();
+                f(json!({"type": "summary", "steps": demo.steps, "ok": ok, "counts": counts, "failures": demo.failures}));
+            }
         }
+        Ok(ok)
     })
 }
 
@@ -305,11 +400,11 @@ async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()>
     let over = d.authorize("a payment of 50000, above every limit", pay(50_000), Expect::Deny("policy.denied")).await?;
     if let Some(closest) = over["explanation"]["closest_permits"].as_array() {
         for p in closest {
-            println!(
-                "       closest permit {} requires: {}",
+            d.narrator.note(&format!(
+                "closest permit {} requires: {}",
                 p["policy"].as_str().unwrap_or("?"),
                 p["requires"].as_str().unwrap_or("?")
-            );
+            ));
         }
     }
     let named = over["explanation"]["closest_permits"]
@@ -418,22 +513,60 @@ async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()>
     d.verify("the writ presented for its own call", &granted["writ"], &call(&read), "verified").await?;
     d.verify("the same writ replayed", &granted["writ"], &call(&read), "writ.replayed").await?;
 
-    d.section("A compromised agent");
+    d.section("A compromised agent, isolated automatically");
     let rogue_path = format!("agent/rogue-{run}");
     let rogue_token = d.credential(&rogue_path, "support")?;
-    for target in ["billing", "billing", "billing"] {
+    for target in ["billing", "billing"] {
         let r = json!({"credentials": {"workload": rogue_token}, "action": "write", "resource": format!("fs:/zones/{target}"), "arguments": {"path": format!("/zones/{target}/payload.sh")}});
         d.authorize(&format!("rogue-{run} writes into {target}"), r, Expect::Deny("policy.denied")).await?;
     }
+    // It takes billing-1's writ, alters it, and presents it as the parent of its own call.
+    // The starter bundle's rule `forged-writ` isolates the caller whose credential is
+    // proven, never the principal the altered writ names.
+    let stolen = granted["writ"].as_str().unwrap_or_default();
+    let mut forged = stolen.as_bytes().to_vec();
+    let at = stolen.rfind('.').map_or(0, |dot| dot + 10);
+    if let Some(c) = forged.get_mut(at) {
+        *c = if *c == b'A' { b'B' } else { b'A' };
+    }
+    let forged = String::from_utf8(forged)?;
+    let r = json!({"credentials": {"workload": rogue_token}, "action": "read", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/ledger.csv"}, "parent_writ": forged});
+    let tripped = d
+        .authorize(
+            &format!("rogue-{run} presents billing-1's writ, altered, as its parent"),
+            r,
+            Expect::Deny("lineage.parent_unknown"),
+        )
+        .await?;
     let rogue_id = d.id(&rogue_path)?.to_string();
-    d.admin(
-        &format!("an operator isolates rogue-{run} after 3 violations"),
-        "/v1/quarantine/isolate",
-        &json!({"subject": rogue_id, "reason": "three writes outside its zone"}),
-    )
-    .await?;
+    let reply = d
+        .conn
+        .send(
+            hyper::Method::GET,
+            "/v1/quarantine",
+            &[("authorization", &format!("Bearer {}", d.operator))],
+            Default::default(),
+        )
+        .await?;
+    let list = reply.json()?;
+    let isolation = list["quarantined"]
+        .as_array()
+        .and_then(|l| l.iter().find(|q| q["subject"] == rogue_id.as_str()))
+        .map(|q| q["isolated"].clone())
+        .unwrap_or(Value::Null);
+    let named = isolation["rule"] == "forged-writ"
+        && isolation["triggers"].as_array().is_some_and(|t| t.contains(&tripped["log_index"]));
+    d.check(
+        &format!("rogue-{run} is isolated by the rule forged-writ, naming that decision"),
+        named,
+        &format!("rule {} triggers {}", isolation["rule"], isolation["triggers"]),
+        &format!("rule \"forged-writ\" with entry {}", tripped["log_index"]),
+        isolation["reason"].as_str(),
+    );
     let r = json!({"credentials": {"workload": rogue_token}, "action": "read", "resource": "fs:/zones/support", "arguments": {}});
     d.authorize(&format!("rogue-{run} now even reads nothing"), r, Expect::Deny("quarantined")).await?;
+    let read_again = json!({"credentials": {"workload": billing}, "action": "read", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/ledger.csv"}});
+    d.authorize("billing-1, whose writ was altered, is not isolated", read_again, Expect::Allow).await?;
 
     d.section("A policy change: writes frozen, outstanding writs revoked by the activation, then rolled back");
     let before = d.authorize("billing-1 writes (before the freeze)", write.clone(), Expect::Allow).await?;
@@ -459,24 +592,32 @@ async fn scenario(d: &mut Demo, policy_key: &writ_log::NoteSigner) -> Result<()>
     let (manifest, policies, schema, entities, tests) = freeze.parts();
     let body = json!({"bundle": {"manifest": manifest, "policies": policies, "schema": schema, "entities": entities, "tests": tests}, "signature": sig, "activate": true});
     let activated = d.admin("an operator activates the write-freeze bundle", "/v1/bundles", &body).await?;
-    // No operator revokes anything: the activation re-evaluates every outstanding writ
-    // under the new bundle and revokes those it would deny.
-    let revoked = activated["reevaluation"]["revoked"].as_u64().unwrap_or(0);
-    let expected = u64::try_from(writs.len()).unwrap_or(u64::MAX);
-    d.check(
-        "the activation revokes the outstanding write writs by itself",
-        revoked >= expected,
-        &format!("{revoked} of {} re-evaluated revoked", activated["reevaluation"]["reevaluated"]),
-        &format!("at least {expected} revoked"),
-        None,
-    );
-    d.authorize("billing-1 writes (during the freeze)", write.clone(), Expect::Deny("policy.denied")).await?;
-    for (dec, c) in &writs {
-        if let Some(w) = dec.get("writ").filter(|w| w.is_string()) {
-            d.verify("a write writ issued before the freeze, at an enforcement point", w, c, "writ.revoked").await?;
+    // Whatever happens during the freeze (a refused request, a dropped connection), the
+    // previous bundle is activated again before the scenario ends.
+    let during = async {
+        // No operator revokes anything: the activation re-evaluates every outstanding writ
+        // under the new bundle and revokes those it would deny.
+        let revoked = activated["reevaluation"]["revoked"].as_u64().unwrap_or(0);
+        let expected = u64::try_from(writs.len()).unwrap_or(u64::MAX);
+        d.check(
+            "the activation revokes the outstanding write writs by itself",
+            revoked >= expected,
+            &format!("{revoked} of {} re-evaluated revoked", activated["reevaluation"]["reevaluated"]),
+            &format!("at least {expected} revoked"),
+            None,
+        );
+        d.authorize("billing-1 writes (during the freeze)", write.clone(), Expect::Deny("policy.denied")).await?;
+        for (dec, c) in &writs {
+            if let Some(w) = dec.get("writ").filter(|w| w.is_string()) {
+                d.verify("a write writ issued before the freeze, at an enforcement point", w, c, "writ.revoked")
+                    .await?;
+            }
         }
+        Ok::<(), anyhow::Error>(())
     }
+    .await;
     d.admin("roll back to the previous bundle", &format!("/v1/bundles/{previous}/activate"), &json!({})).await?;
+    during?;
     d.authorize("billing-1 writes (after the rollback)", write, Expect::Allow).await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! verification, replay. JSON in and out; exit status 1 when the answer is "no" (a deny,
 //! a rejected writ, a failing policy test, a replay mismatch), 2 on errors.
 
-use std::io::Read as _;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,9 +18,11 @@ use crate::datadir::DataDir;
 use crate::remote::{self, Remote, print};
 
 mod policy;
+mod shadow;
 
 pub use policy::EvalArgs;
 pub(crate) use policy::evaluate as evaluate_policy;
+pub use shadow::ShadowArgs;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -114,6 +116,10 @@ pub enum PolicyCommand {
     },
     /// Write the starter bundle's files into a directory, to edit.
     Init { dir: PathBuf },
+    /// The shadow bundle: a bundle evaluated beside the active one on every decision and
+    /// never enforced; each disagreement is recorded on its decision entry. `set <digest>`,
+    /// `clear`, `promote` (activate it, then no shadow), `status`.
+    Shadow(ShadowArgs),
     /// Replay a candidate bundle against the recorded history: every recorded decision is
     /// evaluated again from its recorded inputs with the candidate, and every decision it
     /// would decide otherwise (outcome or primary reason) is reported. Nothing is enforced
@@ -199,6 +205,42 @@ pub fn quarantine(dir: &DataDir, args: QuarantineArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `writ health`.
+#[derive(Subcommand)]
+pub enum HealthCommand {
+    /// Run the verification loop once and print its state: the log (entries recomputed,
+    /// the newest checkpoint and its consistency), the active bundle and the signing keys
+    /// against `trust/jwks.json`. Over the data directory (a stopped server) the whole log is
+    /// recomputed; with `--url` the running server runs it (operator credential).
+    Verify {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+pub fn health(dir: &DataDir, cmd: HealthCommand) -> Result<ExitCode> {
+    let HealthCommand::Verify { remote } = cmd;
+    let status = if let Some(mut api) = remote.api(dir, true)? {
+        api.post("/v1/health/verify", &json!({}))?.ok()?
+    } else {
+        let (engine, _lock) = dir.open_engine()?;
+        let published = dir.clone();
+        engine.configure_verification(writ_engine::VerificationConfig {
+            published_jwks: Some(std::sync::Arc::new(move || published.published_jwks().map_err(|e| format!("{e:#}")))),
+            ..writ_engine::VerificationConfig::default()
+        });
+        serde_json::to_value(engine.verify_now())?
+    };
+    print(&status)?;
+    // Success is a run that passed, said so: anything else (failed, or an answer that does
+    // not say, from whatever answered at `--url`) is 1.
+    Ok(if status.get("state").and_then(serde_json::Value::as_str) == Some("ok") {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 /// `writ revoke`: revoke a writ (it no longer verifies or serves as a parent).
 pub fn revoke(dir: &DataDir, jti: &str, reason: &str, target: &Remote) -> Result<ExitCode> {
     if let Some(mut api) = target.api(dir, true)? {
@@ -216,14 +258,28 @@ fn now() -> u64 {
     SystemClock.now()
 }
 
+/// Largest request file (or standard input) the CLI reads: the request bound with room for
+/// whitespace. A request over it is refused whole anyway; reading `/dev/zero` must not take
+/// the machine's memory first.
+const MAX_INPUT: u64 = 1024 * 1024;
+
 fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {
-        let mut b = Vec::new();
-        std::io::stdin().read_to_end(&mut b)?;
-        Ok(b)
+        read_bounded(std::io::stdin(), MAX_INPUT, "standard input")
     } else {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        read_bounded(f, MAX_INPUT, &path.display().to_string())
     }
+}
+
+/// Reads at most `max` bytes from `from`; more is an error, not a truncation.
+fn read_bounded(from: impl Read, max: u64, what: &str) -> Result<Vec<u8>> {
+    let mut b = Vec::new();
+    from.take(max.saturating_add(1)).read_to_end(&mut b).with_context(|| format!("reading {what}"))?;
+    if b.len() as u64 > max {
+        bail!("{what} is over {max} bytes");
+    }
+    Ok(b)
 }
 
 pub fn keys(dir: &DataDir, cmd: KeysCommand) -> Result<ExitCode> {
@@ -392,6 +448,7 @@ pub fn policy(dir: &DataDir, cmd: PolicyCommand) -> Result<ExitCode> {
             }
         }
         PolicyCommand::Eval(args) => return policy::eval(&args),
+        PolicyCommand::Shadow(args) => return shadow::shadow(dir, args),
         PolicyCommand::Init { dir: bdir } => {
             starter_bundle()?.write_dir(&bdir)?;
             print(&json!({"written": bdir}))?;
@@ -428,6 +485,21 @@ pub fn authorize(dir: &DataDir, request: &Path, url: Option<String>) -> Result<E
     Ok(if decision.outcome == Outcome::Allow { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// `writ renew`: like `writ authorize`, for `POST /v1/renew`.
+pub fn renew(dir: &DataDir, request: &Path, url: Option<String>) -> Result<ExitCode> {
+    let body = read_input(request)?;
+    let target = Remote { url, ..Remote::default() };
+    if let Some(mut api) = target.api(dir, false)? {
+        return remote::decide(&mut api, "/v1/renew", &body);
+    }
+    let (engine, _lock) = dir.open_engine()?;
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let decision = rt.block_on(engine.renew(&body));
+    engine.log().checkpoint_now_blocking().ok();
+    print(&serde_json::to_value(&decision)?)?;
+    Ok(if decision.outcome == Outcome::Allow { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
 /// `writ verify`'s arguments.
 #[derive(clap::Args)]
 pub struct VerifyArgs {
@@ -457,7 +529,11 @@ pub struct VerifyArgs {
 /// lock so that a writ verifies once however many verifications run at once.
 pub fn verify(dir: &DataDir, args: &VerifyArgs) -> Result<ExitCode> {
     let token = if Path::new(&args.writ).exists() {
-        std::fs::read_to_string(&args.writ)?.trim().to_owned()
+        let f = std::fs::File::open(&args.writ).with_context(|| format!("reading {}", args.writ))?;
+        String::from_utf8(read_bounded(f, MAX_INPUT, &args.writ)?)
+            .with_context(|| format!("{} is not UTF-8", args.writ))?
+            .trim()
+            .to_owned()
     } else {
         args.writ.clone()
     };
@@ -493,16 +569,17 @@ fn trusted_jwks(dir: &DataDir, args: &VerifyArgs) -> Result<Value> {
         return fetch_jwks(url);
     }
     let path = args.jwks.clone().unwrap_or_else(|| dir.path("trust/jwks.json"));
-    let bytes = std::fs::read(&path).with_context(|| {
+    let file = std::fs::File::open(&path).with_context(|| {
         format!(
             "reading the JWKS {} (give the control plane's keys with --jwks FILE or --jwks-url URL)",
             path.display()
         )
     })?;
-    if bytes.len() > MAX_JWKS {
-        bail!("the JWKS {} is over {MAX_JWKS} bytes", path.display());
-    }
-    serde_json::from_slice(&bytes).with_context(|| format!("the JWKS {} is not JSON", path.display()))
+    let bytes = read_bounded(file, MAX_JWKS as u64, &format!("the JWKS {}", path.display()))?;
+    // Strict: a repeated member (two `x` in one key) is refused, as the verifier's own key
+    // set refuses it, rather than the last one trusted silently.
+    writ_core::json::parse_value(&bytes)
+        .map_err(|e| anyhow::anyhow!("the JWKS {} is not strict JSON: {e}", path.display()))
 }
 
 /// Fetches a JWKS over plain HTTP from the URL the user named (and nowhere else).
@@ -522,7 +599,7 @@ fn fetch_jwks(url: &str) -> Result<Value> {
     if reply.body.len() > MAX_JWKS {
         bail!("the JWKS at {url} is over {MAX_JWKS} bytes");
     }
-    reply.json().with_context(|| format!("the JWKS at {url}"))
+    writ_core::json::parse_value(&reply.body).map_err(|e| anyhow::anyhow!("the JWKS at {url} is not strict JSON: {e}"))
 }
 
 /// The writs revoked so far, from the data directory's log (read-only, so it works beside

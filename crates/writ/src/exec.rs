@@ -16,7 +16,9 @@ use crate::agent::{self, AgentArgs, parse_duration};
                         `exec`); the policy sees context.arguments.program, .args (a set), .command_line, .cwd and \
                         .env (names of environment variables that are set, never their values).\n\nExit status: the \
                         command's (128 + N when signal N ended it); 77 when it was not authorized (denied, pending, \
-                        control plane unreachable: `writ: denied: <code>: <reason>` on standard error); 127 not \
+                        control plane unreachable: `writ: denied: <code>: <reason>` on standard error) or was \
+                        stopped because its authority ended (its writ's renewal refused, or expired unrenewed: \
+                        SIGTERM, then SIGKILL after --stop-grace); 127 not \
                         found, 126 not executable (before anything is asked); 2 for a usage error.\n\nExample:\n  \
                         writ exec --credential-file agent.jwt -- git status")]
 pub struct Args {
@@ -32,6 +34,11 @@ pub struct Args {
     /// 0 denies at once (exit status 77) while approval is pending.
     #[arg(long, default_value = "0", value_parser = parse_duration, value_name = "DURATION")]
     approval_wait: Duration,
+    /// Once the command's authority ends while it runs (a renewal of its writ refused, or
+    /// the writ expired before it could be renewed), how long it has after SIGTERM before
+    /// SIGKILL (e.g. `10s`; 0 kills at once).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    stop_grace: Duration,
     /// The control plane's name (the `iss` of its writs).
     #[arg(long, default_value = "writ", value_name = "NAME")]
     issuer: String,
@@ -52,6 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         approval_wait: args.approval_wait,
         decision_timeout: args.agent.decision_timeout,
         command: args.command,
+        stop_grace: args.stop_grace,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let code = rt.block_on(exec::run(config));

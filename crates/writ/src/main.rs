@@ -62,6 +62,10 @@ enum Command {
     /// running server with `--url`), replay a candidate against history.
     #[command(subcommand)]
     Policy(engcmd::PolicyCommand),
+    /// The node's self-verification: run the verification loop once (`--url`: on a running
+    /// server, else over the data directory). Exit status 1 when a check fails.
+    #[command(subcommand)]
+    Health(engcmd::HealthCommand),
     /// Quarantine: isolate or release identities (recorded in the log; `--url` acts on a
     /// running server).
     Quarantine(engcmd::QuarantineArgs),
@@ -77,6 +81,16 @@ enum Command {
     /// One decision: a request (JSON file, `-` for stdin) with its credentials in, the
     /// decision (JSON) out. Exit status 0 on allow, 1 on deny or pending.
     Authorize {
+        #[arg(long)]
+        request: PathBuf,
+        /// Ask the `writ serve` at this base URL instead of deciding on the data directory.
+        #[arg(long, env = "WRIT_URL", value_name = "URL")]
+        url: Option<String>,
+    },
+    /// One renewal: `{"writ": …, "credentials": {"workload": …}}` (JSON file, `-` for
+    /// stdin) in, the renewal decision (JSON) out: the writ's recorded request decided
+    /// again under the bundle active now. Exit status 0 on allow, 1 otherwise.
+    Renew {
         #[arg(long)]
         request: PathBuf,
         /// Ask the `writ serve` at this base URL instead of deciding on the data directory.
@@ -115,9 +129,11 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => engcmd::keys(&dir, cmd),
         Command::Identity(cmd) => engcmd::identity(&dir, cmd),
         Command::Policy(cmd) => engcmd::policy(&dir, cmd),
+        Command::Health(cmd) => engcmd::health(&dir, cmd),
         Command::Quarantine(args) => engcmd::quarantine(&dir, args),
         Command::Revoke { jti, reason, remote } => engcmd::revoke(&dir, &jti, &reason, &remote),
         Command::Authorize { request, url } => engcmd::authorize(&dir, &request, url),
+        Command::Renew { request, url } => engcmd::renew(&dir, &request, url),
         Command::Verify(args) => engcmd::verify(&dir, &args),
         Command::Mcp(args) => mcp::run(args),
         Command::Exec(args) => exec::run(args),

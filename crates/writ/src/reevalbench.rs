@@ -16,12 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use futures_util::StreamExt as _;
-use serde_json::{Map, json};
-use writ_core::SpiffeId;
-use writ_identity::IssueRequest;
 use writ_policy::{Bundle, sign_bundle, starter_bundle};
 use writ_verify::{ControlPlane, FeedConfig, FeedSubscriber, SharedFeed};
 
+use crate::benchkit;
 use crate::datadir::DataDir;
 
 /// Decisions in flight while the writs are issued.
@@ -42,12 +40,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.writs == 0 || args.agents == 0 {
         bail!("--writs and --agents must be at least 1");
     }
-    let root = std::env::temp_dir().join(format!("writ-reevalbench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let dir = DataDir::new(&root);
-    let result = bench(&dir, &args);
-    let _ = std::fs::remove_dir_all(&root);
-    result.map(|()| ExitCode::SUCCESS)
+    benchkit::in_scratch_dir("reevalbench", |dir| bench(dir, &args))
 }
 
 fn bench(dir: &DataDir, args: &Args) -> Result<()> {
@@ -64,31 +57,8 @@ fn bench(dir: &DataDir, args: &Args) -> Result<()> {
         let engine = Arc::new(engine);
 
         // The outstanding writs.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-        let mut credentials = Vec::new();
-        for a in 0..args.agents {
-            let subject = SpiffeId::parse(&format!("spiffe://demo.example/agent/bench-{a}"))?;
-            let mut extra = Map::new();
-            extra.insert("zone".into(), json!("billing"));
-            credentials.push(issuer.issue(IssueRequest {
-                subject: &subject,
-                audience: vec!["writ".into()],
-                ttl_secs: 7200,
-                extra_claims: extra,
-                now,
-            })?);
-        }
-        let bodies = (0..args.writs).map(|i| {
-            let token = credentials.get((i % args.agents) as usize).cloned().unwrap_or_default();
-            let (action, path) =
-                if i % 2 == 0 { ("write", format!("/zones/billing/{i}.csv")) } else { ("read", format!("/r/{i}")) };
-            serde_json::to_vec(&json!({
-                "credentials": {"workload": token},
-                "action": action,
-                "resource": "fs:/zones/billing",
-                "arguments": {"path": path},
-            }))
-        });
+        let credentials = benchkit::agent_credentials(&issuer, args.agents)?;
+        let bodies = (0..args.writs).map(|i| benchkit::mixed_body(&credentials, i));
         let started = Instant::now();
         let mut allowed = 0u64;
         let mut decisions = futures_util::stream::iter(bodies)

@@ -1,5 +1,5 @@
 //! Operator commands against a running control plane: `--url` and an operator credential
-//! make `writ quarantine`, `revoke`, `policy activate`, `keys rotate` and `authorize` act
+//! make `writ quarantine`, `revoke`, `policy activate`, `keys rotate`, `health verify` and `authorize` act
 //! through the HTTP API of a running `writ serve` (which holds the data directory's writer
 //! lock), the way `kubectl` or `spire-server` commands talk to their server. Without
 //! `--url` they act on the data directory directly, for a stopped server.
@@ -151,6 +151,22 @@ impl Api {
         self.answer(path, &reply)
     }
 
+    /// `method path` with a JSON body, as the operator (for `PUT` and `DELETE`).
+    pub fn send_json(&mut self, method: hyper::Method, path: &str, body: &Value) -> Result<Answer> {
+        let bytes = serde_json::to_vec(body)?;
+        let bearer = self.credential.as_ref().map(|c| format!("Bearer {c}"));
+        let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        if let Some(b) = bearer.as_deref() {
+            headers.push(("authorization", b));
+        }
+        let what = format!("{method} {}{path}", self.url);
+        let reply = self
+            .rt
+            .block_on(self.conn.send(method, path, &headers, hyper::body::Bytes::from(bytes)))
+            .with_context(|| what)?;
+        self.answer(path, &reply)
+    }
+
     /// A success's body, a 4xx as a refusal, and anything else (a 5xx, an answer that is
     /// not the API's JSON) as an error naming what the server said.
     fn answer(&self, path: &str, reply: &Reply) -> Result<Answer> {
@@ -250,9 +266,15 @@ pub fn activate(api: &mut Api, bundle: &writ_policy::Bundle, signature: &str) ->
 /// `writ authorize` through the API: the request carries its own workload credential, so no
 /// operator credential is sent. Exit status 0 on allow, 1 otherwise (as offline).
 pub fn authorize(api: &mut Api, body: &[u8]) -> Result<ExitCode> {
+    decide(api, "/v1/authorize", body)
+}
+
+/// A decision route (`/v1/authorize`, `/v1/renew`) through the API, printed; exit status 0
+/// on allow, 1 otherwise.
+pub fn decide(api: &mut Api, route: &str, body: &[u8]) -> Result<ExitCode> {
     let request =
         writ_core::json::parse_value(body).map_err(|e| anyhow::anyhow!("the request is not one JSON document: {e}"))?;
-    let decision = api.post("/v1/authorize", &request)?.ok()?;
+    let decision = api.post(route, &request)?.ok()?;
     print(&decision)?;
     Ok(if decision.get("outcome").and_then(Value::as_str) == Some("allow") {
         ExitCode::SUCCESS

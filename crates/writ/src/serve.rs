@@ -4,7 +4,9 @@
 //! later starts reuse it. Binds 127.0.0.1 unless told otherwise, prints the URLs, and on
 //! Ctrl-C or SIGTERM stops accepting, finishes in-flight requests, keeps the writs
 //! `/v1/verify` used (single use across restarts: `single_use_across_restarts`) and
-//! publishes a final checkpoint. Configuration: [`crate::config`].
+//! publishes a final checkpoint. The verification loop (`writ_engine::spawn_verification`)
+//! runs from the start, every `--verify-interval-ms`, against the published
+//! `trust/jwks.json` too. Configuration: [`crate::config`].
 
 use std::sync::Arc;
 
@@ -36,6 +38,8 @@ pub fn run(config: &Config) -> Result<()> {
     }
     // An activation whose re-evaluation a stop interrupted is finished before any request.
     rt.block_on(finish_reevaluation(&engine));
+    // So is an automatic isolation that was due, or whose revocations were cut short.
+    rt.block_on(finish_isolations(&engine));
     // The published keys are those the engine signs with, from the first start on.
     dir.publish_jwks(&engine.jwks())?;
     let engine = Arc::new(engine);
@@ -53,7 +57,7 @@ pub fn run(config: &Config) -> Result<()> {
         if let Some((name, version, digest)) = engine.active_bundle() {
             eprintln!("writ: active policy bundle {name} {version} ({digest})");
         }
-        println!("writ serve: console at http://{addr}/  API at http://{addr}/v1  (OpenAPI http://{addr}/v1/openapi.json, metrics http://{addr}/metrics)");
+        println!("writ serve: console at http://{addr}/console/governance  API at http://{addr}/v1  (OpenAPI http://{addr}/v1/openapi.json, metrics http://{addr}/metrics)");
         if created.iter().any(|c| c == "keys/operator-issuer.json") {
             let admin = SpiffeId::parse(&format!("spiffe://{trust_domain}/operator/admin"))?;
             let token = dir.mint_operator(&admin, FIRST_OPERATOR_TTL)?;
@@ -91,11 +95,22 @@ pub fn run(config: &Config) -> Result<()> {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(5)).await;
                 finish_reevaluation(&retry).await;
+                finish_isolations(&retry).await;
             }
         });
+        // The verification loop: now, then every interval; decisions are denied while it fails.
+        let published = dir.clone();
+        engine.configure_verification(writ_engine::VerificationConfig {
+            sample: config.verify_sample,
+            published_jwks: Some(Arc::new(move || published.published_jwks().map_err(|e| format!("{e:#}")))),
+        });
+        let verification = writ_engine::spawn_verification(engine.clone(), config.verify_interval);
         let state = writ_server::AppState::with_limits(engine.clone(), limits)
             .with_key_store(Arc::new(dir.clone()))
-            .with_feed_signer(Arc::new(dir.feed_signer(&engine.issuer())?));
+            .with_feed_signer(Arc::new(dir.feed_signer(&engine.issuer())?))
+            .with_node(node_identity(addr)?)
+            // The console's demo page runs `writ demo`'s scenario against this server.
+            .with_demo(Arc::new(crate::demo::ServerDemo { dir: dir.clone(), url: format!("http://{addr}") }));
         tracing::info!(
             %addr,
             data_dir = %dir.root().display(),
@@ -103,6 +118,7 @@ pub fn run(config: &Config) -> Result<()> {
             "serving"
         );
         writ_server::serve(listener, state, shutdown).await?;
+        verification.abort();
         // The writs verified are kept for the next start. Connections dropped after the
         // drain may still be running: verification is closed first, so none of them can
         // verify a writ the record misses.
@@ -116,6 +132,25 @@ pub fn run(config: &Config) -> Result<()> {
         eprintln!("writ: stopped; log size {}", engine.log().size());
         anyhow::Ok(())
     })
+}
+
+/// This node's id and address for its heartbeat and `GET /v1/nodes`: the id is
+/// `WRIT_NODE_ID` if set, else `<host name>:<port>` (unique among nodes sharing a store as
+/// long as their host names are).
+fn node_identity(addr: std::net::SocketAddr) -> Result<writ_server::NodeIdentity> {
+    let id = match std::env::var("WRIT_NODE_ID") {
+        Ok(id) => id,
+        Err(_) => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "writ".to_owned());
+            format!("{host}:{}", addr.port())
+        }
+    };
+    writ_server::NodeIdentity::new(&id, &addr.to_string()).map_err(|e| anyhow::anyhow!("WRIT_NODE_ID: {e}"))
 }
 
 /// Binds the listening socket (the standard library's, made non-blocking for tokio), with a
@@ -180,6 +215,19 @@ fn init_tracing() {
     // A subscriber already set (a second `run` in one process) is kept.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+/// Makes the automatic isolations that are due and finishes those a stop or a failure
+/// interrupted, and says so; a failure is logged (and tried again by the caller).
+async fn finish_isolations(engine: &writ_engine::Engine) {
+    match engine.finish_isolations().await {
+        Ok(done) => {
+            for i in done {
+                tracing::warn!(subject = %i.subject, rule = %i.rule, log_index = i.log_index, revoked = i.revoked, descendants = i.descendants, "finished an automatic isolation");
+            }
+        }
+        Err(e) => tracing::error!(error = %e.detail(), "an automatic isolation is not finished: retrying"),
+    }
 }
 
 /// Finishes the re-evaluation of an activation that a stop or a failure interrupted, and

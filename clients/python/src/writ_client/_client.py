@@ -1,5 +1,6 @@
 """The control plane over its HTTP API (docs/http-api.md), with httpx: one decision
-(``POST /v1/authorize``), the server-side verification of a writ (``POST /v1/verify``), an
+(``POST /v1/authorize``), the renewal of a writ before it expires (``POST /v1/renew``), the
+server-side verification of a writ (``POST /v1/verify``), an
 execution's outcome (``POST /v1/outcomes``), a human approval (``GET /v1/approvals/{id}``),
 and the public keys (``/.well-known/jwks.json``, ``/.well-known/writ-feed-keys.json``).
 
@@ -243,6 +244,49 @@ class Client:
                 continue
             return d
 
+    def renew(
+        self,
+        writ: str,
+        attestation: str | None = None,
+        *,
+        delegation: str | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        """Renews ``writ`` before it expires (``POST /v1/renew``) and returns the decision,
+        whatever it is: the writ's recorded request decided again under the bundle active
+        now, for the client's own credential (the writ's ``sub``). On allow, ``writ`` is the
+        new writ (new ``jti``, same ``req``, ``par`` and ``root``, a later ``exp``). A deny is
+        a refusal (``policy.denied``, ``writ.expired``, ``writ.revoked``, ``writ.replayed``
+        for a writ already renewed, ``writ.binding_mismatch`` for another principal's writ,
+        ``quarantined``, …): the execution's authority ends with the writ's ``exp``.
+
+        Raises :class:`~writ_client.Unavailable` when no decision could be had.
+        """
+        renewed = False
+        while True:
+            body: dict[str, Any] = {"writ": writ}
+            token = self._token()
+            creds: dict[str, str] = {}
+            if token is not None:
+                creds["workload"] = token
+            if delegation is not None:
+                creds["delegation"] = delegation
+            if creds:
+                body["credentials"] = creds
+            for name, value in (("attestation", attestation), ("request_id", request_id)):
+                if value is not None:
+                    body[name] = value
+            d = self._decision(self._json(self._send("POST", "/v1/renew", body=body), "/v1/renew"))
+            if (
+                d.outcome == "deny"
+                and d.reason == ReasonCode.IDENTITY_EXPIRED.value
+                and callable(self._credential)
+                and not renewed
+            ):
+                renewed = True
+                continue
+            return d
+
     @staticmethod
     def _decision(v: dict[str, Any]) -> Decision:
         outcome, id_ = v.get("outcome"), v.get("id")
@@ -281,12 +325,14 @@ class Client:
         )
 
     def outcome(self, jti: str, status: str, *, exit_code: int | None = None, detail: str = "") -> int:
-        """Records how the execution under writ ``jti`` ended (``succeeded``, ``failed`` or
-        ``not_run``; once per writ) with the client's credential; returns the log index of
-        the entry. A second report for the same writ is :class:`~writ_client.ApiError`
-        ``409``."""
-        if status not in ("succeeded", "failed", "not_run"):
-            raise WritError(ReasonCode.REQUEST_MALFORMED.value, f"status {status!r}: succeeded, failed or not_run")
+        """Records how the execution under writ ``jti`` ended (``succeeded``, ``failed``,
+        ``not_run``, or ``stopped`` when its authority ended while it ran; once per writ) with
+        the client's credential; returns the log index of the entry. A second report for the
+        same writ is :class:`~writ_client.ApiError` ``409``."""
+        if status not in ("succeeded", "failed", "not_run", "stopped"):
+            raise WritError(
+                ReasonCode.REQUEST_MALFORMED.value, f"status {status!r}: succeeded, failed, not_run or stopped"
+            )
         body: dict[str, Any] = {"jti": jti, "status": status, "detail": detail}
         if exit_code is not None:
             body["exit_code"] = exit_code

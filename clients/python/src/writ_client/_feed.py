@@ -6,11 +6,16 @@ A feed document is a JWS compact (RFC 7515) signed with EdDSA (RFC 8037) by a fe
 (``/.well-known/writ-feed-keys.json``, never a writ key), header ``typ`` ``writ-feed+jwt``.
 The view's rules:
 
-- its age is now minus the ``iat`` of the newest verified document; older than the maximum
-  staleness (default 30 s), and before the first snapshot, every writ is refused
-  ``writ.revoked``: a revocation cannot be ruled out;
+- its age is now minus the ``iat`` of the newest verified document (an ``iat`` ahead of
+  this clock counts as now); older than the maximum staleness (default 30 s), and before the
+  first snapshot, every writ is refused ``writ.revoked``: a revocation cannot be ruled out;
 - a snapshot below the size of the snapshot in force is ignored (no rollback), and so is a
   heartbeat below it (it does not refresh the view's age);
+- a heartbeat names the newest change (``changed_at``); one at or above the size of the
+  snapshot in force says the view lacks a change: it refreshes nothing (``"behind"``), so an
+  old snapshot replayed, or snapshot events dropped while heartbeats pass, cannot keep a view
+  from before a revocation fresh; after three in a row the stream is resumed for the
+  snapshot;
 - the writ's ``jti``, ``par`` or ``root`` revoked → ``writ.revoked``; its ``sub`` isolated or
   its ``jti`` in an isolated lineage → ``quarantined``.
 
@@ -19,7 +24,8 @@ events") in a background thread (:meth:`Feed.start`), or takes ``GET /v1/feed/sn
 when asked (:meth:`Feed.poll`). The stream resumes with ``Last-Event-ID`` set to the size of
 the snapshot in force; a stream silent longer than the idle timeout (heartbeats come every
 second) is dropped, and every break is followed by a reconnection after a backoff that
-doubles from 0.1 s to 5 s.
+doubles from 0.1 s to 5 s. A refused stream (every slot taken) falls back to the snapshot
+route at each retry, so the view stays fresh meanwhile.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ MAX_FEED_DOCUMENT_LEN = 32 * 1024 * 1024
 DEFAULT_MAX_STALENESS = 30
 FEED_TYP = "writ-feed+jwt"
 _MAX_LINE = MAX_FEED_DOCUMENT_LEN + 64
+# Heartbeats in a row naming a change the view lacks before the stream is resumed.
+_MAX_BEHIND = 3
 _U64 = (1 << 64) - 1
 
 
@@ -72,6 +80,7 @@ class FeedDocument:
     iss: str
     size: int
     iat: int
+    changed_at: int | None
     snapshot: Snapshot | None
 
 
@@ -124,12 +133,12 @@ class FeedVerifier:
         if not isinstance(p, dict):
             raise FeedError("the payload is not a JSON object")
         kind = p.get("kind")
-        base = {"iss", "kind", "size", "iat"}
+        base = {"iss", "kind", "size", "iat", "changed_at"}
         if kind == "heartbeat":
             if set(p) != base:
                 raise FeedError("a heartbeat with the wrong members")
         elif kind == "snapshot":
-            if set(p) != base | {"bundle", "revoked", "quarantined", "isolated_lineage", "changed_at"}:
+            if set(p) != base | {"bundle", "revoked", "quarantined", "isolated_lineage"}:
                 raise FeedError("a snapshot with the wrong members")
         else:
             raise FeedError(f"unknown kind {kind!r}")
@@ -137,13 +146,14 @@ class FeedVerifier:
             raise FeedError("iss, size or iat of the wrong type")
         if p["iss"] != self.issuer:
             raise FeedError("a document of another control plane")
+        changed_at = p["changed_at"]
+        if changed_at is not None and not _uint(changed_at):
+            raise FeedError("changed_at is not an integer")
         snapshot = None
         if kind == "snapshot":
-            bundle, changed_at, quarantined = p["bundle"], p["changed_at"], p["quarantined"]
+            bundle, quarantined = p["bundle"], p["quarantined"]
             if bundle is not None and not isinstance(bundle, str):
                 raise FeedError("bundle is not a string")
-            if changed_at is not None and not _uint(changed_at):
-                raise FeedError("changed_at is not an integer")
             if not isinstance(quarantined, list) or not all(isinstance(q, str) for q in quarantined):
                 raise FeedError("quarantined is not a list of strings")
             snapshot = Snapshot(
@@ -153,7 +163,7 @@ class FeedVerifier:
                 isolated_lineage=_expiring(p["isolated_lineage"], "isolated_lineage"),
                 changed_at=changed_at,
             )
-        return FeedDocument(iss=p["iss"], size=p["size"], iat=p["iat"], snapshot=snapshot)
+        return FeedDocument(iss=p["iss"], size=p["size"], iat=p["iat"], changed_at=changed_at, snapshot=snapshot)
 
 
 @dataclass
@@ -169,21 +179,26 @@ class FeedView:
     fresh_at: int = 0
     snapshot: Snapshot | None = field(default=None, repr=False)
 
-    def apply(self, doc: FeedDocument) -> str:
-        """Applies a verified document: ``"snapshot"``, ``"heartbeat"`` or ``"ignored"``
-        (older than the snapshot in force)."""
+    def apply(self, doc: FeedDocument, now: int) -> str:
+        """Applies a verified document at ``now`` (this clock: a document made later counts
+        as made now): ``"snapshot"``, ``"heartbeat"``, ``"behind"`` (a heartbeat naming a
+        change the snapshot in force lacks: nothing refreshed) or ``"ignored"`` (older than
+        the snapshot in force)."""
         floor = self.snapshot_size
+        made = min(doc.iat, now)
         if doc.snapshot is not None:
             if floor is not None and doc.size < floor:
                 return "ignored"
             self.snapshot_size = doc.size
             self.size = max(self.size, doc.size)
-            self.fresh_at = max(self.fresh_at, doc.iat)
+            self.fresh_at = max(self.fresh_at, made)
             self.snapshot = doc.snapshot
             return "snapshot"
         if floor is not None and doc.size >= floor:
+            if doc.changed_at is not None and doc.changed_at >= floor:
+                return "behind"
             self.size = max(self.size, doc.size)
-            self.fresh_at = max(self.fresh_at, doc.iat)
+            self.fresh_at = max(self.fresh_at, made)
             return "heartbeat"
         return "ignored"
 
@@ -267,6 +282,10 @@ class _SseParser:
         if name == "event":
             self.event = value
         elif name == "data":
+            # Each line is bounded, and so is the event they make (``data:`` lines with no
+            # blank line between them would grow one event without end).
+            if self.data is not None and len(self.data) + len(value) >= _MAX_LINE:
+                raise FeedError("an event stream event too long")
             self.data = value if self.data is None else self.data + "\n" + value
         elif name == "id" and "\0" not in value:
             self.id = value
@@ -352,13 +371,14 @@ class Feed:
 
     def _apply(self, doc: FeedDocument) -> str:
         with self._lock:
-            applied = self._view.apply(doc)
+            applied = self._view.apply(doc, int(self._clock()))
             self.updated.notify_all()
             return applied
 
     def apply_document(self, document: str) -> str:
         """Verifies and applies one feed document (a JWS); ``"snapshot"``,
-        ``"heartbeat"`` or ``"ignored"``. Raises :class:`FeedError` if it does not verify."""
+        ``"heartbeat"``, ``"behind"`` or ``"ignored"``. Raises :class:`FeedError` if it does
+        not verify."""
         return self._apply(self._verify(document))
 
     def poll(self) -> str:
@@ -435,16 +455,31 @@ class Feed:
             self._response = response
             try:
                 if response.status_code != 200:
-                    raise Unavailable(ReasonCode.LOG_UNAVAILABLE.value, f"/v1/feed/stream: status {response.status_code}")
+                    # The stream is refused (every slot taken, perhaps by clients holding
+                    # them on purpose): the view is kept fresh from the snapshot route, which
+                    # holds no slot, at each retry (at most ``backoff_max`` apart), so that a
+                    # full stream route never makes every writ refused as stale.
+                    refused = Unavailable(ReasonCode.LOG_UNAVAILABLE.value, f"/v1/feed/stream: status {response.status_code}")
+                    self.poll()
+                    raise refused
                 self.status = "connected"
                 parser = _SseParser()
+                behind = 0
                 for chunk in response.iter_bytes():
                     if self._stop.is_set():
                         return
                     for event, _id, data in parser.push(chunk):
                         if not data or event not in ("snapshot", "heartbeat"):
                             continue
-                        self.apply_document(data)
+                        if self.apply_document(data) == "behind":
+                            # A change's snapshot may trail its first heartbeat by a moment;
+                            # one that never comes is asked for again by resuming (the view
+                            # ages meanwhile: fail closed).
+                            behind += 1
+                            if behind >= _MAX_BEHIND:
+                                raise FeedError(f"{behind} heartbeats named a change whose snapshot never came")
+                            continue
+                        behind = 0
                         progressed[0] = True
             finally:
                 self._response = None

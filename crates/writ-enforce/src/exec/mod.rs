@@ -22,10 +22,20 @@
 //!    (SIGINT and SIGQUIT only when they cannot have come from the terminal, which sends
 //!    them to the command itself); one that arrives before the command starts stops
 //!    everything: nothing runs, and the status is 128 + the signal's number.
-//! 5. Its outcome (`POST /v1/outcomes`: `succeeded` on exit status 0, `failed` otherwise,
-//!    `not_run` if it could not be started) is recorded with the exit status or signal and
-//!    the duration, and `writ exec` exits with the command's status (128 + the signal's
-//!    number when a signal ended it, as shells report it).
+//! 5. While it runs, its writ is renewed (`POST /v1/renew`) at two thirds of its lifetime:
+//!    each renewal is a new decision under the bundle active then, and its new writ is
+//!    verified as in 3. A control plane that cannot answer (`log.unavailable`, `internal`)
+//!    is asked again (from 250 ms, doubling, at most every 5 s) until the writ expires. The
+//!    command's authority ends when a renewal is refused (a deny, or an approval it would
+//!    need) or its writ expires unrenewed (`writ.expired`): it is sent SIGTERM, then
+//!    SIGKILL after the stop grace (`--stop-grace`), `writ: denied: <code>: <reason>; the
+//!    command's authority ended …` goes to standard error, its outcome is `stopped` with the
+//!    reason, and `writ exec` exits 77.
+//! 6. Its outcome (`POST /v1/outcomes`, under the writ held last: `succeeded` on exit
+//!    status 0, `failed` otherwise, `not_run` if it could not be started, `stopped` as in 5)
+//!    is recorded with the exit status or signal, the duration and the renewals, and
+//!    `writ exec` exits with the command's status (128 + the signal's number when a signal
+//!    ended it, as shells report it).
 
 mod request;
 #[cfg(test)]
@@ -100,6 +110,9 @@ pub struct Config {
     pub decision_timeout: Duration,
     /// The command: the program as given, then its arguments.
     pub command: Vec<String>,
+    /// Once the command's authority ends (a renewal refused, or its writ expired before a
+    /// renewal could be obtained), how long after SIGTERM it has before SIGKILL.
+    pub stop_grace: Duration,
 }
 
 /// Runs the command if it is authorized; answers the exit status `writ exec` ends with.
@@ -124,6 +137,16 @@ pub async fn run(config: Config) -> u8 {
             return u.exit_status();
         }
     };
+    // The policy sees paths as text: a path that is not UTF-8 would be seen as another (its
+    // bytes replaced), and several such paths as one (found in review). Refused, not run.
+    for (what, path) in [("the program's path", &program), ("the working directory", &cwd)] {
+        if path.to_str().is_none() {
+            return deny_local(
+                ReasonCode::RequestMalformed,
+                &format!("{what} is not UTF-8 ({}): the policy could not see it as it is", path.display()),
+            );
+        }
+    }
     let env = present_env_names(&config.env_names, |n| std::env::var_os(n).is_some());
     let request = ExecRequest::command(&program, &config.command, &cwd, env);
     let Some(credential) = config.credential.clone() else {
@@ -169,12 +192,32 @@ pub async fn run(config: Config) -> u8 {
         }
     };
     // 3. The writ, verified as an enforcement point verifies it.
-    if let Err(d) = verify(&config.issuer, &writ, keys, &request) {
-        let d = Denial { decision: Some(decision.clone()), log_index, ..d };
-        let detail = json!({"error": format!("{}: {}", d.reason, d.detail)});
-        record(&control, &decision, "not_run", None, detail).await;
-        return deny(&d);
-    }
+    let checked = writ_core::request_digest(ACTION, &request.resource(), &request.arguments())
+        .map_err(|e| Denial::local(ReasonCode::Internal, format!("the request's digest: {e}")))
+        .and_then(|digest| {
+            let mut checker = WritCheck { issuer: config.issuer.clone(), digest, verifier: None };
+            checker.check(&writ, keys).map(|claims| (checker, claims))
+        })
+        .and_then(|(checker, claims)| {
+            // The writ of the decision answered, not another (the outcome is recorded under it).
+            if claims.jti == decision {
+                Ok((checker, claims))
+            } else {
+                Err(Denial::local(
+                    ReasonCode::WritBindingMismatch,
+                    format!("the writ of the allow is {}'s, not the decision's ({decision})", claims.jti),
+                ))
+            }
+        });
+    let (mut checker, claims) = match checked {
+        Ok(c) => c,
+        Err(d) => {
+            let d = Denial { decision: Some(decision.clone()), log_index, ..d };
+            let detail = json!({"error": format!("{}: {}", d.reason, d.detail)});
+            record(&control, &decision, "not_run", None, detail).await;
+            return deny(&d);
+        }
+    };
     // 4. The command, with its writ for its children.
     let started = Instant::now();
     let Some(args) = config.command.get(1..) else {
@@ -197,7 +240,13 @@ pub async fn run(config: Config) -> u8 {
     };
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
     let from_terminal = terminal_signals_reach_child();
+    // 5. While it runs, its writ is renewed before it expires; once its authority ends it
+    // is stopped (SIGTERM, then SIGKILL after the grace).
+    let mut held = Held::new(writ, decision, &claims);
+    let mut stopped: Option<Denial> = None;
+    let mut kill_at: Option<tokio::time::Instant> = None;
     let waited = loop {
+        let tick = held.next_attempt;
         tokio::select! {
             status = child.wait() => break status,
             sig = signals.next() => {
@@ -208,35 +257,210 @@ pub async fn run(config: Config) -> u8 {
                     forward(pid, sig);
                 }
             }
+            () = tokio::time::sleep_until(tick), if stopped.is_none() => {
+                if let Err(d) = held.renew(&control, &mut checker).await {
+                    if let Some(pid) = pid {
+                        forward(pid, libc_sig::TERM);
+                    }
+                    eprintln!(
+                        "writ: denied: {}: {}; the command's authority ended: it was sent SIGTERM{}",
+                        d.reason,
+                        d.detail,
+                        if config.stop_grace.is_zero() { String::new() } else {
+                            format!(", and gets SIGKILL after {:?}", config.stop_grace)
+                        }
+                    );
+                    kill_at = Some(crate::control::after(config.stop_grace));
+                    stopped = Some(d);
+                }
+            }
+            () = sleep_until_some(kill_at) => {
+                kill_at = None;
+                if let Some(pid) = pid {
+                    forward(pid, rustix::process::Signal::KILL.as_raw());
+                }
+            }
         }
     };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    // 5. The outcome, and the command's status.
-    let (code, outcome, detail) = match waited {
+    // 6. The outcome (under the writ held last), and the command's status.
+    let (code, outcome, mut detail) = match waited {
         Ok(status) => exit_of(status, duration_ms),
         Err(e) => (1, "failed", json!({"error": format!("waiting for the command: {e}"), "duration_ms": duration_ms})),
     };
-    record(&control, &decision, outcome, Some(i64::from(code)), detail).await;
+    if let Some(obj) = detail.as_object_mut()
+        && held.renewals > 0
+    {
+        obj.insert("renewals".into(), json!(held.renewals));
+        obj.insert("first_writ".into(), json!(held.first));
+    }
+    let (code, outcome) = match &stopped {
+        None => (code, outcome),
+        Some(d) => {
+            if let Some(obj) = detail.as_object_mut() {
+                let mut why = json!({"reason": d.reason, "detail": d.detail});
+                if let (Some(w), Some(id)) = (why.as_object_mut(), &d.decision) {
+                    w.insert("decision".into(), json!(id));
+                }
+                obj.insert("stopped".into(), why);
+            }
+            (EXIT_DENIED, "stopped")
+        }
+    };
+    record(&control, &held.jti, outcome, Some(i64::from(code)), detail).await;
     code
 }
 
-/// Verifies the writ of an allow for `request` with the control plane's keys.
-fn verify(issuer: &str, writ: &str, keys: Result<Vec<u8>, crate::Error>, request: &ExecRequest) -> Result<(), Denial> {
-    let keys = keys.map_err(|e| {
-        Denial::local(ReasonCode::LogUnavailable, format!("the writ could not be verified: the writ keys: {e}"))
-    })?;
-    let keys = KeySet::from_jwks(&keys, KeyUse::Writ).map_err(|e| {
-        Denial::local(ReasonCode::WritBadSignature, format!("the writ could not be verified: the writ keys: {e}"))
-    })?;
-    let digest = writ_core::request_digest(ACTION, &request.resource(), &request.arguments())
-        .map_err(|e| Denial::local(ReasonCode::Internal, format!("the request's digest: {e}")))?;
-    let verifier = WritVerifier::with_keys(issuer, keys, AUDIENCE, SKEW_SECS);
-    // Just issued for this request, and used once here: revocation is the control plane's
-    // (the lineage of the command's children is judged against the log).
-    verifier
-        .verify(writ, &digest, now_secs(), &|_: &str| false)
-        .map(|_| ())
-        .map_err(|r| Denial::local(r.reason, format!("the writ did not verify: {}", r.detail)))
+/// Sleeps until `at`, or forever when it is `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The first retry of a renewal the control plane could not answer comes this soon.
+const RENEW_RETRY_FIRST: Duration = Duration::from_millis(250);
+
+/// The writ a running command holds, and when to renew it.
+struct Held {
+    writ: String,
+    jti: String,
+    first: String,
+    exp: u64,
+    renewals: u32,
+    next_attempt: tokio::time::Instant,
+    retry: Duration,
+    last_failure: Option<Denial>,
+}
+
+impl Held {
+    fn new(writ: String, jti: String, claims: &writ_verify::WritClaims) -> Held {
+        let mut held = Held {
+            writ,
+            first: jti.clone(),
+            jti,
+            exp: claims.exp,
+            renewals: 0,
+            next_attempt: tokio::time::Instant::now(),
+            retry: RENEW_RETRY_FIRST,
+            last_failure: None,
+        };
+        held.schedule(claims.iat);
+        held
+    }
+
+    /// Renews at two thirds of the writ's lifetime.
+    fn schedule(&mut self, iat: u64) {
+        let lifetime = self.exp.saturating_sub(iat);
+        let at = iat.saturating_add((lifetime.saturating_mul(2) / 3).max(1));
+        self.next_attempt = instant_at(at);
+        self.retry = RENEW_RETRY_FIRST;
+        self.last_failure = None;
+    }
+
+    /// One attempt: `Ok` while the command keeps its authority (renewed, or a retry is
+    /// scheduled before the writ expires); `Err` once it ends (a refusal, or the writ
+    /// expired unrenewed).
+    async fn renew(&mut self, control: &ControlPlane, checker: &mut WritCheck) -> Result<(), Denial> {
+        if now_secs() >= self.exp {
+            let why = self.last_failure.as_ref().map(|d| format!(" (last attempt: {}: {})", d.reason, d.detail));
+            return Err(Denial::local(
+                ReasonCode::WritExpired,
+                format!(
+                    "writ {} expired at {} before it could be renewed{}",
+                    self.jti,
+                    self.exp,
+                    why.unwrap_or_default()
+                ),
+            ));
+        }
+        let refused = match control.renew(&self.writ).await {
+            Verdict::Allow { writ, id, .. } => {
+                let claims = match checker.check(&writ, Err(crate::Error::Answer("no keys yet".into()))) {
+                    Ok(c) => Ok(c),
+                    // A writ signed by a key rotated in since: the keys once more.
+                    Err(_) => checker.check(&writ, control.jwks().await),
+                };
+                match claims {
+                    Ok(c) => {
+                        self.writ = writ;
+                        self.jti = id;
+                        self.exp = c.exp;
+                        self.renewals = self.renewals.saturating_add(1);
+                        self.schedule(c.iat);
+                        return Ok(());
+                    }
+                    Err(d) => Denial { detail: format!("the renewed writ {id}: {}", d.detail), ..d },
+                }
+            }
+            Verdict::Pending { id, log_index, .. } => Denial {
+                decision: Some(id),
+                log_index,
+                ..Denial::local(
+                    ReasonCode::PolicyDenied,
+                    "the renewal needs an operator's approval, which a running command cannot wait for",
+                )
+            },
+            Verdict::Deny(d) if d.retryable() => {
+                // Once more before the writ expires; the expiry ends it.
+                let at = tokio::time::Instant::now() + self.retry;
+                self.next_attempt = at.min(instant_at(self.exp));
+                self.retry = (self.retry * 2).min(Duration::from_secs(5));
+                self.last_failure = Some(d);
+                return Ok(());
+            }
+            Verdict::Deny(d) => Denial { detail: format!("renewal of writ {} refused: {}", self.jti, d.detail), ..d },
+        };
+        Err(refused)
+    }
+}
+
+/// The monotonic instant of Unix second `at` (now if it has passed).
+fn instant_at(at: u64) -> tokio::time::Instant {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    crate::control::after(Duration::from_secs(at).saturating_sub(now))
+}
+
+/// Verifies writs for one request, with the control plane's keys once fetched.
+struct WritCheck {
+    issuer: String,
+    digest: writ_core::RequestDigest,
+    verifier: Option<WritVerifier>,
+}
+
+impl WritCheck {
+    /// Verifies a writ of an allow for the request, as any enforcement point verifies it;
+    /// `keys` (a JWKS) replace the keys held when they were fetched.
+    fn check(&mut self, writ: &str, keys: Result<Vec<u8>, crate::Error>) -> Result<writ_verify::WritClaims, Denial> {
+        match (keys, &self.verifier) {
+            (Ok(keys), _) => {
+                let keys = KeySet::from_jwks(&keys, KeyUse::Writ).map_err(|e| {
+                    Denial::local(
+                        ReasonCode::WritBadSignature,
+                        format!("the writ could not be verified: the writ keys: {e}"),
+                    )
+                })?;
+                self.verifier = Some(WritVerifier::with_keys(&self.issuer, keys, AUDIENCE, SKEW_SECS));
+            }
+            (Err(e), None) => {
+                return Err(Denial::local(
+                    ReasonCode::LogUnavailable,
+                    format!("the writ could not be verified: the writ keys: {e}"),
+                ));
+            }
+            (Err(_), Some(_)) => {}
+        }
+        let Some(verifier) = &self.verifier else {
+            return Err(Denial::local(ReasonCode::Internal, "no writ keys"));
+        };
+        // Just issued for this request, and used once here: revocation is the control
+        // plane's (the lineage of the command's children is judged against the log).
+        verifier
+            .verify(writ, &self.digest, now_secs(), &|_: &str| false)
+            .map(|v| v.claims)
+            .map_err(|r| Denial::local(r.reason, format!("the writ did not verify: {}", r.detail)))
+    }
 }
 
 /// The exit status, outcome and detail of a finished command.

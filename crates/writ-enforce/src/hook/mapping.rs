@@ -222,11 +222,28 @@ pub(crate) fn normalise(path: &str, cwd: Option<&str>) -> Result<String, &'stati
     Ok(format!("/{}", out.join("/")))
 }
 
-/// The scheme and host of an absolute URL, both lowercased (an IPv6 host in brackets; the
-/// user information, the port and everything after the host left out).
+/// The scheme and host of an absolute URL as the WHATWG URL Standard parses it, which is how
+/// the agent CLI's runtime will resolve it: the scheme lowercased; the host lowercased and
+/// IDNA-mapped, an IPv4 address in any of its forms (`2130706433`, `0x7f.1`, `127.1`)
+/// written dotted-decimal, an IPv4-mapped IPv6 address (`[::ffff:7f00:1]`) written as the
+/// IPv4 address it is, another IPv6 address in brackets, compressed, and a domain's trailing
+/// dot dropped (`localhost.` is `localhost`). The user information, the port and everything
+/// after the host are left out. Found in review: the host was taken as written, so
+/// `https://2130706433/` passed a policy forbidding `127.*`.
 pub(crate) fn origin(url: &str) -> Result<(String, String), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
-    let scheme = uri.scheme_str().ok_or("not an absolute URL (no scheme)")?;
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or("no host")?;
-    Ok((scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
+    let parsed = url::Url::parse(url).map_err(|e| format!("not an absolute URL ({e})"))?;
+    let host = match parsed.host() {
+        None => return Err("no host".into()),
+        Some(url::Host::Domain("")) => return Err("no host".into()),
+        Some(url::Host::Domain(d)) => d.strip_suffix('.').unwrap_or(d).to_owned(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Ipv6(a)) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("[{a}]"),
+        },
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    Ok((parsed.scheme().to_owned(), host))
 }

@@ -252,6 +252,8 @@ async fn pre_tool_use(config: &Config, store: &state::Store, event: &Event<'_>) 
     {
         verdict = control.await_approval(id, *log_index, config.approval_wait).await;
     }
+    // Allowed only with a writ that verifies for exactly this call.
+    let verdict = control.checked(verdict, &mapped.action, &mapped.resource, &mapped.arguments, &audience).await;
     match verdict {
         Verdict::Allow { writ, id, log_index } => {
             let key = state::call_key(event.tool_use_id, event.tool_name, &Value::Object(event.tool_input.clone()));
@@ -438,6 +440,7 @@ async fn exec_request_within(config: &Config, input: &[u8]) -> Answer {
     {
         verdict = control.await_approval(id, *log_index, config.approval_wait).await;
     }
+    let verdict = control.checked(verdict, &request.action, &request.resource, &arguments, &audience).await;
     match verdict {
         Verdict::Allow { writ, id, log_index } => Answer {
             stdout: Some(

@@ -108,6 +108,23 @@ fn web_fetches_name_the_origin() {
     assert_eq!(origin("http://user@[::1]:8080/x").ok(), Some(("http".to_owned(), "[::1]".to_owned())));
     let m = map("WebFetch", json!({"url": "https://evil@127.0.0.1/x"}));
     assert_eq!((m.resource.as_str(), m.arguments.get("host")), ("url:https://127.0.0.1", Some(&json!("127.0.0.1"))));
+    // Found in review: the host as written let a loopback address pass a policy forbidding
+    // `127.*` and `localhost`. Every spelling of it is the host it resolves to.
+    for (url, host) in [
+        ("https://2130706433/", "127.0.0.1"),
+        ("https://0x7f.1/", "127.0.0.1"),
+        ("https://127.1/", "127.0.0.1"),
+        ("https://0177.0.0.1/", "127.0.0.1"),
+        ("https://[::ffff:7f00:1]/", "127.0.0.1"),
+        ("https://[0:0:0:0:0:0:0:1]/", "[::1]"),
+        ("https://localhost./", "localhost"),
+        ("https://LOCALHOST/", "localhost"),
+        ("https://%6c%6fcalhost/", "localhost"),
+        ("https://169.254.169.254./", "169.254.169.254"),
+        ("https://0/", "0.0.0.0"),
+    ] {
+        assert_eq!(origin(url).map(|(_, h)| h).as_deref(), Ok(host), "{url}");
+    }
 }
 
 #[test]

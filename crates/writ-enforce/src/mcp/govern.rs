@@ -24,10 +24,21 @@ use crate::control::{ControlPlane, Denial, Verdict};
 /// Attempts at recording one outcome.
 const OUTCOME_ATTEMPTS: u32 = 3;
 
-/// A forwarded call awaiting the server's answer.
+/// The longest request id accepted, in bytes.
+const MAX_ID_LEN: usize = 256;
+
+/// A `tools/call` in flight: being decided (`jti` empty), or forwarded and awaiting the
+/// server's answer.
 struct Forwarded {
     jti: String,
     started: Instant,
+}
+
+impl Forwarded {
+    /// The reservation of a call's id while it is decided.
+    fn deciding() -> Self {
+        Forwarded { jti: String::new(), started: Instant::now() }
+    }
 }
 
 /// The tools the client was last shown.
@@ -52,6 +63,16 @@ pub(crate) struct Session {
     listed: Mutex<Listed>,
 }
 
+impl Session {
+    /// Whether a `tools/call`, `tools/list` or `initialize` with this id awaits its answer.
+    async fn in_flight(&self, id: &Value) -> bool {
+        let key = id_key(id);
+        self.calls.lock().await.contains_key(&key)
+            || self.lists.lock().await.contains_key(&key)
+            || self.inits.lock().await.contains(&key)
+    }
+}
+
 /// The key of a JSON-RPC id (`1` and `"1"` differ).
 pub(crate) fn id_key(id: &Value) -> String {
     id.to_string()
@@ -61,8 +82,12 @@ pub(crate) fn id_key(id: &Value) -> String {
 pub(crate) enum Inbound {
     /// A `tools/call` with an id: to be decided ([`Governor::govern`]).
     Call(Value),
-    /// Passed on unchanged (a request whose answer must be rewritten is registered).
-    Forward,
+    /// Passed on, as this re-serialization of the message classified (a request whose answer
+    /// must be rewritten is registered). Never the client's own bytes: a line with raw
+    /// carriage returns (JSON whitespace to serde, line ends to most MCP SDKs' line readers)
+    /// or a repeated member (first-wins parsers) would reach the server as another message
+    /// than the one classified, such as a `tools/call` hidden in a notification's params.
+    Forward(Vec<u8>),
     /// Not forwarded; the answer for the client, when there is one to give.
     Refuse(Option<Value>),
 }
@@ -160,8 +185,35 @@ impl Governor {
         };
         let method = obj.get("method").and_then(Value::as_str);
         let id = obj.get("id").filter(|id| !id.is_null());
+        if let (Some(_), Some(id)) = (method, id) {
+            // JSON-RPC request ids are strings or integers: anything else (an object of 16 MiB,
+            // 1.0 which servers answer as 1) could never be matched with its answer, and its
+            // entry would stay for the session's life.
+            let valid = match id {
+                Value::String(s) => s.len() <= MAX_ID_LEN,
+                Value::Number(n) => n.is_i64() || n.is_u64(),
+                _ => false,
+            };
+            if !valid {
+                let m = format!(
+                    "invalid request: a request id is a string of at most {MAX_ID_LEN} bytes or an integer; it was not forwarded"
+                );
+                return Inbound::Refuse(Some(answer::error(&Value::Null, answer::INVALID_REQUEST, &m)));
+            }
+            // An id still in flight in this session: its answer would be matched with the wrong
+            // request (an outcome recorded against another call's writ, a tools/list answer
+            // taken for a call's and relayed unfiltered).
+            if matches!(method, Some("tools/call" | "tools/list" | "initialize")) && session.in_flight(id).await {
+                let m = "invalid request: a request with this id is still in flight; it was not forwarded";
+                return Inbound::Refuse(Some(answer::error(id, answer::INVALID_REQUEST, m)));
+            }
+        }
         match (method, id) {
-            (Some("tools/call"), Some(_)) => return Inbound::Call(msg),
+            (Some("tools/call"), Some(id)) => {
+                // Reserved until decided: two calls with one id cannot both be in flight.
+                session.calls.lock().await.insert(id_key(id), Forwarded::deciding());
+                return Inbound::Call(msg);
+            }
             (Some("tools/call"), None) => {
                 // A notification (or a null id) cannot carry a governed call's answer: never
                 // forwarded ungoverned.
@@ -181,12 +233,31 @@ impl Governor {
             }
             _ => {}
         }
-        Inbound::Forward
+        match serde_json::to_vec(&msg) {
+            Ok(bytes) => Inbound::Forward(bytes),
+            Err(e) => {
+                let m = format!("the message cannot be written: {e}; it was not forwarded");
+                Inbound::Refuse(Some(answer::error(&Value::Null, answer::INTERNAL_ERROR, &m)))
+            }
+        }
     }
 
     /// Decides one `tools/call`: the call to forward with its writ (registered in `session`
-    /// to record its outcome), or the answer to give instead.
-    pub(crate) async fn govern(&self, session: &Session, mut msg: Value) -> Governed {
+    /// to record its outcome), or the answer to give instead (its id's reservation is then
+    /// released).
+    pub(crate) async fn govern(&self, session: &Session, msg: Value) -> Governed {
+        let key = id_key(msg.get("id").unwrap_or(&Value::Null));
+        let governed = self.decide(session, msg).await;
+        if let Governed::Answer(_) = governed {
+            let mut calls = session.calls.lock().await;
+            if calls.get(&key).is_some_and(|f| f.jti.is_empty()) {
+                calls.remove(&key);
+            }
+        }
+        governed
+    }
+
+    async fn decide(&self, session: &Session, mut msg: Value) -> Governed {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let Some(tool) = msg.pointer("/params/name").and_then(Value::as_str).map(str::to_owned) else {
             let m = "invalid params: a tools/call names its tool in params.name (a string); it was not forwarded";
@@ -207,6 +278,8 @@ impl Governor {
         {
             verdict = self.control.await_approval(decision, *log_index, self.approval_wait).await;
         }
+        // Forwarded only with a writ that verifies for exactly this call.
+        let verdict = self.control.checked(verdict, &action, &self.resource, &arguments, &self.resource).await;
         match verdict {
             Verdict::Allow { writ, id: decision, log_index } => {
                 if let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut) {
@@ -264,10 +337,21 @@ impl Governor {
         let Some(key) = response_id else {
             return Outbound::Relay;
         };
-        let forwarded = session.calls.lock().await.remove(&key);
-        if let Some(f) = forwarded {
-            self.record_outcome(f, msg);
-            return Outbound::Relay;
+        {
+            let mut calls = session.calls.lock().await;
+            match calls.get(&key) {
+                // An answer to a call still being decided (so never forwarded): the server's
+                // own doing, relayed and recorded as nothing; the reservation stays.
+                Some(f) if f.jti.is_empty() => return Outbound::Relay,
+                Some(_) => {
+                    if let Some(f) = calls.remove(&key) {
+                        drop(calls);
+                        self.record_outcome(f, msg);
+                    }
+                    return Outbound::Relay;
+                }
+                None => {}
+            }
         }
         let list = session.lists.lock().await.remove(&key);
         if let Some(first_page) = list {

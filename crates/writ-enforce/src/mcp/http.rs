@@ -327,7 +327,9 @@ impl Proxy {
                     self.forward(&headers, Bytes::from(call), exchange).await
                 }
             },
-            Inbound::Forward => self.forward(&headers, bytes, Exchange { session, id, key, is_init }).await,
+            Inbound::Forward(canonical) => {
+                self.forward(&headers, Bytes::from(canonical), Exchange { session, id, key, is_init }).await
+            }
         }
     }
 

@@ -40,7 +40,14 @@ struct Gateway {
     gov: Arc<Governor>,
     session: Session,
     to_client: mpsc::Sender<Out>,
+    // Calls being decided at once: past it, the client's next line waits (each holds its
+    // message and a control-plane connection; a client writing calls without waiting grew
+    // both without bound).
+    deciding: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most `tools/call`s decided at once per client.
+const MAX_DECIDING: usize = 64;
 
 impl Gateway {
     async fn send_client(&self, msg: &Value) {
@@ -66,15 +73,21 @@ impl Gateway {
         };
         match self.gov.inbound(&self.session, msg).await {
             Inbound::Call(msg) => {
+                // The semaphore is never closed.
+                let Ok(permit) = self.deciding.clone().acquire_owned().await else { return };
                 let gw = self.clone();
                 let to_server = to_server.clone();
-                tokio::spawn(async move { gw.govern(msg, to_server).await });
+                tokio::spawn(async move {
+                    gw.govern(msg, to_server).await;
+                    drop(permit);
+                });
             }
             Inbound::Refuse(Some(answer)) => self.send_client(&answer).await,
             Inbound::Refuse(None) => {}
-            // Passed through byte for byte. Fails only once the server's input is gone.
-            Inbound::Forward => {
-                let _ = to_server.send(line).await;
+            // Passed on as the message classified (never the client's own bytes). Fails only
+            // once the server's input is gone.
+            Inbound::Forward(bytes) => {
+                let _ = to_server.send(bytes).await;
             }
         }
     }
@@ -140,7 +153,12 @@ where
     };
     let (to_client, client_rx) = mpsc::channel(QUEUE);
     let (to_server, server_rx) = mpsc::channel(QUEUE);
-    let gw = Arc::new(Gateway { gov: gov.clone(), session: Session::default(), to_client });
+    let gw = Arc::new(Gateway {
+        gov: gov.clone(),
+        session: Session::default(),
+        to_client,
+        deciding: Arc::new(tokio::sync::Semaphore::new(MAX_DECIDING)),
+    });
     let client_writer = tokio::spawn(write_client(client_out, client_rx));
     let server_writer = tokio::spawn(write_server(stdin, server_rx));
     let mut server_reader = tokio::spawn(server_loop(gw.clone(), BufReader::with_capacity(64 * 1024, stdout)));

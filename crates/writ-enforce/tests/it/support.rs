@@ -8,9 +8,10 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, DuplexStream, ReadHalf, WriteHalf};
 use writ_core::SpiffeId;
 use writ_enforce::mcp::{Config, CredentialSource};
-use writ_engine::{Engine, EngineConfig, EngineParts, SystemClock, WritSigner};
-use writ_identity::{DevIssuer, IssueRequest, Role, TrustBundle};
-use writ_log::{Log, LogOptions, NoteSigner, SqliteOptions, SqliteStore};
+use writ_engine::testkit::TestEngine;
+use writ_engine::{Engine, SystemClock};
+use writ_identity::{DevIssuer, IssueRequest};
+use writ_log::NoteSigner;
 use writ_policy::{Bundle, sign_bundle};
 
 pub const AGENT: &str = "spiffe://demo.example/agent/tools-1";
@@ -35,29 +36,7 @@ pub fn fixtures() -> PathBuf {
 
 impl ControlPlane {
     pub async fn start() -> ControlPlane {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap();
-        let log = Log::open(
-            Arc::new(store),
-            NoteSigner::from_seed("writ.test/log", [1; 32]).unwrap(),
-            LogOptions { checkpoint_interval: Duration::ZERO, ..LogOptions::default() },
-        )
-        .unwrap();
-        let issuer = DevIssuer::generate("demo.example", "https://dev-issuer.demo.example").unwrap();
-        let operators = DevIssuer::generate("demo.example", "https://operators.demo.example").unwrap();
-        let mut trust = TrustBundle::new();
-        trust.add(issuer.bundle_entry(&[Role::Workload])).unwrap();
-        trust.add(operators.bundle_entry(&[Role::Operator])).unwrap();
-        let policy_key = NoteSigner::from_seed("policy.demo.example", [2; 32]).unwrap();
-        let engine = Engine::open(EngineParts {
-            config: EngineConfig::default(),
-            trust_bundle: trust,
-            policy_keys: vec![policy_key.verifier()],
-            writ_signer: WritSigner::from_seeds("writ", &[[3; 32]]).unwrap(),
-            log: Arc::new(log),
-            clock: Arc::new(SystemClock),
-        })
-        .unwrap();
+        let TestEngine { engine, issuer, operators, policy_key, dir } = TestEngine::open(Arc::new(SystemClock));
         let bundle = Bundle::load_dir(&fixtures().join("bundle")).unwrap();
         let sig = sign_bundle(&bundle, &policy_key).unwrap();
         engine.activate(&bundle, &sig, None).await.unwrap();

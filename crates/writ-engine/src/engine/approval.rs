@@ -42,56 +42,60 @@ impl Engine {
         // One operator action at a time: two answers to one decision, or an approval and a
         // revocation or quarantine, are checked and recorded in order.
         let _one = self.operator_actions.lock().await;
+        // Nothing is approved while the node cannot vouch for its log, bundle or keys.
+        if let Some((reason, detail)) = self.integrity_failure() {
+            return Err(EngineError::IntegrityFailed { reason, detail });
+        }
         let now = self.clock.now();
-        let active = self
-            .active
-            .read()
-            .map_err(|_| EngineError::Poisoned("bundle"))?
-            .as_ref()
-            .map(|a| a.bundle.digest().to_string());
-        let writ = {
-            let state = self.state.lock().map_err(|_| EngineError::Poisoned("state"))?;
-            let pending = state
-                .approval(id, now)
-                .ok_or_else(|| EngineError::NotFound(Missing::PendingApproval(id.to_owned())))?;
-            match pending.status {
-                ApprovalStatus::Pending => {}
-                ApprovalStatus::Expired => {
-                    return Err(EngineError::PastDeadline { id: id.to_owned(), deadline: pending.deadline });
-                }
-                ApprovalStatus::Approved | ApprovalStatus::Rejected => {
-                    return Err(EngineError::ApprovalAlreadyAnswered { id: id.to_owned() });
-                }
-            }
-            if approve {
-                if pending.bundle != active {
-                    return Err(EngineError::PolicyChanged { id: id.to_owned(), active });
-                }
-                if state.is_quarantined(&pending.subject) {
-                    return Err(EngineError::Quarantined { subject: pending.subject });
-                }
-                if state.is_revoked(id) {
-                    return Err(EngineError::Revoked { id: id.to_owned() });
-                }
-                if let Some(parent) = &pending.parent {
-                    match state.parent(parent) {
-                        ParentFact::Known { revoked: true, .. } => {
-                            return Err(EngineError::ParentRevoked { parent: parent.clone() });
-                        }
-                        ParentFact::Known { exp, .. } if now >= exp => {
-                            return Err(EngineError::ParentExpired { parent: parent.clone(), exp });
-                        }
-                        _ => {}
+        let active_bundle = self.active.read().map_err(|_| EngineError::Poisoned("bundle"))?.clone();
+        let active = active_bundle.as_ref().map(|a| a.bundle.digest().to_string());
+        let writ =
+            {
+                let state = self.state.lock().map_err(|_| EngineError::Poisoned("state"))?;
+                let pending = state
+                    .approval(id, now)
+                    .ok_or_else(|| EngineError::NotFound(Missing::PendingApproval(id.to_owned())))?;
+                match pending.status {
+                    ApprovalStatus::Pending => {}
+                    ApprovalStatus::Expired => {
+                        return Err(EngineError::PastDeadline { id: id.to_owned(), deadline: pending.deadline });
+                    }
+                    ApprovalStatus::Approved | ApprovalStatus::Rejected => {
+                        return Err(EngineError::ApprovalAlreadyAnswered { id: id.to_owned() });
                     }
                 }
-            }
-            approve.then(|| WritRecord {
-                iat: now,
-                nbf: now,
-                exp: now.saturating_add(self.config.writ_ttl),
-                ..pending.writ
-            })
-        };
+                if approve {
+                    if pending.bundle != active {
+                        return Err(EngineError::PolicyChanged { id: id.to_owned(), active });
+                    }
+                    if state.is_quarantined(&pending.subject) {
+                        return Err(EngineError::Quarantined { subject: pending.subject });
+                    }
+                    if state.is_revoked(id) {
+                        return Err(EngineError::Revoked { id: id.to_owned() });
+                    }
+                    if let Some(parent) = &pending.parent {
+                        match state.parent(parent) {
+                            ParentFact::Known { revoked: true, .. } => {
+                                return Err(EngineError::ParentRevoked { parent: parent.clone() });
+                            }
+                            ParentFact::Known { exp, .. } if now >= exp => {
+                                return Err(EngineError::ParentExpired { parent: parent.clone(), exp });
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                approve.then(|| WritRecord {
+                    iat: now,
+                    nbf: now,
+                    // The bundle that decided is the active one: its cap on the action's writs holds.
+                    exp: now.saturating_add(active_bundle.as_ref().map_or(self.config.writ_ttl, |a| {
+                        a.bundle.writ_lifetime(&pending.action, self.config.writ_ttl)
+                    })),
+                    ..pending.writ
+                })
+            };
         let entry = Entry::Approval {
             time: now,
             id: id.to_owned(),

@@ -37,7 +37,23 @@ impl Engine {
     ) -> Result<Activated, EngineError> {
         // An approval checks the active bundle: the two are recorded in order.
         let _one = self.operator_actions.lock().await;
+        let reason = "activated: the shadow bundle became the active bundle";
+        self.activate_locked(bundle, signature, operator, reason).await.map(|(a, _)| a)
+    }
+
+    /// [`Engine::activate`], the caller holding `operator_actions`. When the bundle activated
+    /// is the shadow bundle, the shadow is cleared (with `shadow_reason`) right after the
+    /// activation entry, under the same gate: the active bundle is never also the shadow.
+    /// The index of that clearing entry comes back beside the activation.
+    pub(super) async fn activate_locked(
+        &self,
+        bundle: &Bundle,
+        signature: &str,
+        operator: Option<&str>,
+        shadow_reason: &str,
+    ) -> Result<(Activated, Option<u64>), EngineError> {
         let CheckedBundle { check, parts, refusal, compiled } = self.check_bundle(bundle, signature, operator);
+        let digest = bundle.digest();
         let active = {
             // No decision is between reading the old bundle and recording what it decided.
             let _gate = self.bundle_gate.write().await;
@@ -45,13 +61,21 @@ impl Engine {
             let Some(c) = compiled else {
                 return Err(refusal.map_or(EngineError::Poisoned("bundle"), EngineError::BundleUntrusted));
             };
-            let active = Arc::new(Active { bundle: c });
+            let active = Arc::new(Active { bundle: c, index });
             *self.active.write().map_err(|_| EngineError::Poisoned("bundle"))? = Some(active.clone());
-            (index, active)
+            let was_shadow = self
+                .state
+                .lock()
+                .map_err(|_| EngineError::Poisoned("state"))?
+                .shadow()
+                .is_some_and(|s| s.digest == digest.to_string());
+            let cleared =
+                if was_shadow { Some(self.clear_shadow_locked(operator, shadow_reason).await?) } else { None };
+            (index, active, cleared)
         };
-        let (log_index, active) = active;
+        let (log_index, active, cleared) = active;
         let reevaluation = self.reevaluate(log_index, active, operator).await?;
-        Ok(Activated { digest: bundle.digest(), log_index, reevaluation })
+        Ok((Activated { digest, log_index, reevaluation }, cleared))
     }
 
     /// Checks a bundle's signature against the trusted policy keys and compiles it against
@@ -91,6 +115,10 @@ impl Engine {
         operator: Option<&str>,
     ) -> Result<BundleDigest, EngineError> {
         let CheckedBundle { check, parts, refusal, .. } = self.check_bundle(bundle, signature, operator);
+        // One operator action at a time: two uploads of one bundle applied in another order
+        // than the log's would keep another first upload (its signer, signature and time)
+        // than a replay of the log keeps (found in review).
+        let _one = self.operator_actions.lock().await;
         self.append(&Entry::Upload { parts: check.accepted.then_some(parts), check }).await?;
         match refusal {
             None => Ok(bundle.digest()),
@@ -168,6 +196,7 @@ impl Engine {
             reason: reason.to_owned(),
             bundle: None,
             ancestor: None,
+            isolation: None,
         };
         self.append(&entry).await
     }
@@ -187,6 +216,8 @@ impl Engine {
             isolated,
             operator: operator.map(str::to_owned),
             reason: reason.to_owned(),
+            rule: None,
+            triggers: Vec::new(),
         };
         self.append(&entry).await
     }
@@ -242,10 +273,11 @@ impl Engine {
         let entry = Entry::KeyRotation {
             time: self.clock.now(),
             kid: kid.clone(),
-            kids: after,
+            kids: after.clone(),
             operator: operator.map(str::to_owned),
         };
         let index = self.append(&entry).await?;
+        self.watch.rotated(index, after);
         self.verifier.trust(&next.jwks()).map_err(|e| KeyError::JwksKey(Cause::new(e)))?;
         *self.signer.write().map_err(|_| EngineError::Poisoned("writ key"))? = Arc::new(next);
         Ok((kid, index))

@@ -13,6 +13,7 @@ use writ_identity::{IdentityError, Role};
 use writ_log::Appended;
 
 use super::Engine;
+use super::renew::Renewing;
 use crate::EngineError;
 use crate::decide::{Decided, decide};
 use crate::record::{
@@ -57,7 +58,7 @@ impl Decision {
         self.reasons.first().copied()
     }
 
-    fn unrecorded(id: String, request_id: Option<String>, reason: ReasonCode, detail: String) -> Self {
+    pub(super) fn unrecorded(id: String, request_id: Option<String>, reason: ReasonCode, detail: String) -> Self {
         // Not in the log, so said here: these are the control plane's own failures.
         tracing::warn!(decision = %id, reason = %reason, detail = %detail, "denied without a log record");
         Decision {
@@ -107,7 +108,7 @@ impl AnonymousBudget {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
@@ -125,14 +126,29 @@ fn failed<T>(e: &IdentityError) -> Checked<T> {
 }
 
 impl Engine {
-    /// Authorizes a request body. Always answers; errors deny.
+    /// Authorizes a request body. Always answers; errors deny. A decision that trips an
+    /// isolation rule keeps its outcome; the isolation is made before the answer
+    /// ([`super::isolate`]), once the decision's own locks are released.
     pub async fn authorize(&self, body: &[u8]) -> Decision {
+        let decision = self.decide_and_record(body).await;
+        self.after_recorded().await;
+        decision
+    }
+
+    async fn decide_and_record(&self, body: &[u8]) -> Decision {
         let now = self.clock.now();
         let id = match new_writ_id() {
             Ok(id) => id,
             Err(e) => return Decision::unrecorded(String::new(), None, ReasonCode::Internal, e.to_string()),
         };
-        let request = match ExecutionRequest::parse(body, &self.config.limits) {
+        let parsed = ExecutionRequest::parse(body, &self.config.limits);
+        // Fail closed while the node's self-verification fails (see `watch`): nothing is
+        // decided or recorded.
+        if let Some((reason, detail)) = self.integrity_failure() {
+            let request_id = parsed.ok().and_then(|r| r.request_id);
+            return Decision::unrecorded(id, request_id, reason, detail);
+        }
+        let request = match parsed {
             Ok(r) => r,
             Err(e) => {
                 let entry = Entry::Decision {
@@ -149,19 +165,29 @@ impl Engine {
                         policies: Vec::new(),
                         detail: e.to_string(),
                     },
+                    renews: None,
                     writ: None,
+                    shadow: None,
                 };
                 return self.record(id, None, entry).await;
             }
         };
-        self.authorize_request(id, now, request).await
+        self.authorize_request(id, now, request, None).await
     }
 
-    fn limits(&self) -> RecordedLimits {
+    pub(super) fn limits(&self) -> RecordedLimits {
         RecordedLimits { lineage_by_possession: true, max_depth: self.config.max_depth }
     }
 
-    async fn authorize_request(&self, id: String, now: u64, request: ExecutionRequest) -> Decision {
+    /// Decides a parsed request; for a renewal, `renewal` is the writ renewed (its request
+    /// is `request`, rebuilt from the writ's decision entry).
+    pub(super) async fn authorize_request(
+        &self,
+        id: String,
+        now: u64,
+        request: ExecutionRequest,
+        renewal: Option<Renewing>,
+    ) -> Decision {
         let request_id = request.request_id.clone();
         let digest = match request.digest() {
             Ok(d) => d,
@@ -173,6 +199,9 @@ impl Engine {
         let _gate = self.bundle_gate.read().await;
         let active = self.active.read().ok().and_then(|a| a.clone());
         let bundle = active.as_ref().map(|a| &a.bundle);
+        // Read under the same gate: a decision recorded after a `shadow` entry was evaluated
+        // beside that entry's bundle, one recorded before it beside the one before.
+        let shadow = self.shadow_bundle();
         let limits = self.limits();
         // A panic anywhere in the stages is a deny, never an unanswered request.
         let panicked = || {
@@ -189,6 +218,10 @@ impl Engine {
         })) else {
             return panicked();
         };
+        // A renewal proves its parent as the writ it renews did (that decision's record).
+        if let Some(r) = &renewal {
+            facts.parent_writ = r.parent_writ.clone();
+        }
         let ExecutionRequest { action, resource, arguments, parent, audience, .. } = request;
         // A parent presented by its writ alone is that writ's id.
         let parent = parent.or_else(|| match &facts.parent_writ {
@@ -233,25 +266,38 @@ impl Engine {
         let _serial = serial.lock().await;
         let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.add_state_facts(&mut facts, &recorded, now);
+            if let Some(r) = &renewal {
+                facts.renewal = Some(self.renewal_fact(r, &facts.identity, now));
+            }
             fault_point("decide", &recorded.action);
             decide(&recorded, &facts, &limits, now, bundle)
         }));
         let Ok(Decided { outcome, placement, explanation }) = staged else {
             return panicked();
         };
+        // The shadow's verdict, once the real decision is fixed: the same inputs, the same
+        // `decide`; nothing of it reaches the outcome, the writ or the state. Recorded only
+        // when its outcome differs.
+        let real = outcome.outcome;
+        let verdict = shadow.as_ref().map(|s| super::evaluate_shadow(&s.bundle, &recorded, &facts, &limits, now));
+        let shadow_outcome = verdict.as_ref().map(|v| v.outcome);
         let writ = match (&outcome.outcome, placement, &facts.identity) {
             (outcome @ (Outcome::Allow | Outcome::Pending), Some(p), Checked::Ok(identity)) => Some(WritRecord {
                 jti: id.clone(),
                 sub: identity.subject.clone(),
                 iat: now,
                 nbf: now,
-                // A pending decision's record holds the approval deadline instead.
+                // A pending decision's record holds the approval deadline instead; a writ
+                // lives the configured TTL, or less if the bundle caps its action's writs.
                 exp: now.saturating_add(match outcome {
                     Outcome::Pending => self.config.approval_ttl,
-                    _ => self.config.writ_ttl,
+                    _ => {
+                        bundle.map_or(self.config.writ_ttl, |b| b.writ_lifetime(&recorded.action, self.config.writ_ttl))
+                    }
                 }),
                 aud: recorded.audience.clone(),
-                root: p.root.unwrap_or_else(|| id.clone()),
+                // A renewal keeps the root of the writ it renews (itself, for a root writ).
+                root: renewal.as_ref().map(|r| r.root.clone()).or(p.root).unwrap_or_else(|| id.clone()),
                 dep: p.depth,
                 scp: p.scope,
             }),
@@ -274,9 +320,15 @@ impl Engine {
             limits,
             bundle: bundle.map(|b| b.digest().to_string()),
             decision: outcome,
+            renews: renewal.map(|r| r.jti),
             writ,
+            shadow: verdict.filter(|v| v.outcome != real),
         };
         let mut answer = self.record(id, request_id, entry).await;
+        // Counted once recorded, so that the counts match the log.
+        if let (Some(s), Some(_)) = (shadow_outcome, answer.log_index) {
+            self.shadow_counts.count(real, s);
+        }
         // Only the recorded decision is explained, not a failure to record it.
         if answer.log_index.is_some() {
             answer.explanation = explanation;
@@ -346,17 +398,24 @@ impl Engine {
             quarantined: false,
             parent: None,
             parent_writ,
+            renewal: None,
             usage: Default::default(),
         }
     }
 
     /// Lineage by possession: the parent writ presented must verify (signature by a writ
     /// key, this control plane's issuer; not consumed) and be the parent the request names,
-    /// if it names one. Its id, or why not.
+    /// if it names one. Its id, or why not: a writ that does not verify is recorded with the
+    /// writ's own reason code (`writ.bad_signature`), which the decision turns into
+    /// `lineage.parent_unknown` and an isolation rule may count as a forged writ presented.
     fn possession(&self, token: &str, named: Option<&str>) -> Checked<String> {
         match self.verifier.verify_possession(token) {
             Err(r) => Checked::Failed {
-                reason: ReasonCode::LineageParentUnknown,
+                reason: if r.reason.as_str().starts_with("writ.") {
+                    r.reason
+                } else {
+                    ReasonCode::LineageParentUnknown
+                },
                 detail: format!("the parent writ presented does not verify ({}: {})", r.reason, r.detail),
             },
             Ok(c) if named.is_some_and(|n| n != c.jti) => Checked::Failed {
@@ -433,7 +492,11 @@ impl Engine {
     }
 
     /// Appends the entry; only once it is durable is an allow answered, with its writ.
-    async fn record(&self, id: String, request_id: Option<String>, entry: Entry) -> Decision {
+    pub(super) async fn record(&self, id: String, request_id: Option<String>, entry: Entry) -> Decision {
+        // A verification run that failed while this request was decided: not recorded either.
+        if let Some((reason, detail)) = self.integrity_failure() {
+            return Decision::unrecorded(id, request_id, reason, detail);
+        }
         let Entry::Decision { time, request, facts, decision, .. } = &entry else {
             return Decision::unrecorded(id, request_id, ReasonCode::Internal, "not a decision".into());
         };
@@ -472,9 +535,9 @@ impl Engine {
                 return Decision::unrecorded(id, request_id, ReasonCode::Internal, format!("encoding the record: {e}"));
             }
         };
-        let appended = match self.log.append(bytes).await {
-            Ok(a) => a,
-            Err(e) => {
+        let (entry, appended) = match self.commit(entry, bytes).await {
+            Ok(done) => done,
+            Err(EngineError::Log(e)) => {
                 return Decision::unrecorded(
                     id,
                     request_id,
@@ -482,10 +545,15 @@ impl Engine {
                     format!("the decision could not be recorded: {e}"),
                 );
             }
+            Err(e) => {
+                return Decision::unrecorded(
+                    id,
+                    request_id,
+                    ReasonCode::Internal,
+                    format!("recording the decision: {e}"),
+                );
+            }
         };
-        if let Ok(mut state) = self.state.lock() {
-            state.apply(&entry, appended.index);
-        }
         let Entry::Decision { decision, bundle, request, writ, .. } = entry else {
             return Decision::unrecorded(id, request_id, ReasonCode::Internal, "not a decision".into());
         };

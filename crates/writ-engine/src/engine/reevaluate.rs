@@ -29,21 +29,18 @@
 //!   ([`Engine::finish_reevaluation`], which `writ serve` calls before it listens);
 //!   revocations already recorded are not repeated.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures_util::StreamExt as _;
 use serde::Serialize;
 use writ_log::Log;
 use writ_policy::CompiledBundle;
 
+use super::revoke::Revoke;
 use super::{Active, Engine};
 use crate::decide::decide;
 use crate::record::{Entry, Outcome};
 use crate::{Cause, EngineError};
-
-/// Revocations appended at once, so that the log commits them in groups.
-const REVOKE_CONCURRENCY: usize = 256;
 
 /// Entries read from the store at once while re-evaluating.
 const READ_PAGE: u64 = 1000;
@@ -63,13 +60,6 @@ pub struct Reevaluation {
     pub descendants: u64,
     /// The log index of the `reevaluation` entry.
     pub log_index: u64,
-}
-
-/// A writ to revoke, and why.
-struct Revoke {
-    jti: String,
-    reason: String,
-    ancestor: Option<String>,
 }
 
 impl Engine {
@@ -92,44 +82,13 @@ impl Engine {
             .map_err(|e| EngineError::Reevaluation(Cause::text(format!("the re-evaluation task failed: {e}"))))??;
         let revoked = u64::try_from(denied.len()).unwrap_or(u64::MAX);
         // Every outstanding writ below a denied one goes with it (once, under the nearest).
-        let descendants: Vec<Revoke> = {
-            let state = self.state.lock().map_err(|_| EngineError::Poisoned("state"))?;
-            let denied_ids: HashSet<&str> = denied.iter().map(|r| r.jti.as_str()).collect();
-            let mut seen: HashSet<String> = HashSet::new();
-            let mut out = Vec::new();
-            for r in &denied {
-                for d in state.outstanding_below(&r.jti, now, self.config.skew) {
-                    if denied_ids.contains(d.as_str()) || !seen.insert(d.clone()) {
-                        continue;
-                    }
-                    out.push(Revoke {
-                        reason: format!("writ {} above it was revoked by this re-evaluation", r.jti),
-                        jti: d,
-                        ancestor: Some(r.jti.clone()),
-                    });
-                }
-            }
-            out
-        };
-        let descendant_count = u64::try_from(descendants.len()).unwrap_or(u64::MAX);
+        let all = self.with_descendants(denied, now, &|above| {
+            format!("writ {above} above it was revoked by this re-evaluation")
+        })?;
+        let descendant_count = u64::try_from(all.len()).unwrap_or(u64::MAX).saturating_sub(revoked);
         interruption_point(active.bundle.version())?;
         let digest = active.bundle.digest().to_string();
-        let time = self.clock.now();
-        let entries = denied.into_iter().chain(descendants).map(|r| Entry::Revocation {
-            time,
-            jti: r.jti,
-            operator: operator.map(str::to_owned),
-            reason: r.reason,
-            bundle: Some(digest.clone()),
-            ancestor: r.ancestor,
-        });
-        let mut appends = futures_util::stream::iter(entries)
-            .map(|e| async move { self.append(&e).await })
-            .buffer_unordered(REVOKE_CONCURRENCY);
-        while let Some(appended) = appends.next().await {
-            appended?;
-        }
-        drop(appends);
+        self.append_revocations(all, operator, Some(&digest), None).await?;
         let log_index = self
             .append(&Entry::Reevaluation {
                 time: self.clock.now(),

@@ -11,7 +11,12 @@ impl Engine {
     /// Verifies a writ for the call about to run: signature, time, audience, binding, its
     /// standing (not revoked, nor any writ above it in its lineage: `writ.revoked`; its
     /// principal, or one above it, not isolated: `quarantined`), single use at this engine.
+    /// While the verification loop has failed ([`Engine::verify_now`]) no writ is vouched
+    /// for, with the reason code the failed check names, and no writ's single use is spent.
     pub fn verify(&self, token: &str, digest: &RequestDigest) -> Result<VerifiedWrit, WritRejection> {
+        if let Some((reason, detail)) = self.integrity_failure() {
+            return Err(WritRejection::new(reason, detail));
+        }
         let now = self.clock.now();
         // The state is locked for the standing lookup only, not across the signature check;
         // a poisoned lock refuses (fail closed).

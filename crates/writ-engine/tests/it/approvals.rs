@@ -3,7 +3,7 @@
 //! the writ; everything is recorded, survives a restart, and replays.
 
 use serde_json::json;
-use writ_core::{ReasonCode, RequestDigest, SpiffeId};
+use writ_core::{ReasonCode, SpiffeId};
 use writ_engine::{ApprovalStatus, EngineError, Outcome, replay};
 
 use crate::harness::*;
@@ -12,11 +12,6 @@ const OPERATOR: &str = "spiffe://demo.example/operator/alice";
 
 fn big_payment(h: &Harness, agent: &str) -> serde_json::Value {
     request(h, agent, "payment", "payments:stripe", json!({"amount": 2500, "currency": "EUR"}))
-}
-
-fn digest_of(req: &serde_json::Value) -> RequestDigest {
-    writ_core::request_digest(req["action"].as_str().unwrap(), req["resource"].as_str().unwrap(), &req["arguments"])
-        .unwrap()
 }
 
 #[track_caller]

@@ -65,6 +65,7 @@ fn inputs(
         attestation: None,
         quarantined: false,
         parent_writ: parent_fact.as_ref().map(|_| Checked::Ok("w-parent".to_owned())),
+        renewal: None,
         parent: parent_fact,
         usage: Usage { last_minute: minute, last_hour: minute * 3 },
     };

@@ -216,6 +216,12 @@ pub fn request(h: &Harness, agent: &str, action: &str, resource: &str, arguments
     })
 }
 
+/// The `req` digest of a request built by these helpers.
+pub fn digest_of(req: &Value) -> writ_core::RequestDigest {
+    writ_core::request_digest(req["action"].as_str().unwrap(), req["resource"].as_str().unwrap(), &req["arguments"])
+        .unwrap()
+}
+
 pub fn write_request(h: &Harness) -> Value {
     request(h, "billing-1", "write", "fs:/zones/billing", json!({"path": "/zones/billing/out.csv"}))
 }

@@ -29,15 +29,15 @@ fn kid_of_seed(seed: [u8; 32]) -> String {
 
 /// A key store in memory: it starts with the harness's key, hands out `[4; 32]`, `[5; 32]`,
 /// … (or, once, whatever `next_add` says), and its removal can be made to fail.
-struct MemoryKeys {
+pub(crate) struct MemoryKeys {
     seeds: Mutex<Vec<[u8; 32]>>,
     next_add: Mutex<Option<Vec<[u8; 32]>>>,
     fail_remove: AtomicBool,
-    published: Mutex<Option<Value>>,
+    pub(crate) published: Mutex<Option<Value>>,
 }
 
 impl MemoryKeys {
-    fn new() -> MemoryKeys {
+    pub(crate) fn new() -> MemoryKeys {
         MemoryKeys {
             seeds: Mutex::new(vec![[3; 32]]),
             next_add: Mutex::new(None),

@@ -1,6 +1,6 @@
 //! writ-engine: the fail-closed matrix (one test per reason code the engine produces,
 //! each from a realistic hostile request), temporal and rate rules at fixed clock values,
-//! determinism, and replay.
+//! determinism, replay, and the shadow bundle.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,13 +11,18 @@
 )]
 
 mod approvals;
+mod cancellation;
 mod candidate;
 mod determinism;
 mod harness;
 mod hostile;
+mod isolation;
 mod keys;
 mod matrix;
 mod reevaluation;
+mod renewal;
 mod replay;
 mod rules;
+mod shadow;
 mod vectors;
+mod watch;

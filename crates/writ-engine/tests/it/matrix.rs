@@ -12,10 +12,6 @@ use writ_policy::{Bundle, sign_bundle, starter_bundle};
 
 use crate::harness::*;
 
-fn digest_of(req: &serde_json::Value) -> writ_core::RequestDigest {
-    request_digest(req["action"].as_str().unwrap(), req["resource"].as_str().unwrap(), &req["arguments"]).unwrap()
-}
-
 #[test]
 fn allowed_request_gets_a_writ_bound_to_it_that_verifies_once() {
     let h = Harness::new();

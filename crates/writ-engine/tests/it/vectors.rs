@@ -162,6 +162,7 @@ fn write() {
             reason: "rotated the credentials".into(),
             bundle: None,
             ancestor: None,
+            isolation: None,
         },
         Entry::Quarantine {
             time: now + 3,
@@ -169,6 +170,8 @@ fn write() {
             isolated: true,
             operator: operator.clone(),
             reason: "unexpected egress".into(),
+            rule: None,
+            triggers: Vec::new(),
         },
         Entry::KeyRotation {
             time: now + 4,

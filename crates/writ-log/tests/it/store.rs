@@ -112,6 +112,25 @@ fn proofs_from_the_store_match_the_reference_across_tile_boundaries() {
 }
 
 #[test]
+fn metadata_lists_by_exact_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap();
+    store.set_meta("node/b", "2").unwrap();
+    store.set_meta("node/a", "1").unwrap();
+    store.set_meta("nodeX", "no").unwrap();
+    store.set_meta("NODE/c", "no").unwrap();
+    store.set_meta("n%de/_", "wild").unwrap();
+    assert_eq!(
+        store.meta_prefixed("node/").unwrap(),
+        vec![("node/a".to_owned(), "1".to_owned()), ("node/b".to_owned(), "2".to_owned())]
+    );
+    // LIKE's wildcards in a prefix match only themselves.
+    assert_eq!(store.meta_prefixed("n%de/").unwrap(), vec![("n%de/_".to_owned(), "wild".to_owned())]);
+    assert_eq!(store.meta_prefixed("n_de/").unwrap(), vec![]);
+    assert!(store.meta_prefixed("zz").unwrap().is_empty());
+}
+
+#[test]
 fn the_log_survives_reopen_and_continues() {
     let dir = tempfile::tempdir().unwrap();
     let (root, size) = {

@@ -27,10 +27,16 @@ fn admin_routes() -> Vec<(&'static str, String, Option<Value>)> {
         ("POST", "/v1/quarantine/isolate".into(), Some(json!({"subject": "spiffe://demo.example/a", "reason": "r"}))),
         ("POST", "/v1/quarantine/release".into(), Some(json!({"subject": "spiffe://demo.example/a", "reason": "r"}))),
         ("GET", "/v1/lineage/x".into(), None),
+        ("GET", "/v1/lineage?limit=5".into(), None),
         ("POST", "/v1/keys/rotate".into(), None),
         ("GET", "/v1/approvals".into(), None),
         ("POST", "/v1/approvals/x/approve".into(), Some(json!({"reason": "r"}))),
         ("POST", "/v1/approvals/x/reject".into(), Some(json!({"reason": "r"}))),
+        ("GET", "/v1/policy/bundles/sha256:00".into(), None),
+        ("POST", "/v1/demo/runs".into(), None),
+        ("GET", "/v1/demo/runs/x".into(), None),
+        ("GET", "/v1/demo/runs/x/events".into(), None),
+        ("POST", "/v1/health/verify".into(), None),
     ]
 }
 
@@ -128,13 +134,13 @@ fn revocation_through_the_api_stops_the_writ() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
-fn bundle_body(b: &Bundle, sig: &str, activate: bool) -> Value {
+pub(crate) fn bundle_body(b: &Bundle, sig: &str, activate: bool) -> Value {
     let (manifest, policies, schema, entities, tests) = b.parts();
     json!({"bundle": {"manifest": manifest, "policies": policies, "schema": schema, "entities": entities, "tests": tests}, "signature": sig, "activate": activate})
 }
 
 /// The starter bundle with writes forbidden everywhere.
-fn frozen(f: &Fixture) -> (Bundle, String) {
+pub(crate) fn frozen(f: &Fixture) -> (Bundle, String) {
     let (manifest, policies, schema, entities, _) = starter_bundle().unwrap().parts();
     let manifest = manifest.replace("\"version\": \"", "\"version\": \"frozen-");
     let policies =
@@ -287,6 +293,118 @@ fn lineage_shows_the_chain_and_outcomes_are_reported_once_by_the_right_caller() 
 }
 
 #[test]
+fn lineage_search_finds_the_roots_by_principal_and_time_and_refuses_bad_queries() {
+    let f = fixture(true);
+    let op = f.operator();
+    let a = "spiffe://demo.example/agent/billing-1";
+    let b = "spiffe://demo.example/agent/billing-2";
+    let (ta, tb) = (f.workload(a, "billing"), f.workload(b, "billing"));
+    let spawn = |token: &str, parent: Option<&str>| {
+        let mut r = json!({"credentials": {"workload": token}, "action": "spawn", "resource": "agent:helper", "arguments": {"agent": "helper"}});
+        if let Some(p) = parent {
+            r["parent_writ"] = json!(p);
+        }
+        f.json("POST", "/v1/authorize", Some(r)).1
+    };
+    // a's root, a child under it asked by b (denied: a delegated nothing to b, but recorded
+    // under a's root), and a root of b's own.
+    let root_a = spawn(&ta, None);
+    let child = spawn(&tb, Some(root_a["writ"].as_str().unwrap()));
+    assert_eq!(child["reasons"][0], "lineage.scope_escalation", "{child}");
+    let root_b = spawn(&tb, None);
+    let search = |q: &str| f.json_as("GET", &format!("/v1/lineage?{q}"), None, Some(&op));
+
+    let (s, all) = search("");
+    assert_eq!(s, StatusCode::OK, "{all}");
+    let roots: Vec<&str> = all["roots"].as_array().unwrap().iter().map(|r| r["root"].as_str().unwrap()).collect();
+    assert_eq!(roots, vec![root_b["id"].as_str().unwrap(), root_a["id"].as_str().unwrap()], "newest first");
+    assert_eq!(all["roots"][1]["matched"], 2, "a's root and b's child under it");
+    assert_eq!(all["roots"][1]["subject"], a);
+
+    // b's decisions lead to both roots: its own, and a's (its child is under it).
+    let (_, by_b) = search(&format!("principal={}", b.replace(':', "%3A").replace('/', "%2F")));
+    assert_eq!(by_b["roots"].as_array().unwrap().len(), 2, "{by_b}");
+    let (_, by_a) = search(&format!("principal={a}"));
+    assert_eq!(by_a["roots"].as_array().unwrap().len(), 1, "{by_a}");
+    assert_eq!(by_a["roots"][0]["root"], root_a["id"]);
+    let (_, none) = search("principal=spiffe://demo.example/agent/nobody");
+    assert_eq!(none["roots"], json!([]));
+    let (_, limited) = search("limit=1");
+    assert_eq!(limited["roots"].as_array().unwrap().len(), 1);
+
+    // Time: the fixture's clock is fixed, so every decision is at `now`.
+    let now = f.now;
+    let (_, at) = search(&format!("since={now}&until={}", now + 1));
+    assert_eq!(at["roots"].as_array().unwrap().len(), 2);
+    let (_, before) = search(&format!("until={now}"));
+    assert_eq!(before["roots"], json!([]));
+
+    // Hostile queries: refused with request.malformed, never a full scan of nonsense.
+    for q in [
+        "principal=not-a-spiffe-id",
+        "since=10&until=10",
+        "since=11&until=10",
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "since=x",
+        "unknown=1",
+    ] {
+        let (s, e) = search(q);
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {e}");
+        assert_eq!(e["error"], "request.malformed", "{q}");
+    }
+    assert_eq!(f.json("GET", "/v1/lineage", None).0, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn nodes_lists_this_node_live_and_the_heartbeats_in_the_shared_store() {
+    let f = fixture(true);
+    let (s, n) = f.json("GET", "/v1/nodes", None);
+    assert_eq!(s, StatusCode::OK, "public: no credential");
+    let nodes = n["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{n}");
+    assert_eq!(nodes[0]["self"], true);
+    assert_eq!(nodes[0]["id"], "local");
+    assert!(nodes[0]["bundle_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(!nodes[0]["bundle_version"].as_str().unwrap().is_empty());
+    let size = nodes[0]["log_size"].as_u64().unwrap();
+    f.json("POST", "/v1/authorize", Some(f.request()));
+    let (_, n) = f.json("GET", "/v1/nodes", None);
+    assert_eq!(n["nodes"][0]["log_size"].as_u64().unwrap(), size + 1, "this node's figures are live");
+
+    // Another node sharing the store, a damaged heartbeat, and one under a wrong key.
+    let store = f.engine.log().store();
+    let other = json!({"id": "node-b", "address": "10.0.0.2:7070", "bundle_digest": null, "bundle_version": null, "log_size": 3, "last_seen": 100, "self": false});
+    store.set_meta("node/node-b", &other.to_string()).unwrap();
+    store.set_meta("node/broken", "{not json").unwrap();
+    store.set_meta("node/liar", &json!({"id": "node-c", "address": "", "bundle_digest": null, "bundle_version": null, "log_size": 0, "last_seen": 1}).to_string()).unwrap();
+    store.set_meta("node/local", &json!({"id": "local", "address": "stale", "bundle_digest": null, "bundle_version": null, "log_size": 0, "last_seen": 1}).to_string()).unwrap();
+    let (_, n) = f.json("GET", "/v1/nodes", None);
+    let ids: Vec<&str> = n["nodes"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["local", "node-b"], "{n}");
+    assert_eq!(n["nodes"][0]["self"], true);
+    assert_eq!(n["nodes"][1], other);
+}
+
+#[test]
+fn a_heartbeat_records_this_node_in_the_store() {
+    let f = fixture(true);
+    let state = writ_server::AppState::new(f.engine.clone())
+        .with_node(writ_server::NodeIdentity::new("n1", "127.0.0.1:1").unwrap());
+    rt().block_on(state.heartbeat()).unwrap();
+    let rows = f.engine.log().store().meta_prefixed("node/").unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "node/n1");
+    let v: Value = serde_json::from_str(&rows[0].1).unwrap();
+    assert_eq!(v["address"], "127.0.0.1:1");
+    assert_eq!(v["log_size"], f.engine.log().size());
+    for bad in ["", "has space", &"x".repeat(129), "tab\t"] {
+        assert!(writ_server::NodeIdentity::new(bad, "").is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn receipts_verify_offline_with_the_log_key() {
     let f = fixture(true);
     let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
@@ -347,8 +465,21 @@ fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
     assert_eq!(s, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
+    // Every operation has an id of its own (OpenAPI 3 requires them unique; the contract
+    // test's validator refuses the document otherwise).
+    let mut ids = std::collections::BTreeMap::<&str, u32>::new();
+    for ops in paths.values() {
+        for op in ops.as_object().unwrap().values() {
+            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                *ids.entry(id).or_default() += 1;
+            }
+        }
+    }
+    let repeated: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "operation ids used more than once: {repeated:?}");
     for p in [
         "/v1/authorize",
+        "/v1/renew",
         "/v1/verify",
         "/v1/outcomes",
         "/v1/log/checkpoint",
@@ -357,6 +488,12 @@ fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
         "/v1/log/proof/inclusion",
         "/v1/log/proof/consistency",
         "/v1/log/receipt/{index}",
+        "/v1/log/stream",
+        "/v1/stats",
+        "/v1/policy/bundles/{digest}",
+        "/v1/demo/runs",
+        "/v1/demo/runs/{id}",
+        "/v1/demo/runs/{id}/events",
         "/v1/bundles",
         "/v1/bundles/{digest}/activate",
         "/v1/revocations",
@@ -364,6 +501,8 @@ fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
         "/v1/quarantine/isolate",
         "/v1/quarantine/release",
         "/v1/lineage/{id}",
+        "/v1/lineage",
+        "/v1/nodes",
         "/v1/approvals",
         "/v1/approvals/{id}",
         "/v1/approvals/{id}/approve",
@@ -371,6 +510,8 @@ fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
         "/v1/openapi.json",
         "/.well-known/jwks.json",
         "/healthz",
+        "/v1/health",
+        "/v1/health/verify",
         "/readyz",
         "/metrics",
     ] {
@@ -381,8 +522,14 @@ fn the_openapi_document_covers_every_route_and_mirrors_the_request() {
             "/v1/bundles/{digest}/activate".to_owned()
         } else if uri.starts_with("/v1/lineage/") {
             "/v1/lineage/{id}".to_owned()
+        } else if let Some((path, _)) = uri.split_once('?') {
+            path.to_owned()
         } else if let Some(answer) = uri.strip_prefix("/v1/approvals/x/") {
             format!("/v1/approvals/{{id}}/{answer}")
+        } else if uri.starts_with("/v1/policy/bundles/") {
+            "/v1/policy/bundles/{digest}".to_owned()
+        } else if let Some(rest) = uri.strip_prefix("/v1/demo/runs/x") {
+            format!("/v1/demo/runs/{{id}}{rest}")
         } else {
             uri.clone()
         };
@@ -666,4 +813,53 @@ fn every_body_is_bounded_and_parsed_strictly_before_anything_changes() {
     assert_eq!(f.engine.log().size(), size, "a refused body changed nothing");
     let (_, a) = f.json_as("GET", &format!("/v1/approvals/{pending}"), None, Some(&op));
     assert_eq!(a["status"], "pending", "{a}");
+}
+
+/// Found in review: an activation whose client went away (a disconnect, the request
+/// timeout) after its entry was handed to the log was recorded and listed as active, but
+/// the node went on deciding under the old bundle until a restart, and its re-evaluation
+/// never ran. Every recording handler now runs its operation in a task of its own.
+#[test]
+fn an_activation_whose_client_went_away_is_in_force() {
+    let f = fixture(true);
+    let op = f.operator();
+    let (b, sig) = frozen(&f);
+    let (s, up) = f.json_as("POST", "/v1/bundles", Some(bundle_body(&b, &sig, false)), Some(&op));
+    assert_eq!(s, StatusCode::OK, "{up}");
+    let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+    assert_eq!(d["outcome"], "allow");
+    let outstanding = d["id"].as_str().unwrap().to_owned();
+    let digest = b.digest().to_string();
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/v1/bundles/{digest}/activate"))
+        .header("authorization", format!("Bearer {op}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    // The client goes away after the first poll of its request.
+    let rt = rt();
+    let cut = rt.block_on(async {
+        futures_util::FutureExt::now_or_never(tower::ServiceExt::oneshot(f.router.clone(), req)).is_none()
+    });
+    assert!(cut, "the activation answered in one poll: nothing was cut");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
+        if d["outcome"] == "deny" {
+            assert_eq!(d["policies"][0], "freeze", "{d}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the activation is recorded but never in force: {d}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Its re-evaluation ran too: the write writ issued under the starter is revoked.
+    loop {
+        let (_, list) = f.json_as("GET", "/v1/revocations", None, Some(&op));
+        if list["revocations"].as_array().unwrap().iter().any(|r| r["jti"] == outstanding.as_str()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the activation's re-evaluation never ran: {list}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(rt);
 }

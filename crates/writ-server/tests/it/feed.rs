@@ -148,7 +148,7 @@ fn verified_by(f: &Fixture, keys: &Value, jws: &str) -> Value {
     serde_json::from_slice(&B64URL.decode(payload).unwrap()).unwrap()
 }
 
-fn snapshot(f: &Fixture) -> Value {
+pub(crate) fn snapshot(f: &Fixture) -> Value {
     let (status, v) = f.json("GET", "/v1/feed/snapshot", None);
     assert_eq!(status, StatusCode::OK, "{v}");
     verified(f, v["snapshot"].as_str().unwrap())
@@ -199,6 +199,31 @@ fn the_snapshot_lists_revocations_and_quarantine_with_their_lineage() {
 }
 
 /// One server-sent event: its name, id and data.
+/// Found in review: every snapshot request walked the revocations and the quarantine under
+/// the operator-action lock and the state's lock, so fifty anonymous clients asking in a loop
+/// stalled every decision and queued every revocation until it timed out. Snapshots are
+/// now signed once and shared until the feed changes (or a second has passed), and a change
+/// is never hidden behind the shared one.
+#[test]
+fn snapshots_are_shared_until_the_feed_changes() {
+    let f = fixture(true);
+    let raw = |f: &Fixture| {
+        let (status, v) = f.json("GET", "/v1/feed/snapshot", None);
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["snapshot"].as_str().unwrap().to_owned()
+    };
+    let first = raw(&f);
+    let (jti, _) = allowed(&f, "spiffe://demo.example/agent/a", "billing", None);
+    // Decisions do not change the feed: the same signed snapshot is served again.
+    assert_eq!(raw(&f), first, "a snapshot was signed again although the feed did not change");
+    let op = f.operator();
+    let (status, _) = f.json_as("POST", "/v1/revocations", Some(json!({"jti": jti, "reason": "leaked"})), Some(&op));
+    assert_eq!(status, StatusCode::OK);
+    let after = raw(&f);
+    assert_ne!(after, first, "the revocation is hidden behind the shared snapshot");
+    assert_eq!(verified(&f, &after)["revoked"][0]["jti"], json!(jti));
+}
+
 fn next_event(s: &mut TcpStream, buffered: &mut String) -> (String, u64, String) {
     let mut buf = [0u8; 8192];
     loop {
@@ -307,4 +332,57 @@ fn a_malformed_resumption_point_is_refused() {
         .unwrap();
     let resp = rt().block_on(tower::ServiceExt::oneshot(f.router.clone(), req)).unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+/// The head of the answer to `GET path` over a fresh connection, and the connection.
+fn stream_head(addr: std::net::SocketAddr, path: &str) -> (String, TcpStream) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: writ\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&raw).contains("\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&buf[..n]);
+    }
+    (String::from_utf8_lossy(&raw).into_owned(), s)
+}
+
+/// Found in review: the event streams' slots were the server's, first come first served, so
+/// one client could hold all 256 feed streams and all 64 log streams (the console's live
+/// table then answered 503 for everyone). One client address holds at most its share; the
+/// others still get theirs.
+#[test]
+fn one_client_address_cannot_take_every_stream() {
+    let settings = FeedSettings { max_streams_per_peer: 2, ..FeedSettings::default() };
+    let server = live_with(Limits::default(), |s| s.with_feed_settings(settings));
+    let addr = server.addr;
+    let first = open_stream(addr, None);
+    let _second = open_stream(addr, None);
+    let (head, _) = stream_head(addr, "/v1/feed/stream");
+    assert!(head.starts_with("HTTP/1.0 503") || head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(head.contains("this client address holds 2 feed streams"), "{head}");
+    // A stream closed gives its place back.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (head, _s) = stream_head(addr, "/v1/feed/stream");
+        if head.contains(" 200 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the closed stream's place never came back: {head}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The log stream: at most 8 per address.
+    let held: Vec<_> = (0..8)
+        .map(|_| {
+            let (head, s) = stream_head(addr, "/v1/log/stream");
+            assert!(head.contains(" 200 "), "{head}");
+            s
+        })
+        .collect();
+    let (head, _) = stream_head(addr, "/v1/log/stream");
+    assert!(head.contains(" 503 ") && head.contains("this client address holds 8 log streams"), "{head}");
+    drop(held);
 }

@@ -18,17 +18,22 @@ use http_body_util::BodyExt as _;
 use serde_json::{Map, Value, json};
 use tower::ServiceExt as _;
 use writ_core::SpiffeId;
-use writ_engine::{Engine, EngineConfig, EngineParts, FixedClock, WritSigner, parse_rfc3339};
-use writ_identity::{DevIssuer, IssueRequest, Role, TrustBundle};
-use writ_log::{Hash, Log, LogOptions, NoteSigner, NoteVerifier, SignedCheckpoint, SqliteOptions, SqliteStore};
+use writ_engine::testkit::TestEngine;
+use writ_engine::{Engine, FixedClock, parse_rfc3339};
+use writ_identity::{DevIssuer, IssueRequest};
+use writ_log::{Hash, NoteSigner, NoteVerifier, SignedCheckpoint};
 use writ_log::{verify_consistency, verify_inclusion};
 use writ_policy::{sign_bundle, starter_bundle};
 use writ_server::{AppState, Limits, MAX_BODY, app};
 
 mod admin;
 mod conn;
+mod console;
 mod errors;
 mod feed;
+mod health;
+mod isolation;
+mod shadow;
 
 pub(crate) struct Fixture {
     pub(crate) router: axum::Router,
@@ -74,30 +79,8 @@ pub(crate) fn fixture(with_bundle: bool) -> Fixture {
 }
 
 pub(crate) fn fixture_with(with_bundle: bool, limits: Limits) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap();
-    let log = Log::open(
-        Arc::new(store),
-        NoteSigner::from_seed("writ.test/log", [1; 32]).unwrap(),
-        LogOptions { checkpoint_interval: std::time::Duration::ZERO, ..LogOptions::default() },
-    )
-    .unwrap();
-    let issuer = DevIssuer::generate("demo.example", "https://dev-issuer.demo.example").unwrap();
-    let operators = DevIssuer::generate("demo.example", "https://operators.demo.example").unwrap();
-    let mut bundle = TrustBundle::new();
-    bundle.add(issuer.bundle_entry(&[Role::Workload])).unwrap();
-    bundle.add(operators.bundle_entry(&[Role::Operator])).unwrap();
-    let policy_key = NoteSigner::from_seed("policy.demo.example", [2; 32]).unwrap();
     let now = parse_rfc3339("2026-11-26T10:00:00Z").unwrap();
-    let engine = Engine::open(EngineParts {
-        config: EngineConfig::default(),
-        trust_bundle: bundle,
-        policy_keys: vec![policy_key.verifier()],
-        writ_signer: WritSigner::from_seeds("writ", &[[3; 32]]).unwrap(),
-        log: Arc::new(log),
-        clock: Arc::new(FixedClock::new(now)),
-    })
-    .unwrap();
+    let TestEngine { engine, issuer, operators, policy_key, dir } = TestEngine::open(Arc::new(FixedClock::new(now)));
     if with_bundle {
         let b = starter_bundle().unwrap();
         let sig = sign_bundle(&b, &policy_key).unwrap();
@@ -206,6 +189,33 @@ impl Fixture {
         let token = self.workload("spiffe://demo.example/agent/billing-1", "billing");
         json!({"credentials": {"workload": token}, "action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/a"}})
     }
+}
+
+/// `POST /v1/renew`: the writ's own principal renews it once (a new writ for the same
+/// request); a second renewal of it, another principal's and a body that is not a renewal
+/// request are denies with their reason codes, never errors.
+#[test]
+fn renew_answers_like_authorize() {
+    let f = fixture(true);
+    let req = f.request();
+    let (_, d) = f.json("POST", "/v1/authorize", Some(req.clone()));
+    let writ = d["writ"].as_str().unwrap().to_owned();
+    let body = json!({"writ": writ, "credentials": req["credentials"]});
+    let (status, r) = f.json("POST", "/v1/renew", Some(body.clone()));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r["outcome"], "allow", "{r}");
+    assert_ne!(r["id"], d["id"]);
+    assert!(r["writ"].is_string() && r["log_index"].is_u64(), "{r}");
+    let (status, again) = f.json("POST", "/v1/renew", Some(body));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["reasons"][0], "writ.replayed", "{again}");
+    let thief = f.workload("spiffe://demo.example/agent/billing-2", "billing");
+    let next = r["writ"].as_str().unwrap();
+    let (_, other) = f.json("POST", "/v1/renew", Some(json!({"writ": next, "credentials": {"workload": thief}})));
+    assert_eq!(other["reasons"][0], "writ.binding_mismatch", "{other}");
+    let (status, junk) = f.json("POST", "/v1/renew", Some(json!([next])));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(junk["reasons"][0], "request.malformed", "{junk}");
 }
 
 #[test]
@@ -349,9 +359,9 @@ fn jwks_health_and_readiness() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(f.call("GET", "/healthz", None).0, StatusCode::OK);
-    let (status, page, ctype) = f.call("GET", "/", None);
+    let (status, page, ctype) = f.call("GET", "/console/governance", None);
     assert_eq!((status, ctype.as_str()), (StatusCode::OK, "text/html; charset=utf-8"));
-    assert!(String::from_utf8(page).unwrap().contains("writ · governance console"));
+    assert!(String::from_utf8(page).unwrap().contains("Governance Console"));
     let (status, r) = f.json("GET", "/readyz", None);
     assert_eq!((status, r["ready"].clone()), (StatusCode::OK, json!(true)));
     let bare = fixture(false);
@@ -377,12 +387,18 @@ fn readiness_probes_an_idle_log_for_writes() {
     let (status, r) = f.json("GET", "/readyz", None);
     // Asked again within the second: the same answer, without another probe.
     let (again, _) = f.json("GET", "/readyz", None);
+    // The health document says the same (found in review: it said ready while /readyz
+    // answered 503, and the dashboard showed a healthy node denying everything).
+    let (_, health) = f.json("GET", "/v1/health", None);
     assert!(chattr("-i"));
     assert_eq!((status, r["error"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("log.unavailable")), "{r}");
     assert_eq!(again, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!((&health["ready"], &health["log"]["writable"]), (&json!(false), &json!(false)), "{health}");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let (status, r) = f.json("GET", "/readyz", None);
     assert_eq!((status, r["ready"].clone()), (StatusCode::OK, json!(true)), "{r}");
+    let (_, health) = f.json("GET", "/v1/health", None);
+    assert_eq!((&health["ready"], &health["log"]["writable"]), (&json!(true), &json!(true)), "{health}");
     // Nothing was lost or refused meanwhile.
     let (_, d) = f.json("POST", "/v1/authorize", Some(f.request()));
     assert_eq!(d["outcome"], "allow", "{d}");

@@ -193,3 +193,50 @@ fn heartbeats_keep_the_view_fresh_and_silence_makes_it_stale() {
         assert!(stale, "a silent feed must make the view stale");
     });
 }
+
+/// Found in review: `/v1/feed/stream` takes no credential and holds a bounded number of
+/// streams, so anybody could hold every slot; a subscriber then only retried the stream,
+/// its view went stale, and its enforcement point refused every writ. Now a refused stream
+/// falls back to the snapshot route at each retry: the view stays fresh while the slot is
+/// held.
+#[test]
+fn a_subscriber_kept_off_the_stream_stays_fresh_from_snapshots() {
+    use std::io::{Read as _, Write as _};
+    rt().block_on(async {
+        let settings = writ_server::FeedSettings {
+            max_streams: 1,
+            max_age: Duration::from_secs(60),
+            heartbeat: Duration::from_millis(100),
+            ..writ_server::FeedSettings::default()
+        };
+        let s = crate::server_with(|state| state.with_feed_settings(settings)).await;
+        // A client that takes the only stream slot and keeps it.
+        let addr = s.url.trim_start_matches("http://").to_owned();
+        let mut squatter = std::net::TcpStream::connect(&addr).unwrap();
+        squatter.write_all(b"GET /v1/feed/stream HTTP/1.1\r\nhost: writ\r\n\r\n").unwrap();
+        squatter.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head = [0u8; 64];
+        let n = tokio::task::block_in_place(|| squatter.read(&mut head)).unwrap();
+        assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..n]));
+        let cp = ControlPlane::new(&s.url).unwrap();
+        let mut config = FeedConfig::new("writ");
+        config.backoff_max = Duration::from_millis(400);
+        let feed = SharedFeed::new(2);
+        let subscriber = FeedSubscriber::spawn(cp, config, feed.clone());
+        let (w, _) = s.writ("/zones/billing/a").await;
+        let v = WritVerifier::new("writ", &s.engine.jwks(), "writ-enforcement", 30).unwrap();
+        let c = v.verify_possession(&w).unwrap();
+        assert!(until(Duration::from_secs(10), || feed.check(&c, now()).is_ok()).await, "no first snapshot");
+        // Longer than the staleness bound (2 s), kept off the stream all along.
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(
+                feed.check(&c, now()).is_ok(),
+                "stale while the stream was held: {:?}",
+                feed.view().unwrap().age(now())
+            );
+        }
+        assert!(matches!(*subscriber.status().borrow(), FeedStatus::Retrying(_)), "the stream was refused all along");
+        drop(squatter);
+    });
+}

@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 use writ_core::{ExecutionRequest, Limits, ReasonCode, RequestDigest, SpiffeId};
-use writ_engine::{Engine, EngineConfig, EngineParts, SystemClock, WritSigner};
-use writ_identity::{DevIssuer, IssueRequest, Role, TrustBundle};
-use writ_log::{Log, LogOptions, NoteSigner, SqliteOptions, SqliteStore};
+use writ_engine::testkit::TestEngine;
+use writ_engine::{Engine, SystemClock};
+use writ_identity::{DevIssuer, IssueRequest};
+use writ_log::NoteSigner;
 use writ_policy::{sign_bundle, starter_bundle};
 use writ_server::AppState;
 use writ_verify::{
@@ -66,34 +67,17 @@ pub(crate) fn now() -> u64 {
 /// A control plane with the starter bundle active, on a loopback port, on the current
 /// runtime.
 pub(crate) async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("log.db"), SqliteOptions::default()).unwrap();
-    let log = Log::open(
-        Arc::new(store),
-        NoteSigner::from_seed("writ.test/log", [1; 32]).unwrap(),
-        LogOptions { checkpoint_interval: std::time::Duration::ZERO, ..LogOptions::default() },
-    )
-    .unwrap();
-    let issuer = DevIssuer::generate("demo.example", "https://dev-issuer.demo.example").unwrap();
-    let operators = DevIssuer::generate("demo.example", "https://operators.demo.example").unwrap();
-    let mut bundle = TrustBundle::new();
-    bundle.add(issuer.bundle_entry(&[Role::Workload])).unwrap();
-    bundle.add(operators.bundle_entry(&[Role::Operator])).unwrap();
-    let policy_key = NoteSigner::from_seed("policy.demo.example", [2; 32]).unwrap();
-    let engine = Engine::open(EngineParts {
-        config: EngineConfig::default(),
-        trust_bundle: bundle,
-        policy_keys: vec![policy_key.verifier()],
-        writ_signer: WritSigner::from_seeds("writ", &[[3; 32]]).unwrap(),
-        log: Arc::new(log),
-        clock: Arc::new(SystemClock),
-    })
-    .unwrap();
+    server_with(|state| state).await
+}
+
+/// [`server`], its state shaped by `shape` (feed settings, for one).
+pub(crate) async fn server_with(shape: impl FnOnce(AppState) -> AppState) -> Server {
+    let TestEngine { engine, issuer, operators, policy_key, dir } = TestEngine::open(Arc::new(SystemClock));
     let b = starter_bundle().unwrap();
     engine.activate(&b, &sign_bundle(&b, &policy_key).unwrap(), None).await.unwrap();
     let engine = Arc::new(engine);
     let keys = Arc::new(MemoryKeys { seeds: std::sync::Mutex::new(vec![[3; 32]]) });
-    let state = AppState::new(engine.clone()).with_key_store(keys.clone());
+    let state = shape(AppState::new(engine.clone()).with_key_store(keys.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,9 +1,10 @@
 //! `writ-dev`: the developer's tools, kept out of the shipped `writ` binary's commands: the
 //! log's kill-and-reopen crash test (and the child process it kills), the log's append and
-//! proof benchmarks, the engine's re-evaluation-on-activation benchmark and the hook's
-//! round-trip benchmark. Built beside `writ` (`cargo build --release -p writ`), run from the
-//! build directory: `target/release/writ-dev log crashtest`, `writ-dev log bench`,
-//! `writ-dev engine reevaluate`, `writ-dev hook bench`.
+//! proof benchmarks, the engine's re-evaluation-on-activation, shadow-bundle and
+//! verification-loop benchmarks and the hook's round-trip benchmark. Built beside `writ`
+//! (`cargo build --release -p writ`), run from the build directory: `target/release/writ-dev
+//! log crashtest`, `writ-dev log bench`, `writ-dev engine reevaluate`, `writ-dev engine
+//! shadow`, `writ-dev engine verify-loop`, `writ-dev hook bench`.
 //!
 //! It shares the `writ` crate's modules that do the work (by path, as the integration tests
 //! share the HTTP client), so the figures and the crash test measure the same code the
@@ -13,6 +14,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "../benchkit.rs"]
+mod benchkit;
 #[path = "../crashtest.rs"]
 mod crashtest;
 #[path = "../datadir.rs"]
@@ -24,6 +27,10 @@ mod hookbench;
 mod logbench;
 #[path = "../reevalbench.rs"]
 mod reevalbench;
+#[path = "../shadowbench.rs"]
+mod shadowbench;
+#[path = "../verifybench.rs"]
+mod verifybench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +65,12 @@ enum EngineCommand {
     /// Re-evaluation on activation: writs re-evaluated per second, and the time from the
     /// activation to the last revocation in an enforcement point's view of the feed.
     Reevaluate(reevalbench::Args),
+    /// The shadow bundle's cost: decisions per second with no shadow and with one, in
+    /// alternating rounds of the same load in one run, and their ratio.
+    Shadow(shadowbench::Args),
+    /// The verification loop's cost on the decision rate: decisions per second with the
+    /// loop off, running at a short interval, and off again, and the ratio.
+    VerifyLoop(verifybench::Args),
 }
 
 #[derive(Subcommand)]
@@ -89,6 +102,8 @@ fn main() -> ExitCode {
         Command::Log(LogCommand::Crashtest(args)) => crashtest::run(&dir, args),
         Command::Log(LogCommand::Bench(args)) => logbench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Engine(EngineCommand::Reevaluate(args)) => reevalbench::run(args),
+        Command::Engine(EngineCommand::Shadow(args)) => shadowbench::run(args),
+        Command::Engine(EngineCommand::VerifyLoop(args)) => verifybench::run(args),
         Command::Hook(HookCommand::Bench(args)) => hookbench::run(args),
         Command::Log(LogCommand::CrashChild { concurrency }) => {
             crashtest::child(&dir, concurrency).map(|()| ExitCode::SUCCESS)

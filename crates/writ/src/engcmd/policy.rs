@@ -174,6 +174,7 @@ pub fn evaluate(bundle: &CompiledBundle, args: &EvalArgs, request: &ExecutionReq
         }),
         parent,
         parent_writ: None,
+        renewal: None,
         quarantined: false,
         usage: Usage { last_hour: args.last_hour, last_minute: args.last_minute },
     };

@@ -22,6 +22,7 @@ fn the_demo_goes_as_expected_twice_and_leaves_an_auditable_log() {
         assert!(out.status.success(), "run {run}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         for needle in [
             "deny  quarantined",
+            "isolated by the rule forged-writ, naming that decision",
             "deny  identity.untrusted_issuer",
             "deny  lineage.parent_unknown",
             "deny  lineage.depth_exceeded",
@@ -36,6 +37,12 @@ fn the_demo_goes_as_expected_twice_and_leaves_an_auditable_log() {
     }
     let audit = writ(dir, &["log", "verify"]);
     assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stderr));
+    // The automatic isolations it caused are derived again from the log by replay.
+    let replay = writ(dir, &["log", "replay"]);
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
+    assert_eq!(report["isolations"], 2, "{report}");
+    assert_eq!(report["mismatches"], serde_json::json!([]), "{report}");
     // A server that is not there: a clear error, not a hang.
     drop(server);
     let out = writ(dir, &["demo", "--url", &url]);

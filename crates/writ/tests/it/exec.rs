@@ -26,6 +26,11 @@ struct Plane {
 
 impl Plane {
     fn start() -> Plane {
+        Plane::start_with(|_| {})
+    }
+
+    /// [`Plane::start`] with the bundle's manifest edited by `manifest` first.
+    fn start_with(edit: impl Fn(&mut Value)) -> Plane {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let server = start_server(dir);
@@ -56,6 +61,7 @@ impl Plane {
         let manifest_path = bundle.join("manifest.json");
         let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
         manifest["version"] = Value::from("9.9.9-exec");
+        edit(&mut manifest);
         std::fs::write(&manifest_path, manifest.to_string()).unwrap();
         assert!(writ(dir, &["policy", "sign", bundle.to_str().unwrap()], None).status.success());
         let url = format!("http://{}", server.addr);
@@ -615,4 +621,173 @@ fn a_signal_before_the_command_starts_stops_everything() {
     assert!(err.contains("SIGTERM before the command started"), "{err}");
     assert!(!marker.exists(), "the command ran after the signal");
     drop(silent);
+}
+
+/// The exec tests' control plane with writs of commands capped at 3 seconds by the bundle
+/// (`max_lifetime_seconds`), so that a command running a few seconds is renewed.
+fn short_lived() -> Plane {
+    Plane::start_with(|m| m["max_lifetime_seconds"] = serde_json::json!({"exec": 3}))
+}
+
+/// Waits for `path` to exist.
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} did not appear", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_long_command_keeps_running_across_renewals() {
+    let p = short_lived();
+    let writ_file = p.dir().join("writ");
+    let script = format!("printf %s \"$WRIT_PARENT_WRIT\" > '{}'; sleep 7", writ_file.display());
+    let started = Instant::now();
+    let o = run(&mut p.exec(&sh(&script).iter().map(String::as_str).collect::<Vec<_>>()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(started.elapsed() >= Duration::from_secs(7));
+    let first = claims(&std::fs::read_to_string(&writ_file).unwrap());
+    assert_eq!(first["exp"].as_u64().unwrap() - first["iat"].as_u64().unwrap(), 3, "capped by the bundle");
+    let first_jti = first["jti"].as_str().unwrap().to_owned();
+    // Its writ was renewed (a chain of renewals, each linked to the one before), and the
+    // outcome is recorded under the last.
+    let entries = p.entries();
+    let mut chain = vec![first_jti.clone()];
+    while let Some(next) =
+        entries.iter().find(|e| e["kind"] == "decision" && e["renews"] == chain.last().unwrap().as_str())
+    {
+        assert_eq!(next["decision"]["outcome"], "allow", "{next}");
+        assert_eq!(next["request"]["arguments"]["args"], serde_json::json!(["-c", script]));
+        chain.push(next["id"].as_str().unwrap().to_owned());
+    }
+    assert!(chain.len() >= 3, "renewed at least twice in 7 s of 3 s writs: {chain:?}");
+    let e = p.outcome(chain.last().unwrap());
+    assert_eq!(e["status"], "succeeded", "{e}");
+    let detail: Value = serde_json::from_str(e["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["renewals"], chain.len() - 1, "{detail}");
+    assert_eq!(detail["first_writ"], first_jti.as_str());
+    // The lineage view links each renewal to the writ it renews.
+    let lineage = p.get(&format!("/v1/lineage/{}", chain.last().unwrap()));
+    assert_eq!(lineage["root"], first_jti.as_str(), "{lineage}");
+    let nodes = lineage["nodes"].as_array().unwrap();
+    for pair in chain.windows(2) {
+        let n = nodes.iter().find(|n| n["id"] == pair[1].as_str()).unwrap();
+        assert_eq!(n["renews"], pair[0].as_str(), "{n}");
+    }
+}
+
+/// A stricter bundle activated while a command runs: its next renewal is refused, and it
+/// is stopped (SIGTERM, then SIGKILL after the grace for one that ignores SIGTERM).
+#[test]
+fn a_command_is_stopped_once_a_stricter_bundle_refuses_its_renewal() {
+    let p = short_lived();
+    let started = p.dir().join("started");
+    let writ_file = p.dir().join("writ");
+    // It ignores SIGTERM (the disposition survives the exec): only SIGKILL ends it.
+    let script = format!(
+        "printf %s \"$WRIT_PARENT_WRIT\" > '{}'; : > '{}'; trap '' TERM; exec sleep 30",
+        writ_file.display(),
+        started.display()
+    );
+    let begun = Instant::now();
+    let command = sh(&script);
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let child = exec_flags(&p.url(), &p.credential, &["--stop-grace", "1s"], &command)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&started);
+    // The stricter bundle: no shell.
+    let bundle = p.dir().join("bundle");
+    let policies = bundle.join("policies.cedar");
+    let mut text = std::fs::read_to_string(&policies).unwrap();
+    text.push_str(
+        "\n@id(\"no-shell\")\n@reason(\"no shell any more\")\nforbid (principal, action == Writ::Action::\"exec\", \
+         resource == Writ::Resource::\"exec:/bin/sh\");\n",
+    );
+    std::fs::write(&policies, text).unwrap();
+    let manifest_path = bundle.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["version"] = Value::from("9.9.10-stricter");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    assert!(writ(p.dir(), &["policy", "sign", bundle.to_str().unwrap()], None).status.success());
+    let o = writ(p.dir(), &["policy", "activate", bundle.to_str().unwrap(), "--url", &p.url()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(77), "{err}");
+    assert!(begun.elapsed() < Duration::from_secs(25), "stopped long before its 30 s");
+    assert!(err.contains("writ: denied: writ.revoked:") && err.contains("authority ended"), "{err}");
+    // Recorded: stopped, with the reason and the signal that ended it (SIGKILL: it ignored
+    // SIGTERM), under the writ it held last.
+    let jti = claims(&std::fs::read_to_string(&writ_file).unwrap())["jti"].as_str().unwrap().to_owned();
+    let entries = p.entries();
+    let mut last = jti.clone();
+    while let Some(next) = entries
+        .iter()
+        .find(|e| e["kind"] == "decision" && e["renews"] == last.as_str() && e["decision"]["outcome"] == "allow")
+    {
+        last = next["id"].as_str().unwrap().to_owned();
+    }
+    let refused = entries
+        .iter()
+        .find(|e| e["kind"] == "decision" && e["renews"] == last.as_str() && e["decision"]["outcome"] == "deny");
+    let e = p.outcome(&last);
+    assert_eq!(e["status"], "stopped", "{e} (refusal {refused:?})");
+    let detail: Value = serde_json::from_str(e["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["stopped"]["reason"], "writ.revoked", "{detail}");
+    assert_eq!(detail["signal"], 9, "{detail}");
+}
+
+#[test]
+fn a_command_whose_writ_expires_unrenewed_is_stopped() {
+    let mut p = short_lived();
+    let started = p.dir().join("started");
+    let script = format!(": > '{}'; exec sleep 30", started.display());
+    let begun = Instant::now();
+    let child = p
+        .exec(&sh(&script).iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&started);
+    // The control plane goes away: no renewal can be had.
+    p.server.terminate();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(77), "{err}");
+    assert!(begun.elapsed() < Duration::from_secs(20), "{err}");
+    assert!(err.contains("writ: denied: writ.expired:") && err.contains("before it could be renewed"), "{err}");
+    assert!(err.contains("log.unavailable"), "the last attempt's failure is named: {err}");
+}
+
+/// Found in review: the program's path reached the policy with its non-UTF-8 bytes
+/// replaced, so the policy judged another path than the one that would run (and several
+/// such paths as one). Such a command is refused, nothing asked, nothing run.
+#[test]
+fn a_program_whose_path_is_not_utf8_is_refused() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let p = Plane::start();
+    let odd = p.dir().join(std::ffi::OsStr::from_bytes(b"bin-\xff"));
+    std::fs::create_dir_all(&odd).unwrap();
+    let marker = p.dir().join("must-not-exist");
+    let tool = odd.join("tool");
+    std::fs::write(&tool, format!("#!/bin/sh\n: > '{}'\n", marker.display())).unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Found through PATH (an argument that is not UTF-8 is already a usage error).
+    let mut path = odd.clone().into_os_string();
+    path.push(":/usr/bin:/bin");
+    let mut c = exec_with(&p.url(), &p.credential, &["tool"]);
+    c.env("PATH", path);
+    let o = run(&mut c);
+    assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("writ: denied: request.malformed: the program's path is not UTF-8"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!marker.exists());
 }

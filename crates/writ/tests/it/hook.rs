@@ -373,3 +373,79 @@ fn exec_request_allows_with_the_writ_and_denies_with_the_reason() {
     assert_eq!((pending["decision"].as_str(), pending["reason"].as_str()), (Some("deny"), Some("pending")));
     assert!(pending["decision_id"].as_str().unwrap().starts_with("w-"), "{pending}");
 }
+
+/// Serves `allow` to every `POST /v1/authorize` and an empty JWKS, over plain HTTP: what
+/// anything answering for the control plane's address could say.
+fn forging_control_plane(allow: Value) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The head, then as much body as it announces.
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&request);
+            let body = if text.starts_with("POST /v1/authorize ") {
+                allow.to_string()
+            } else if text.starts_with("GET /.well-known/jwks.json") {
+                json!({"keys": []}).to_string()
+            } else {
+                json!({"log_index": 1}).to_string()
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// Found in review: the hooks acted on an allow as the control plane's answer said, its writ
+/// never verified: whatever answered at `WRIT_URL` (plain HTTP) could allow any tool call.
+/// An allow counts only with a writ that verifies for exactly that call.
+#[test]
+fn an_allow_whose_writ_does_not_verify_is_refused_by_the_hooks() {
+    let a = agent();
+    let forged = json!({"outcome": "allow", "id": "w-forged", "writ": "eyJhbGciOiJFZERTQSJ9.e30.AAAA", "log_index": 1});
+    let url = forging_control_plane(forged);
+    let o = hook(
+        &url,
+        &a.credential,
+        a.state.path(),
+        &["exec-request"],
+        json!({"action": "read", "resource": "fs:/a", "arguments": {}}).to_string().as_bytes(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stdout));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("deny"), Some("writ.bad_signature")), "{v}");
+    // Claude Code is told deny, with the reason.
+    let o =
+        hook(&url, &a.credential, a.state.path(), &["claude-code"], fixture("edit-allow.json").to_string().as_bytes());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let out = &v["hookSpecificOutput"];
+    assert_eq!(out["permissionDecision"], "deny", "{v}");
+    assert!(out["permissionDecisionReason"].as_str().unwrap().contains("writ.bad_signature"), "{v}");
+}

@@ -62,6 +62,9 @@ fn log_commands_prove_what_the_checkpoint_signs() {
     let c = ok_json(dir, &["log", "consistency", "--from", "700"]);
     assert_eq!(hash(&c["from_root"]), cp.root);
     verify_consistency(700, 702, &hashes(&c["proof"]), &cp.root, &new_cp.checkpoint().root).unwrap();
+    // Nothing appended since a size: the empty proof (RFC 9162 §2.1.4.2), not an error.
+    let same = ok_json(dir, &["log", "consistency", "--from", "702"]);
+    assert_eq!((same["proof"].clone(), same["from_root"].clone()), (serde_json::json!([]), same["to_root"].clone()));
 
     let report = ok_json(dir, &["log", "verify"]);
     assert_eq!(report["ok"], true);

@@ -34,7 +34,7 @@ fn policy_eval_decides_without_writing_and_at_the_time_given() {
     let out = text(&o);
     assert!(out.contains("decision: allow") && out.contains("decided by: payment-business-hours"), "{out}");
     assert!(
-        out.contains("evaluated at 2026-12-03T10:30:00Z against writ-starter 1.4.0") && out.contains("not recorded")
+        out.contains("evaluated at 2026-12-03T10:30:00Z against writ-starter 1.5.0") && out.contains("not recorded")
     );
     // The same request at 03:00: the business-hours rule denies, exit 1, the explanation
     // names the closest permits and what they require.

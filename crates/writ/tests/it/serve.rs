@@ -244,3 +244,31 @@ fn a_stalled_client_cannot_hold_a_graceful_stop() {
     assert!(stderr.contains("writ: stopped; log size"), "{stderr}");
     drop(stalled);
 }
+
+/// Found in review: when the published JWKS could not be read, the verification loop's
+/// problem named its absolute path, and `/readyz`, `/v1/health` and every refused
+/// decision's detail showed it to anonymous callers. The file is named relative to the
+/// data directory.
+#[test]
+fn a_missing_published_jwks_is_reported_without_the_machines_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = start_server_with(dir, &["--verify-interval-ms", "100"]);
+    std::fs::remove_file(dir.join("trust/jwks.json")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let ready = loop {
+        let (status, body) = http(&server.addr, "GET", "/readyz", None);
+        if status == 503 {
+            break String::from_utf8(body).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "the loop never noticed: {status}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (_, health) = http(&server.addr, "GET", "/v1/health", None);
+    let health = String::from_utf8(health).unwrap();
+    let root = dir.to_str().unwrap();
+    for (what, text) in [("/readyz", &ready), ("/v1/health", &health)] {
+        assert!(text.contains("trust/jwks.json"), "{what} names the file: {text}");
+        assert!(!text.contains(root), "{what} shows the data directory's path: {text}");
+    }
+}
