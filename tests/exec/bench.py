@@ -47,7 +47,8 @@ def main():
         cred = subprocess.run([WRIT, "--data-dir", data, "identity", "issue", "--spiffe-id",
                                "spiffe://demo.example/agent/bench", "--zone", "billing", "--ttl", "3600"],
                               capture_output=True, text=True, check=True)
-        env = dict(os.environ, WRIT_AGENT_CREDENTIAL=cred.stdout.strip())
+        env = dict(os.environ, WRIT_AGENT_CREDENTIAL=cred.stdout.strip(),
+                   WRIT_JWKS=os.path.join(data, "trust", "jwks.json"))
         env.pop("WRIT_PARENT_WRIT", None)
         sides = {
             "direct": [TRUE],

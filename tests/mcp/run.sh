@@ -55,9 +55,10 @@ CEDAR
 mkdir -p root
 
 # The stdio mode (test_gateway.py), then the Streamable HTTP mode (test_http.py); a case name
-# as argument runs that case of either.
+# as argument runs that case of either. The gateway trusts the server's published writ keys
+# (WRIT_JWKS), as an agent's machine is given them.
 export WRIT="$writ" WRIT_URL="$base" CRED="$work/agent.jwt" ROOT="$work/root" DATA="$work/data" BUNDLE2="$work/b2" \
-  BUNDLE3="$work/b3" SERVERS="$here/node_modules/@modelcontextprotocol"
+  BUNDLE3="$work/b3" SERVERS="$here/node_modules/@modelcontextprotocol" WRIT_JWKS="$work/data/trust/jwks.json"
 status=0
 "$python" "$here/test_gateway.py" "$@" || status=1
 "$python" "$here/test_http.py" "$@" || status=1

@@ -40,12 +40,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The body as JSON; an answer that is not JSON is [`Error::Answer`].
+    /// The body as JSON; an answer that is not JSON, or has a repeated member name (two
+    /// readers could take different values from it), is [`Error::Answer`].
     pub fn json(&self) -> Result<Value, Error> {
         if !self.is_json {
             return Err(Error::Answer(format!("a {} answer that is not JSON", self.status)));
         }
-        serde_json::from_slice(&self.body).map_err(|e| Error::Answer(format!("a {} answer: {e}", self.status)))
+        writ_core::json::parse_value(&self.body).map_err(|e| Error::Answer(format!("a {} answer: {e}", self.status)))
     }
 }
 

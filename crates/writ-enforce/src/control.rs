@@ -5,8 +5,8 @@
 //! (`GET /v1/approvals/{id}`, [`ControlPlane::await_approval`]), the actions a caller could
 //! be allowed (`POST /v1/authorize/preview`, [`ControlPlane::preview`]), the outcome of an
 //! execution (`POST /v1/outcomes`, [`ControlPlane::outcome`]), the renewal of a running
-//! execution's writ (`POST /v1/renew`, [`ControlPlane::renew`]) and the writ signing keys
-//! (`GET /.well-known/jwks.json`, [`ControlPlane::jwks`]).
+//! execution's writ (`POST /v1/renew`, [`ControlPlane::renew`]) and the writ signing keys it
+//! publishes (`GET /.well-known/jwks.json`, [`ControlPlane::jwks`]).
 //!
 //! Every failure to obtain a decision is a deny ([`Verdict::Deny`]), never an allow: the
 //! control plane unreachable, slower than the deadline or answering 5xx is
@@ -14,7 +14,10 @@
 //! `internal`. An allow is acted on only once its writ verified as any enforcement point
 //! verifies it ([`ControlPlane::checked`]): the control plane is spoken to over plain HTTP,
 //! and whatever answers for it must not be able to say "allow" with a writ of its own
-//! making, or with a writ of another call.
+//! making, or with a writ of another call. The keys a writ is verified with are therefore
+//! never taken from that address: they are a JWKS file the enforcement point is given (the
+//! control plane's `trust/jwks.json`, distributed as a SPIFFE trust bundle is), re-read
+//! when a writ does not verify with the keys held (a rotation), at most every 10 s.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -99,15 +102,10 @@ impl Credential {
 }
 
 async fn read_file(path: &std::path::Path) -> Result<String, Error> {
-    let bytes = tokio::fs::read(path)
+    // Bounded as it is read (a path such as /dev/zero would otherwise never end).
+    let bytes = read_bounded(path, MAX_CREDENTIAL)
         .await
         .map_err(|e| Error::Credential(format!("reading the credential file {}: {e}", path.display())))?;
-    if bytes.len() > MAX_CREDENTIAL {
-        return Err(Error::Credential(format!(
-            "the credential file {} is over {MAX_CREDENTIAL} bytes",
-            path.display()
-        )));
-    }
     String::from_utf8(bytes)
         .map(|s| s.trim().to_owned())
         .map_err(|_| Error::Credential(format!("the credential file {} is not UTF-8", path.display())))
@@ -218,6 +216,7 @@ pub struct ControlPlane {
     parent_writ: Option<String>,
     decision_timeout: Duration,
     issuer: String,
+    writ_keys: PathBuf,
     checker: Mutex<Option<WritChecker>>,
 }
 
@@ -231,18 +230,23 @@ struct WritChecker {
 
 /// Clock skew allowed on the writ of an allow, in seconds.
 const CHECK_SKEW_SECS: u64 = 30;
-/// The writ keys are fetched again for a writ they do not verify at most this often.
+/// The writ keys are read again for a writ they do not verify at most this often.
 const KEY_REFETCH: Duration = Duration::from_secs(10);
+
+/// Largest writ key file read (a JWKS of a few keys is a few hundred bytes a key).
+const MAX_KEY_FILE: usize = 1024 * 1024;
 
 impl ControlPlane {
     /// The control plane at `url` (`http://host:port`), asked with the agent's credential
     /// from `credential`, every decision a lineage child of `parent_writ` when given, every
-    /// request bounded by `decision_timeout`.
+    /// request bounded by `decision_timeout`; the writs of its allows verified with the keys
+    /// of the JWKS file `writ_keys` (the control plane's `trust/jwks.json`), the trust root.
     pub fn new(
         url: &str,
         credential: CredentialSource,
         parent_writ: Option<String>,
         decision_timeout: Duration,
+        writ_keys: PathBuf,
     ) -> Result<Self, Error> {
         Ok(ControlPlane {
             client: Client::new(url)?,
@@ -250,6 +254,7 @@ impl ControlPlane {
             parent_writ,
             decision_timeout,
             issuer: "writ".to_owned(),
+            writ_keys,
             checker: Mutex::new(None),
         })
     }
@@ -261,12 +266,9 @@ impl ControlPlane {
         self
     }
 
-    /// `verdict`, once its writ (for an allow) verified for the exact call about to run:
-    /// signed by a key of the control plane's JWKS (fetched once, and again at most every
-    /// 10 s for a writ the keys held do not verify), `iss`, time, `aud` = `audience`, `req`
-    /// recomputed from `action`, `resource` and `arguments`, and the writ of the decision
-    /// answered (`jti` = its id). Anything else is a deny carrying the decision; a deny or a
-    /// pending verdict is returned as it is.
+    /// `verdict`, once its writ (for an allow) verified for the exact call about to run
+    /// ([`ControlPlane::verify_allow`]); anything else is a deny carrying the decision. A
+    /// deny or a pending verdict is returned as it is.
     pub async fn checked(
         &self,
         verdict: Verdict,
@@ -276,13 +278,40 @@ impl ControlPlane {
         audience: &str,
     ) -> Verdict {
         let Verdict::Allow { writ, id, log_index } = verdict else { return verdict };
-        let refuse = |code: ReasonCode, detail: String| {
-            Verdict::Deny(Denial { decision: Some(id.clone()), log_index, ..Denial::local(code, detail) })
+        let checked = match writ_core::request_digest(action, resource, arguments) {
+            Ok(digest) => self.verify_allow(&writ, &id, &digest, audience).await,
+            Err(e) => Err(Denial::local(ReasonCode::Internal, format!("the call's request digest: {e}"))),
         };
-        let digest = match writ_core::request_digest(action, resource, arguments) {
-            Ok(d) => d,
-            Err(e) => return refuse(ReasonCode::Internal, format!("the call's request digest: {e}")),
-        };
+        match checked {
+            Ok(_) => Verdict::Allow { writ, id, log_index },
+            Err(d) => Verdict::Deny(Denial { decision: Some(id), log_index, ..d }),
+        }
+    }
+
+    /// Reads the writ keys for `audience` unless they are held: beside a decision, so that
+    /// verifying its writ waits for nothing more. A failure is left for
+    /// [`ControlPlane::verify_allow`] to meet (and deny on).
+    pub async fn prefetch_keys(&self, audience: &str) {
+        let mut checker = self.checker.lock().await;
+        if checker.as_ref().is_none_or(|c| c.audience != audience) {
+            // An error leaves nothing held; the verification fetches again and denies.
+            let _ = self.fetch_checker(&mut checker, audience).await;
+        }
+    }
+
+    /// The claims of `writ`, the writ of allow `id`, once verified for the exact call about
+    /// to run (`digest`): signed by a key of the writ key file (read once, and again at most
+    /// every 10 s for a writ the keys held do not verify), `iss`, time, `aud` = `audience`,
+    /// `req` = `digest`, and the writ of the decision answered (`jti` = `id`). A key file
+    /// that cannot be read denies `internal`; anything else that fails denies with the
+    /// verifier's reason code. The denial names no decision (the caller's to add).
+    pub async fn verify_allow(
+        &self,
+        writ: &str,
+        id: &str,
+        digest: &writ_core::RequestDigest,
+        audience: &str,
+    ) -> Result<writ_verify::WritClaims, Denial> {
         let mut checker = self.checker.lock().await;
         for attempt in 0..2 {
             let fresh = checker.as_ref().is_some_and(|c| c.audience == audience);
@@ -290,39 +319,50 @@ impl ControlPlane {
                 if attempt == 1 && checker.as_ref().is_some_and(|c| c.fetched.elapsed() < KEY_REFETCH) {
                     break;
                 }
-                let keys = match self.jwks().await {
-                    Ok(bytes) => writ_verify::KeySet::from_jwks(&bytes, writ_verify::KeyUse::Writ)
-                        .map_err(|e| Error::Answer(e.to_string())),
-                    Err(e) => Err(e),
-                };
-                let keys = match keys {
-                    Ok(k) => k,
-                    Err(e) => {
-                        return refuse(
-                            ReasonCode::LogUnavailable,
-                            format!("the writ of the allow could not be verified: the writ keys: {e}"),
-                        );
-                    }
-                };
-                let verifier = writ_verify::WritVerifier::with_keys(&self.issuer, keys, audience, CHECK_SKEW_SECS);
-                *checker =
-                    Some(WritChecker { audience: audience.to_owned(), verifier, fetched: std::time::Instant::now() });
+                self.fetch_checker(&mut checker, audience).await?;
             }
             let Some(c) = checker.as_ref() else { break };
-            match c.verifier.verify(&writ, &digest, now_secs(), &|_: &str| false) {
-                Ok(v) if v.claims.jti == id => return Verdict::Allow { writ, id, log_index },
+            match c.verifier.verify(writ, digest, now_secs(), &|_: &str| false) {
+                Ok(v) if v.claims.jti == id => return Ok(v.claims),
                 Ok(v) => {
-                    return refuse(
+                    return Err(Denial::local(
                         ReasonCode::WritBindingMismatch,
                         format!("the writ of the allow is {}'s, not the decision's ({id})", v.claims.jti),
-                    );
+                    ));
                 }
                 // Perhaps signed by a key rotated in since the keys were fetched: once more.
                 Err(r) if r.reason == ReasonCode::WritBadSignature && attempt == 0 => {}
-                Err(r) => return refuse(r.reason, format!("the writ of the allow did not verify: {}", r.detail)),
+                Err(r) => {
+                    return Err(Denial::local(r.reason, format!("the writ of the allow did not verify: {}", r.detail)));
+                }
             }
         }
-        refuse(ReasonCode::WritBadSignature, "the writ of the allow is not signed by a key of the control plane".into())
+        Err(Denial::local(
+            ReasonCode::WritBadSignature,
+            "the writ of the allow is not signed by a key of the control plane",
+        ))
+    }
+
+    /// Reads the writ key file into `checker`, a verifier of writs for `audience`.
+    async fn fetch_checker(&self, checker: &mut Option<WritChecker>, audience: &str) -> Result<(), Denial> {
+        let keys = read_bounded(&self.writ_keys, MAX_KEY_FILE)
+            .await
+            .and_then(|bytes| {
+                writ_verify::KeySet::from_jwks(&bytes, writ_verify::KeyUse::Writ).map_err(|e| e.to_string())
+            })
+            .map_err(|e| {
+                Denial::local(
+                    ReasonCode::Internal,
+                    format!(
+                        "the writ of the allow could not be verified: the writ keys ({}): {e}; give the control \
+                         plane's trust/jwks.json with --jwks FILE (or WRIT_JWKS)",
+                        self.writ_keys.display()
+                    ),
+                )
+            })?;
+        let verifier = writ_verify::WritVerifier::with_keys(&self.issuer, keys, audience, CHECK_SKEW_SECS);
+        *checker = Some(WritChecker { audience: audience.to_owned(), verifier, fetched: std::time::Instant::now() });
+        Ok(())
     }
 
     /// The parent writ presented with every decision.
@@ -345,8 +385,10 @@ impl ControlPlane {
         &self.client
     }
 
-    /// The writ signing keys (`GET /.well-known/jwks.json`), as the control plane sent them
-    /// (the caller parses them, e.g. with `writ_verify::KeySet::from_jwks`).
+    /// The writ signing keys the control plane publishes (`GET /.well-known/jwks.json`), as
+    /// it sent them. Not a trust root: whatever answers at the control plane's address
+    /// sends these (the writs of allows are verified with the key file given to
+    /// [`ControlPlane::new`]).
     pub async fn jwks(&self) -> Result<Vec<u8>, Error> {
         let reply = self.client.get("/.well-known/jwks.json", None, self.decision_timeout).await?;
         if !reply.status.is_success() {
@@ -648,4 +690,17 @@ fn error_denial(v: &Value, decision: Option<&str>) -> Denial {
 pub(crate) fn after(d: Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
+/// The file at `path`, at most `limit` bytes.
+async fn read_bounded(path: &std::path::Path, limit: usize) -> Result<Vec<u8>, String> {
+    use tokio::io::AsyncReadExt as _;
+    let file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    let most = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(most).read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
+    if bytes.len() > limit {
+        return Err(format!("over {limit} bytes"));
+    }
+    Ok(bytes)
 }

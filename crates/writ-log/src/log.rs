@@ -513,7 +513,13 @@ impl Shared {
                 let (signed, _) = SignedCheckpoint::open(note.as_bytes(), &self.verifier, &[])
                     .map_err(|e| Error::Corrupt(format!("latest stored checkpoint does not verify: {e}")))?;
                 let cp = signed.checkpoint();
-                if cp.size != cp_size || cp.size > size {
+                if cp.size != cp_size {
+                    return Err(Error::Corrupt(format!(
+                        "the latest checkpoint is stored under size {cp_size} but signs size {}",
+                        cp.size
+                    )));
+                }
+                if cp.size > size {
                     return Err(Error::Corrupt(format!(
                         "the latest checkpoint covers {} entries but the store holds {size}: acknowledged entries are missing",
                         cp.size

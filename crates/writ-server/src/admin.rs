@@ -79,8 +79,9 @@ pub(crate) async fn bundle_detail(
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
     s.engine.state_readable()?;
+    let digest = bundle_digest(&digest)?;
     let detail =
-        s.engine.bundle_detail(&digest).ok_or_else(|| ApiError::not_found(format!("no bundle {digest} in the log")))?;
+        s.engine.bundle_detail(digest).ok_or_else(|| ApiError::not_found(format!("no bundle {digest} in the log")))?;
     Ok(Json(detail).into_response())
 }
 
@@ -110,6 +111,15 @@ pub(crate) async fn upload_bundle(
     Ok(Json(json!({ "digest": digest.to_string(), "active": false })).into_response())
 }
 
+/// `digest` if it is written as a bundle digest is (`sha256:<64 lowercase hex>`); anything
+/// else is malformed (400), not merely absent (404).
+pub(crate) fn bundle_digest(digest: &str) -> Result<&str, ApiError> {
+    match writ_core::parse_sha256(digest) {
+        Some(_) => Ok(digest),
+        None => Err(ApiError::bad_request("a bundle digest is written sha256:<64 lowercase hex digits>")),
+    }
+}
+
 /// An upload body and the bundle built from its parts, before any signature is checked:
 /// everything `POST /v1/bundles` reads from the bytes it is sent.
 pub(crate) fn parse_upload(body: &[u8]) -> Result<(UploadBody, Bundle), ApiError> {
@@ -127,7 +137,7 @@ pub(crate) fn parse_upload(body: &[u8]) -> Result<(UploadBody, Bundle), ApiError
         ServerFailures,
         (status = 200, description = "Active", body = Object),
         (status = 404, description = "No such bundle", body = ErrorBody),
-        (status = 400, description = "Its signature is no longer trusted", body = ErrorBody),
+        (status = 400, description = "Not a bundle digest, or its signature is no longer trusted", body = ErrorBody),
         OperatorRefusals,
     ))]
 pub(crate) async fn activate_bundle(
@@ -135,6 +145,7 @@ pub(crate) async fn activate_bundle(
     Operator(op): Operator,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
+    bundle_digest(&digest)?;
     let activated = s.to_completion(|e| async move { e.activate_known(&digest, Some(&op)).await }).await??;
     Ok(Json(activated_body(&activated)).into_response())
 }
@@ -251,6 +262,7 @@ pub(crate) async fn release(
     responses(
         ServerFailures,
         (status = 200, description = "The lineage", body = Object),
+        (status = 400, description = "An id longer than 256 bytes", body = ErrorBody),
         (status = 404, description = "No such decision", body = ErrorBody),
         OperatorRefusals,
     ))]

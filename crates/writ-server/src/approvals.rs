@@ -60,6 +60,7 @@ pub(crate) async fn list_approvals(
     responses(
         ServerFailures,
         (status = 200, description = "The approval, with the writ once approved (for the workload that asked)", body = Object),
+        (status = 400, description = "An id longer than 256 bytes", body = ErrorBody),
         (status = 401, description = "No or invalid credential", body = ErrorBody),
         (status = 403, description = "Neither the workload that asked nor an operator", body = ErrorBody),
         (status = 404, description = "No decision with that id awaited approval", body = ErrorBody),

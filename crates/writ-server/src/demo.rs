@@ -39,6 +39,8 @@ pub const MAX_RUNS: usize = 8;
 pub const MAX_EVENTS: usize = 2000;
 /// Longest a run's event stream stays open.
 const MAX_AGE: Duration = Duration::from_secs(600);
+/// Event streams open at once, over every run (found in review: they were unbounded).
+pub const MAX_STREAMS: usize = 16;
 
 /// Where a run's narration goes: called once per event, from the run's own thread.
 pub type Narrate = Box<dyn Fn(Value) + Send + Sync>;
@@ -53,15 +55,21 @@ pub trait DemoRunner: Send + Sync + 'static {
 }
 
 /// The runs of one server.
-#[derive(Default)]
 pub(crate) struct Demos {
     runner: Option<Arc<dyn DemoRunner>>,
     runs: Mutex<VecDeque<Arc<Run>>>,
+    streams: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Demos {
+    fn default() -> Self {
+        Demos { runner: None, runs: Mutex::default(), streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)) }
+    }
 }
 
 impl Demos {
     pub(crate) fn with_runner(runner: Arc<dyn DemoRunner>) -> Self {
-        Demos { runner: Some(runner), runs: Mutex::default() }
+        Demos { runner: Some(runner), ..Demos::default() }
     }
 }
 
@@ -269,6 +277,7 @@ pub(crate) async fn get(
         (status = 200, description = "The event stream", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A malformed Last-Event-ID", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
+        (status = 503, description = "Too many demo event streams are open", body = ErrorBody),
         OperatorRefusals,
     ))]
 pub(crate) async fn events(
@@ -287,9 +296,17 @@ pub(crate) async fn events(
             .and_then(|n| n.checked_add(1))
             .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event's sequence number"))?,
     };
+    let Ok(permit) = s.demos.streams.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReasonCode::Internal,
+            format!("{MAX_STREAMS} demo event streams are open, the most this server keeps; close one or retry later"),
+        ));
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let mut closing = s.closing.subscribe();
     tokio::spawn(async move {
+        let _slot = permit;
         let mut next = from;
         let mut changed = run.changed.subscribe();
         let until = tokio::time::Instant::now() + MAX_AGE;

@@ -4,7 +4,7 @@
 //! [`BundleBody`] for bundle uploads (the router's own limit is the larger one).
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection, RawPathParamsRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -15,8 +15,12 @@ use crate::error::ApiError;
 /// `Query<T>` answering a malformed query with a JSON error.
 pub(crate) struct Query<T>(pub T);
 
-/// `Path<T>` answering a malformed path parameter with a JSON error.
+/// `Path<T>` answering a malformed path parameter, or one longer than [`MAX_PATH_PARAM`]
+/// bytes, with a JSON error.
 pub(crate) struct Path<T>(pub T);
+
+/// The longest path parameter read (decoded bytes).
+pub(crate) const MAX_PATH_PARAM: usize = 256;
 
 /// The raw body, at most `N` bytes, answering an oversized or unreadable one with a JSON
 /// error.
@@ -36,6 +40,12 @@ impl From<QueryRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(e: PathRejection) -> Self {
+        ApiError::bad_request(e.body_text())
+    }
+}
+
+impl From<RawPathParamsRejection> for ApiError {
+    fn from(e: RawPathParamsRejection) -> Self {
         ApiError::bad_request(e.body_text())
     }
 }
@@ -62,6 +72,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Bounded before anything reads (or echoes) it: no id, digest or asset path is longer.
+        let raw = axum::extract::RawPathParams::from_request_parts(parts, state).await?;
+        if let Some((name, _)) = raw.iter().find(|(_, v)| v.len() > MAX_PATH_PARAM) {
+            return Err(ApiError::bad_request(format!("the path's {name} is longer than {MAX_PATH_PARAM} bytes")));
+        }
         Ok(Path(axum::extract::Path::<T>::from_request_parts(parts, state).await?.0))
     }
 }

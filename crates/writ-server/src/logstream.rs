@@ -76,12 +76,17 @@ pub(crate) async fn stream(
 ) -> Result<Response, ApiError> {
     let size = s.engine.log().size();
     let start = match headers.get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .and_then(|last| last.checked_add(1))
-            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a log index (a decimal number)"))?,
+        Some(v) => {
+            let last = v
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a log index (a decimal number)"))?;
+            // Past any log (found in review: it was called not a number).
+            last.checked_add(1).ok_or_else(|| {
+                ApiError::bad_request(format!("the log holds {size} entries: no index after {last} to start from"))
+            })?
+        }
         None => q.from.unwrap_or_else(|| size.saturating_sub(DEFAULT_TAIL)),
     };
     if start > size {

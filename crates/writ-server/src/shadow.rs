@@ -107,7 +107,7 @@ pub(crate) async fn status(State(s): State<AppState>, _op: Operator) -> Result<R
     responses(
         ServerFailures,
         (status = 200, description = "Set (recorded)", body = ShadowAnswer),
-        (status = 400, description = "Malformed body, or its signature is not trusted", body = ErrorBody),
+        (status = 400, description = "Malformed body or digest, or its signature is not trusted", body = ErrorBody),
         (status = 404, description = "The log holds no accepted bundle with that digest", body = ErrorBody),
         (status = 409, description = "It is the active bundle", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -120,6 +120,7 @@ pub(crate) async fn set(
     Limited(body): Body,
 ) -> Result<Response, ApiError> {
     let b: ShadowBody = parse(&body, "shadow")?;
+    crate::admin::bundle_digest(&b.digest)?;
     s.to_completion(|e| async move { e.set_shadow(&b.digest, Some(&op), &b.reason).await }).await??;
     Ok(Json(answer(&s)?).into_response())
 }

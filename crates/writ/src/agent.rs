@@ -3,7 +3,7 @@
 //! credential comes from, the parent writ that makes its decisions lineage children, and the
 //! deadline of a decision.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -32,6 +32,27 @@ pub struct AgentArgs {
     /// denies (`log.unavailable`).
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub decision_timeout: Duration,
+    #[command(flatten)]
+    pub keys: WritKeysArg,
+}
+
+/// Where the writ signing keys an enforcement point trusts are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WritKeysArg {
+    /// The control plane's writ signing keys, a JWKS file: the only keys the writ of an allow
+    /// is verified with (never the keys the control plane's address serves, which whatever
+    /// answers there could make up). Re-read when a writ does not verify with the keys held
+    /// (a rotation), at most every 10 s. Copy the control plane's `trust/jwks.json`, or
+    /// `writ keys jwks`, to the agent's machine [default: <data-dir>/trust/jwks.json].
+    #[arg(long, env = "WRIT_JWKS", value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+}
+
+impl WritKeysArg {
+    /// `--jwks`, or `trust/jwks.json` in the data directory `data_dir`.
+    pub fn path(&self, data_dir: &Path) -> PathBuf {
+        self.jwks.clone().unwrap_or_else(|| data_dir.join("trust/jwks.json"))
+    }
 }
 
 impl AgentArgs {

@@ -48,7 +48,7 @@ pub struct Args {
 }
 
 /// Runs the command if the control plane allows it; the exit status is the command's.
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(args: Args, data_dir: &std::path::Path) -> Result<ExitCode> {
     let config = Config {
         url: args.agent.url.clone(),
         // No credential configured is a deny (identity.missing, exit 77), not a usage error.
@@ -58,6 +58,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         env_names: args.env_names,
         approval_wait: args.approval_wait,
         decision_timeout: args.agent.decision_timeout,
+        writ_keys: args.agent.keys.path(data_dir),
         command: args.command,
         stop_grace: args.stop_grace,
     };

@@ -5,7 +5,7 @@
 //! flag or credential that cannot be used, is a deny with exit status 2, never a pass.
 
 use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -74,17 +74,19 @@ pub struct Common {
     /// call is denied. Keep it below the hook's `timeout` in the agent CLI's settings.
     #[arg(long, default_value = "8s", value_parser = parse_duration, value_name = "DURATION")]
     deadline: Duration,
+    #[command(flatten)]
+    keys: crate::agent::WritKeysArg,
 }
 
 /// Runs one hook and prints its answer; the exit status is the answer's.
-pub fn run(command: Command) -> ExitCode {
+pub fn run(command: Command, data_dir: &Path) -> ExitCode {
     let (common, state_dir, mode, claude) = match command {
         Command::ClaudeCode { common, post, state_dir } => {
             (common, state_dir, if post { Mode::Post } else { Mode::Event }, true)
         }
         Command::ExecRequest { common } => (common, None, Mode::Event, false),
     };
-    let answer = match answer(common, state_dir, mode, claude) {
+    let answer = match answer(common, state_dir, mode, claude, data_dir) {
         Ok(a) => a,
         Err(why) => Answer { stdout: None, stderr: Some(format!("writ denied this call: {why}")), exit: 2 },
     };
@@ -97,7 +99,13 @@ pub fn run(command: Command) -> ExitCode {
     ExitCode::from(answer.exit)
 }
 
-fn answer(common: Common, state_dir: Option<PathBuf>, mode: Mode, claude: bool) -> Result<Answer, String> {
+fn answer(
+    common: Common,
+    state_dir: Option<PathBuf>,
+    mode: Mode,
+    claude: bool,
+    data_dir: &Path,
+) -> Result<Answer, String> {
     let credential = if let Some(path) = common.credential_file {
         CredentialSource::File(path)
     } else if let Some(cmd) = common.credential_command {
@@ -115,6 +123,7 @@ fn answer(common: Common, state_dir: Option<PathBuf>, mode: Mode, claude: bool) 
         credential,
         parent_writ,
         decision_timeout: common.decision_timeout,
+        writ_keys: common.keys.path(data_dir),
         approval_wait: common.approval_wait,
         deadline: common.deadline,
         state_dir,

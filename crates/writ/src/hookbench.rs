@@ -24,6 +24,10 @@ pub struct Args {
     /// The agent's workload credential (`writ identity issue … > agent.jwt`).
     #[arg(long, value_name = "FILE")]
     credential_file: PathBuf,
+    /// The control plane's writ signing keys (its `trust/jwks.json`), handed to the hook as
+    /// `--jwks` [default: the hook's own, `WRIT_JWKS` or `<data-dir>/trust/jwks.json`].
+    #[arg(long, value_name = "FILE")]
+    jwks: Option<PathBuf>,
     /// The `writ` binary to run [default: `writ` beside this program].
     #[arg(long, value_name = "PATH")]
     writ: Option<PathBuf>,
@@ -37,9 +41,12 @@ pub struct Args {
 
 fn once(writ: &std::path::Path, args: &Args, state: &std::path::Path, event: &[u8], ok: bool) -> Result<Duration> {
     let started = Instant::now();
-    let mut child = Command::new(writ)
-        .args(["hook", "claude-code", "--url", &args.url, "--credential-file"])
-        .arg(&args.credential_file)
+    let mut command = Command::new(writ);
+    command.args(["hook", "claude-code", "--url", &args.url, "--credential-file"]).arg(&args.credential_file);
+    if let Some(jwks) = &args.jwks {
+        command.arg("--jwks").arg(jwks);
+    }
+    let mut child = command
         .arg("--state-dir")
         .arg(state)
         .env_remove("WRIT_PARENT_WRIT")

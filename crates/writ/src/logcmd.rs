@@ -115,22 +115,19 @@ pub fn run(dir: &DataDir, cmd: LogCommand) -> Result<ExitCode> {
         }
         LogCommand::Prove { index, size } => {
             let log = dir.open_log_read_only()?;
-            let latest = log.latest_checkpoint();
-            let size = match (size, &latest) {
+            let size = match (size, log.latest_checkpoint()) {
                 (Some(s), _) => s,
                 (None, Some(cp)) => cp.checkpoint().size,
                 (None, None) => bail!("the log has no checkpoint yet; pass --size"),
             };
             let proof = log.inclusion_proof(index, size)?;
-            // The leaf from the entry's bytes, the root from the signed checkpoint when it
-            // is for this size: the proof is checked against what the log signed.
+            // The leaf from the entry's bytes, the root from the tree, which every checkpoint
+            // the log signed for this size must agree with: the proof is checked against what
+            // the log signed.
             let entry = log.entries(index, index + 1)?;
             let leaf = Hash::leaf(entry.first().context("entry missing")?);
-            let signed = latest.filter(|c| c.checkpoint().size == size);
-            let root = match &signed {
-                Some(cp) => cp.checkpoint().root,
-                None => log.root_at(size)?,
-            };
+            let root = log.root_at(size)?;
+            let signed = signed_at(&log, size, &root)?;
             verify_inclusion(index, size, &leaf, &proof, &root)?;
             let mut out = json!({
                 "index": index,
@@ -155,6 +152,8 @@ pub fn run(dir: &DataDir, cmd: LogCommand) -> Result<ExitCode> {
             // §2.1.4.2): nothing was appended since, which is an answer, not an error.
             let proof = if from == to && from > 0 { Vec::new() } else { log.consistency_proof(from, to)? };
             let (r1, r2) = (log.root_at(from)?, log.root_at(to)?);
+            signed_at(&log, from, &r1)?;
+            signed_at(&log, to, &r2)?;
             verify_consistency(from, to, &proof, &r1, &r2)?;
             print_json(&json!({
                 "from": from,
@@ -259,4 +258,31 @@ fn demo(dir: &DataDir, n: u64) -> Result<()> {
         cp.checkpoint().size
     );
     print_json(&checkpoint_json(&cp))
+}
+
+/// The newest checkpoint the store holds for tree size `size`, once every one it holds for
+/// that size verified against the log key and named `root` (the root of the stored tree):
+/// a signed checkpoint that says otherwise means the log was altered, and is an error
+/// (found in review: only the latest checkpoint was compared, so an older signed one that
+/// contradicted the tree went unremarked).
+fn signed_at(log: &writ_log::Log, size: u64, root: &Hash) -> Result<Option<SignedCheckpoint>> {
+    let mut newest = None;
+    for (stored, note) in log.store().checkpoints()? {
+        if stored != size {
+            continue;
+        }
+        let (signed, _) = SignedCheckpoint::open(note.as_bytes(), log.verifier(), &[]).map_err(|e| {
+            anyhow::anyhow!("corrupt store: the checkpoint stored for size {size} does not verify: {e}")
+        })?;
+        if signed.checkpoint().size != size || signed.checkpoint().root != *root {
+            bail!(
+                "corrupt store: a checkpoint the log signed for size {size} names another tree than the store holds \
+                 (root {} signed, {} stored)",
+                signed.checkpoint().root.to_base64(),
+                root.to_base64()
+            );
+        }
+        newest = Some(signed);
+    }
+    Ok(newest)
 }

@@ -135,9 +135,9 @@ fn main() -> ExitCode {
         Command::Authorize { request, url } => engcmd::authorize(&dir, &request, url),
         Command::Renew { request, url } => engcmd::renew(&dir, &request, url),
         Command::Verify(args) => engcmd::verify(&dir, &args),
-        Command::Mcp(args) => mcp::run(args),
-        Command::Exec(args) => exec::run(args),
-        Command::Hook(cmd) => Ok(hook::run(cmd)),
+        Command::Mcp(args) => mcp::run(args, dir.root()),
+        Command::Exec(args) => exec::run(args, dir.root()),
+        Command::Hook(cmd) => Ok(hook::run(cmd, dir.root())),
     };
     match result {
         Ok(code) => code,

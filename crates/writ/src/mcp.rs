@@ -76,7 +76,7 @@ fn upstream_name(url: &str) -> String {
 
 /// Runs the gateway: in stdio mode until the server exits (its exit status is the
 /// server's), in HTTP mode until interrupted.
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(args: Args, data_dir: &std::path::Path) -> Result<ExitCode> {
     if args.upstream.is_none() && (args.listen.is_some() || !args.allow_origin.is_empty()) {
         bail!("--listen and --allow-origin belong to the Streamable HTTP mode: give --upstream URL, not a command");
     }
@@ -98,6 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         deny_as_error: args.deny_as_error,
         approval_wait: args.approval_wait,
         decision_timeout: args.agent.decision_timeout,
+        writ_keys: args.agent.keys.path(data_dir),
         bundle_poll: args.bundle_poll,
         command: args.command,
     };

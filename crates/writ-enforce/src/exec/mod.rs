@@ -41,13 +41,12 @@ mod request;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use tokio::sync::mpsc;
 use writ_core::ReasonCode;
-use writ_verify::{KeySet, KeyUse, WritVerifier};
 
 pub use request::{
     ACTION, AUDIENCE, Access, DEFAULT_ENV_NAMES, DEFAULT_PATH, ExecRequest, SHELL, Unrunnable, command_line,
@@ -62,9 +61,6 @@ pub const EXIT_DENIED: u8 = 77;
 
 /// The environment variable the command finds its writ in.
 pub const PARENT_WRIT_ENV: &str = "WRIT_PARENT_WRIT";
-
-/// Clock skew allowed when verifying the writ, in seconds.
-const SKEW_SECS: u64 = 30;
 
 /// Attempts at recording the outcome.
 const OUTCOME_ATTEMPTS: u32 = 3;
@@ -106,6 +102,9 @@ pub struct Config {
     pub env_names: Vec<String>,
     /// How long to wait for an operator's approval.
     pub approval_wait: Duration,
+    /// The control plane's writ signing keys, a JWKS file (its `trust/jwks.json`): the only
+    /// keys the writ of an allow is verified with.
+    pub writ_keys: PathBuf,
     /// The deadline of every request to the control plane.
     pub decision_timeout: Duration,
     /// The command: the program as given, then its arguments.
@@ -149,30 +148,40 @@ pub async fn run(config: Config) -> u8 {
     }
     let env = present_env_names(&config.env_names, |n| std::env::var_os(n).is_some());
     let request = ExecRequest::command(&program, &config.command, &cwd, env);
+    // What the writ of an allow must be bound to (`req`).
+    let digest = match writ_core::request_digest(ACTION, &request.resource(), &request.arguments()) {
+        Ok(d) => d,
+        Err(e) => return deny_local(ReasonCode::Internal, &format!("the request's digest: {e}")),
+    };
     let Some(credential) = config.credential.clone() else {
         return deny_local(
             ReasonCode::IdentityMissing,
             "no agent credential: give --credential-file FILE, --credential-command CMD, or set WRIT_AGENT_CREDENTIAL",
         );
     };
-    let control = match ControlPlane::new(&config.url, credential, config.parent_writ.clone(), config.decision_timeout)
-    {
-        Ok(c) => c,
+    let control = match ControlPlane::new(
+        &config.url,
+        credential,
+        config.parent_writ.clone(),
+        config.decision_timeout,
+        config.writ_keys.clone(),
+    ) {
+        Ok(c) => c.with_issuer(&config.issuer),
         Err(e) => return deny_local(ReasonCode::RequestMalformed, &e.to_string()),
     };
     // 2. The decision (and the keys to verify its writ with), unless a signal stops it.
     let decided = async {
         let (resource, arguments) = (request.resource(), request.arguments());
-        let (mut verdict, keys) =
-            tokio::join!(control.authorize(ACTION, &resource, &arguments, AUDIENCE), control.jwks());
+        let (mut verdict, ()) =
+            tokio::join!(control.authorize(ACTION, &resource, &arguments, AUDIENCE), control.prefetch_keys(AUDIENCE));
         if let Verdict::Pending { id, log_index, .. } = &verdict
             && !config.approval_wait.is_zero()
         {
             verdict = control.await_approval(id, *log_index, config.approval_wait).await;
         }
-        (verdict, keys)
+        verdict
     };
-    let (verdict, keys) = tokio::select! {
+    let verdict = tokio::select! {
         d = decided => d,
         sig = signals.next() => {
             eprintln!("writ: {} before the command started: it was not run", signal_name(sig));
@@ -192,24 +201,10 @@ pub async fn run(config: Config) -> u8 {
         }
     };
     // 3. The writ, verified as an enforcement point verifies it.
-    let checked = writ_core::request_digest(ACTION, &request.resource(), &request.arguments())
-        .map_err(|e| Denial::local(ReasonCode::Internal, format!("the request's digest: {e}")))
-        .and_then(|digest| {
-            let mut checker = WritCheck { issuer: config.issuer.clone(), digest, verifier: None };
-            checker.check(&writ, keys).map(|claims| (checker, claims))
-        })
-        .and_then(|(checker, claims)| {
-            // The writ of the decision answered, not another (the outcome is recorded under it).
-            if claims.jti == decision {
-                Ok((checker, claims))
-            } else {
-                Err(Denial::local(
-                    ReasonCode::WritBindingMismatch,
-                    format!("the writ of the allow is {}'s, not the decision's ({decision})", claims.jti),
-                ))
-            }
-        });
-    let (mut checker, claims) = match checked {
+    // Just issued for this request, and used once here: revocation is the control plane's
+    // (the lineage of the command's children is judged against the log). The writ of the
+    // decision answered, not another: the outcome is recorded under it.
+    let claims = match control.verify_allow(&writ, &decision, &digest, AUDIENCE).await {
         Ok(c) => c,
         Err(d) => {
             let d = Denial { decision: Some(decision.clone()), log_index, ..d };
@@ -258,7 +253,7 @@ pub async fn run(config: Config) -> u8 {
                 }
             }
             () = tokio::time::sleep_until(tick), if stopped.is_none() => {
-                if let Err(d) = held.renew(&control, &mut checker).await {
+                if let Err(d) = held.renew(&control, &digest).await {
                     if let Some(pid) = pid {
                         forward(pid, libc_sig::TERM);
                     }
@@ -362,7 +357,7 @@ impl Held {
     /// One attempt: `Ok` while the command keeps its authority (renewed, or a retry is
     /// scheduled before the writ expires); `Err` once it ends (a refusal, or the writ
     /// expired unrenewed).
-    async fn renew(&mut self, control: &ControlPlane, checker: &mut WritCheck) -> Result<(), Denial> {
+    async fn renew(&mut self, control: &ControlPlane, digest: &writ_core::RequestDigest) -> Result<(), Denial> {
         if now_secs() >= self.exp {
             let why = self.last_failure.as_ref().map(|d| format!(" (last attempt: {}: {})", d.reason, d.detail));
             return Err(Denial::local(
@@ -376,24 +371,17 @@ impl Held {
             ));
         }
         let refused = match control.renew(&self.writ).await {
-            Verdict::Allow { writ, id, .. } => {
-                let claims = match checker.check(&writ, Err(crate::Error::Answer("no keys yet".into()))) {
-                    Ok(c) => Ok(c),
-                    // A writ signed by a key rotated in since: the keys once more.
-                    Err(_) => checker.check(&writ, control.jwks().await),
-                };
-                match claims {
-                    Ok(c) => {
-                        self.writ = writ;
-                        self.jti = id;
-                        self.exp = c.exp;
-                        self.renewals = self.renewals.saturating_add(1);
-                        self.schedule(c.iat);
-                        return Ok(());
-                    }
-                    Err(d) => Denial { detail: format!("the renewed writ {id}: {}", d.detail), ..d },
+            Verdict::Allow { writ, id, .. } => match control.verify_allow(&writ, &id, digest, AUDIENCE).await {
+                Ok(c) => {
+                    self.writ = writ;
+                    self.jti = id;
+                    self.exp = c.exp;
+                    self.renewals = self.renewals.saturating_add(1);
+                    self.schedule(c.iat);
+                    return Ok(());
                 }
-            }
+                Err(d) => Denial { detail: format!("the renewed writ {id}: {}", d.detail), ..d },
+            },
             Verdict::Pending { id, log_index, .. } => Denial {
                 decision: Some(id),
                 log_index,
@@ -420,47 +408,6 @@ impl Held {
 fn instant_at(at: u64) -> tokio::time::Instant {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     crate::control::after(Duration::from_secs(at).saturating_sub(now))
-}
-
-/// Verifies writs for one request, with the control plane's keys once fetched.
-struct WritCheck {
-    issuer: String,
-    digest: writ_core::RequestDigest,
-    verifier: Option<WritVerifier>,
-}
-
-impl WritCheck {
-    /// Verifies a writ of an allow for the request, as any enforcement point verifies it;
-    /// `keys` (a JWKS) replace the keys held when they were fetched.
-    fn check(&mut self, writ: &str, keys: Result<Vec<u8>, crate::Error>) -> Result<writ_verify::WritClaims, Denial> {
-        match (keys, &self.verifier) {
-            (Ok(keys), _) => {
-                let keys = KeySet::from_jwks(&keys, KeyUse::Writ).map_err(|e| {
-                    Denial::local(
-                        ReasonCode::WritBadSignature,
-                        format!("the writ could not be verified: the writ keys: {e}"),
-                    )
-                })?;
-                self.verifier = Some(WritVerifier::with_keys(&self.issuer, keys, AUDIENCE, SKEW_SECS));
-            }
-            (Err(e), None) => {
-                return Err(Denial::local(
-                    ReasonCode::LogUnavailable,
-                    format!("the writ could not be verified: the writ keys: {e}"),
-                ));
-            }
-            (Err(_), Some(_)) => {}
-        }
-        let Some(verifier) = &self.verifier else {
-            return Err(Denial::local(ReasonCode::Internal, "no writ keys"));
-        };
-        // Just issued for this request, and used once here: revocation is the control
-        // plane's (the lineage of the command's children is judged against the log).
-        verifier
-            .verify(writ, &self.digest, now_secs(), &|_: &str| false)
-            .map(|v| v.claims)
-            .map_err(|r| Denial::local(r.reason, format!("the writ did not verify: {}", r.detail)))
-    }
 }
 
 /// The exit status, outcome and detail of a finished command.

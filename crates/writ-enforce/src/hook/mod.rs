@@ -45,6 +45,9 @@ pub struct Config {
     pub credential: CredentialSource,
     /// A parent writ for the agent's own actions (lineage), from `WRIT_PARENT_WRIT`.
     pub parent_writ: Option<String>,
+    /// The control plane's writ signing keys, a JWKS file (its `trust/jwks.json`): the only
+    /// keys the writ of an allow is verified with.
+    pub writ_keys: PathBuf,
     /// The deadline for each request to the control plane.
     pub decision_timeout: Duration,
     /// How long to wait for an operator's approval before answering that it is pending.
@@ -89,7 +92,13 @@ pub enum Mode {
 }
 
 fn control(config: &Config, parent_writ: Option<String>) -> Result<ControlPlane, crate::Error> {
-    ControlPlane::new(&config.url, config.credential.clone(), parent_writ, config.decision_timeout)
+    ControlPlane::new(
+        &config.url,
+        config.credential.clone(),
+        parent_writ,
+        config.decision_timeout,
+        config.writ_keys.clone(),
+    )
 }
 
 /// One required string field of `event`.
@@ -167,9 +176,13 @@ async fn claude_code_within(config: &Config, mode: Mode, input: &[u8]) -> Answer
     if input.len() > MAX_INPUT {
         return Answer::blocked(ReasonCode::RequestMalformed, format!("the hook event is over {MAX_INPUT} bytes"));
     }
-    let v: Value = match serde_json::from_slice(input) {
+    // A repeated member name is refused: the agent's framework and writ could read different
+    // values (found in review).
+    let v: Value = match writ_core::json::parse_value(input) {
         Ok(v) => v,
-        Err(e) => return Answer::blocked(ReasonCode::RequestMalformed, format!("the hook event is not JSON ({e})")),
+        Err(e) => {
+            return Answer::blocked(ReasonCode::RequestMalformed, format!("the hook event is not plain JSON ({e})"));
+        }
     };
     let event = match read_event(&v) {
         Ok(e) => e,
@@ -415,7 +428,9 @@ async fn exec_request_within(config: &Config, input: &[u8]) -> Answer {
     if input.len() > MAX_INPUT {
         return request_refused(ReasonCode::RequestMalformed, &format!("the request is over {MAX_INPUT} bytes"));
     }
-    let request: Request = match serde_json::from_slice(input) {
+    // As the API: a repeated member name at any depth is malformed (a first-wins reader of
+    // the same request would act on another value than the one decided; found in review).
+    let request: Request = match writ_core::json::from_slice(input) {
         Ok(r) => r,
         Err(e) => {
             return request_refused(

@@ -254,6 +254,7 @@ fn offline(dir: &std::path::Path) -> Config {
         credential: CredentialSource::Value("a.b.c".into()),
         parent_writ: None,
         decision_timeout: std::time::Duration::from_millis(500),
+        writ_keys: dir.join("no-jwks.json"),
         approval_wait: std::time::Duration::ZERO,
         deadline: std::time::Duration::from_secs(5),
         state_dir: Some(dir.to_owned()),
@@ -288,6 +289,16 @@ async fn malformed_events_are_blocked_with_exit_status_2() {
         o.insert("hook_event_name".into(), json!("Stop"));
     }
     cases.push(("another event".into(), v.to_string().into_bytes()));
+    // A repeated member name, in the tool's input or around it (found in review: the agent's
+    // framework may act on the first, serde_json kept the last).
+    cases.push((
+        "a repeated tool input member".into(),
+        br#"{"session_id": "s", "cwd": "/w", "hook_event_name": "PreToolUse", "tool_name": "Read", "transcript_path": "/t", "tool_input": {"file_path": "/etc/passwd", "file_path": "/a"}}"#.to_vec(),
+    ));
+    cases.push((
+        "a repeated tool name".into(),
+        br#"{"session_id": "s", "cwd": "/w", "hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_name": "Read", "transcript_path": "/t", "tool_input": {"file_path": "/a"}}"#.to_vec(),
+    ));
     for (what, bytes) in cases {
         let a = claude_code(&config, Mode::Event, &bytes).await;
         assert_eq!(a.exit, 2, "{what}: {a:?}");
@@ -312,8 +323,16 @@ async fn exec_requests_are_read_strictly() {
         json!({"action": "read", "resource": "fs:/a", "arguments": []}),
         json!({"action": "", "resource": "fs:/a", "arguments": {}}),
         json!({"action": "read", "resource": "fs:/a", "arguments": {}, "paren_writ": "x"}),
-    ] {
-        let a = exec_request(&config, bad.to_string().as_bytes()).await;
+    ]
+    .iter()
+    .map(Value::to_string)
+    // A repeated argument name (found in review: it was read last-wins and allowed, while a
+    // first-wins reader of the same request would act on /etc/passwd).
+    .chain([
+        r#"{"action": "write", "resource": "fs:/zones/billing", "arguments": {"path": "/etc/passwd", "path": "/zones/billing/out.csv"}}"#.to_owned(),
+        r#"{"action": "write", "action": "read", "resource": "fs:/a", "arguments": {}}"#.to_owned(),
+    ]) {
+        let a = exec_request(&config, bad.as_bytes()).await;
         assert_eq!(a.exit, 2, "{bad}");
         let out: Value = serde_json::from_str(a.stdout.as_deref().unwrap_or("null")).unwrap_or_default();
         assert_eq!(out.get("decision"), Some(&json!("deny")), "{bad}");

@@ -34,6 +34,7 @@ mod stdio;
 #[cfg(test)]
 mod tests;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::control::CredentialSource;
@@ -62,6 +63,9 @@ pub struct Config {
     pub deny_as_error: bool,
     /// How long to wait for a human approval before answering that it is pending.
     pub approval_wait: Duration,
+    /// The control plane's writ signing keys, a JWKS file (its `trust/jwks.json`): the only
+    /// keys the writ of an allow is verified with.
+    pub writ_keys: PathBuf,
     /// The deadline for a decision (and for every other request to the control plane).
     pub decision_timeout: Duration,
     /// How often the active bundle is looked at, to refresh the visible tools.
@@ -92,5 +96,11 @@ pub fn valid_server_name(name: &str) -> bool {
 
 /// The control plane as the configuration names it.
 fn control_plane(config: &Config) -> Result<ControlPlane, Error> {
-    ControlPlane::new(&config.url, config.credential.clone(), config.parent_writ.clone(), config.decision_timeout)
+    ControlPlane::new(
+        &config.url,
+        config.credential.clone(),
+        config.parent_writ.clone(),
+        config.decision_timeout,
+        config.writ_keys.clone(),
+    )
 }

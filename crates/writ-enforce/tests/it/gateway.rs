@@ -516,3 +516,41 @@ async fn an_allow_whose_writ_does_not_verify_for_the_call_is_not_forwarded() {
     assert_eq!(calls_of(&log, "echo"), before, "a call was forwarded on an allow whose writ did not verify");
     s.close().await;
 }
+
+/// Another control plane answering at the gateway's URL (its own keys, its own genuine,
+/// well-formed writs for the exact call): the gateway verifies with the keys it was given,
+/// never with those the address serves, so no call goes through (found in review: the keys
+/// were fetched from the same address, and a stand-in allowed everything).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_with_keys_of_its_own_cannot_allow_a_call() {
+    let trusted = ControlPlane::start().await;
+    let impostor = ControlPlane::start().await;
+    impostor.rotate_to_own_key().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    // The impostor's allows are genuine where it is trusted.
+    let mut s = Session::start(impostor.config(&log));
+    s.initialize().await;
+    let got = s.call(1, "echo", json!({"message": "a", "n": 1})).await;
+    assert!(tool_text(&got)["meta"]["dev.writ/writ"].is_string(), "{got}");
+    s.close().await;
+    let before = calls_of(&log, "echo");
+    // Answering for the control plane whose keys this gateway holds.
+    let config = writ_enforce::mcp::Config { writ_keys: trusted.keys.clone(), ..impostor.config(&log) };
+    let mut s = Session::start(config);
+    s.initialize().await;
+    let got = s.call(2, "echo", json!({"message": "a", "n": 1})).await;
+    let w = &got["result"]["structuredContent"]["writ"];
+    assert_eq!((&w["outcome"], &w["reason"]), (&json!("deny"), &json!("writ.bad_signature")), "{got}");
+    assert_eq!(calls_of(&log, "echo"), before, "a call was forwarded on the impostor's allow");
+    s.close().await;
+    // No key file at all: nothing is trusted, nothing goes through.
+    let config = writ_enforce::mcp::Config { writ_keys: dir.path().join("absent.json"), ..impostor.config(&log) };
+    let mut s = Session::start(config);
+    s.initialize().await;
+    let got = s.call(3, "echo", json!({"message": "a", "n": 1})).await;
+    let w = &got["result"]["structuredContent"]["writ"];
+    assert_eq!((&w["outcome"], &w["reason"]), (&json!("deny"), &json!("internal")), "{got}");
+    assert_eq!(calls_of(&log, "echo"), before, "a call was forwarded with no trusted keys");
+    s.close().await;
+}

@@ -22,6 +22,8 @@ pub struct ControlPlane {
     pub engine: Arc<Engine>,
     pub issuer: DevIssuer,
     pub operators: DevIssuer,
+    /// Its writ signing keys as a JWKS file (its `trust/jwks.json`), what a gateway trusts.
+    pub keys: PathBuf,
     policy_key: NoteSigner,
     _dir: tempfile::TempDir,
 }
@@ -40,12 +42,33 @@ impl ControlPlane {
         let bundle = Bundle::load_dir(&fixtures().join("bundle")).unwrap();
         let sig = sign_bundle(&bundle, &policy_key).unwrap();
         engine.activate(&bundle, &sig, None).await.unwrap();
+        let keys = dir.path().join("jwks.json");
+        std::fs::write(&keys, serde_json::to_vec(&engine.jwks()).unwrap()).unwrap();
         let engine = Arc::new(engine);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = writ_server::AppState::new(engine.clone());
         tokio::spawn(writ_server::serve(listener, state, std::future::pending()));
-        ControlPlane { url, engine, issuer, operators, policy_key, _dir: dir }
+        ControlPlane { url, engine, issuer, operators, keys, policy_key, _dir: dir }
+    }
+
+    /// Rotates its writ signing key to one of its own (every test engine starts with the
+    /// same key): its writs no longer verify with another test control plane's keys.
+    pub async fn rotate_to_own_key(&self) {
+        struct Fresh;
+        impl writ_engine::WritKeyStore for Fresh {
+            fn add(&self) -> Result<Vec<[u8; 32]>, String> {
+                Ok(vec![writ_engine::testkit::WRIT_SEED, [0x5a; 32]])
+            }
+            fn remove_newest(&self) -> Result<(), String> {
+                Ok(())
+            }
+            fn published(&self, _: &Value) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        self.engine.rotate_writ_key_with(&Fresh, None).await.unwrap();
+        std::fs::write(&self.keys, serde_json::to_vec(&self.engine.jwks()).unwrap()).unwrap();
     }
 
     /// Activates the fixture bundle with `policy` added to its policies.
@@ -125,6 +148,7 @@ impl ControlPlane {
             deny_as_error: false,
             approval_wait: Duration::ZERO,
             decision_timeout: Duration::from_secs(2),
+            writ_keys: self.keys.clone(),
             bundle_poll: Duration::ZERO,
             command: vec![
                 "env".into(),

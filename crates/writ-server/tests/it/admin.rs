@@ -226,6 +226,8 @@ fn bundles_upload_activate_and_roll_back() {
     );
     assert_eq!((s, e["error"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "policy.bundle_untrusted"), "{e}");
     let (s, _) = f.json_as("POST", "/v1/bundles/sha256:0000/activate", None, Some(&op));
+    assert_eq!(s, StatusCode::BAD_REQUEST, "not a digest");
+    let (s, _) = f.json_as("POST", &format!("/v1/bundles/sha256:{}/activate", "0".repeat(64)), None, Some(&op));
     assert_eq!(s, StatusCode::NOT_FOUND);
     let mut extra = bundle_body(&b, &sig, false);
     extra["bundle"]["extra"] = json!("x");

@@ -238,10 +238,14 @@ fn a_bundle_has_its_text_and_who_activated_it() {
         (Value::Null, json!("spiffe://demo.example/operator/alice"))
     );
     assert!(!s["parts"]["policies"].as_str().unwrap().contains("freeze"));
+    // Not a digest is malformed; a digest the log does not hold is not found.
     for bad in ["sha256:00", "nope", "sha256:..%2f..", &format!("{starter}x")] {
         let (status, e) = f.json_as("GET", &format!("/v1/policy/bundles/{bad}"), None, Some(&op));
-        assert_eq!((status, e["error"].clone()), (StatusCode::NOT_FOUND, json!("not_found")), "{bad}");
+        assert_eq!((status, e["error"].clone()), (StatusCode::BAD_REQUEST, json!("request.malformed")), "{bad}");
     }
+    let absent = format!("sha256:{}", "0".repeat(64));
+    let (status, e) = f.json_as("GET", &format!("/v1/policy/bundles/{absent}"), None, Some(&op));
+    assert_eq!((status, e["error"].clone()), (StatusCode::NOT_FOUND, json!("not_found")), "{e}");
 }
 
 /// Reads a server-sent event stream until `want` events of `kind` arrived (or 5 s passed).
@@ -479,6 +483,32 @@ fn a_demo_run_is_started_by_an_operator_and_narrated_as_events() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        // A second run, held at its gate: at most 16 of its event streams open at once
+        // (found in review: unbounded); the 17th is 503.
+        let resp = f.router.clone().oneshot(post()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let run: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let id = run["id"].as_str().unwrap().to_owned();
+        let mut held = Vec::new();
+        for _ in 0..16 {
+            let resp = f
+                .router
+                .clone()
+                .oneshot(request(&format!("/v1/demo/runs/{id}/events"), &[("authorization", &bearer)]))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            held.push(resp.into_body());
+        }
+        let resp = f
+            .router
+            .clone()
+            .oneshot(request(&format!("/v1/demo/runs/{id}/events"), &[("authorization", &bearer)]))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        drop(held);
+        tx.send(()).unwrap();
     });
 }
 

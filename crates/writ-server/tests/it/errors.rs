@@ -36,7 +36,7 @@ fn a_404_says_not_found() {
         assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{uri}: {e}");
         assert!(e.get("error_id").is_none(), "a 404 withholds nothing: {e}");
     }
-    let (s, e) = f.json_as("POST", "/v1/bundles/sha256:00/activate", None, Some(&op));
+    let (s, e) = f.json_as("POST", &format!("/v1/bundles/sha256:{}/activate", "0".repeat(64)), None, Some(&op));
     assert_eq!((s, e["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{e}");
 }
 

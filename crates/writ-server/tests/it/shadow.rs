@@ -77,9 +77,31 @@ fn an_operator_sets_watches_refuses_promotes_and_clears_the_shadow() {
         (json!({"digest": format!("sha256:{}", "0".repeat(64)), "reason": "r"}), StatusCode::NOT_FOUND, "not_found"),
         (json!({"digest": digest, "reason": "r", "enforce": true}), StatusCode::BAD_REQUEST, "request.malformed"),
         (json!({"reason": "r"}), StatusCode::BAD_REQUEST, "request.malformed"),
+        // Not digests at all (found in review: answered 404, as if merely absent).
+        (json!({"digest": "sha256:ABC", "reason": "r"}), StatusCode::BAD_REQUEST, "request.malformed"),
+        (json!({"digest": "../../etc/passwd", "reason": "r"}), StatusCode::BAD_REQUEST, "request.malformed"),
+        (json!({"digest": digest.to_uppercase(), "reason": "r"}), StatusCode::BAD_REQUEST, "request.malformed"),
     ] {
         let (s, e) = f.json_as("PUT", "/v1/policy/shadow", Some(body.clone()), Some(&op));
         assert_eq!((s, e["error"].as_str()), (status, Some(code)), "{body}: {e}");
+    }
+    // The same on the bundle routes that take a digest in the path; an overlong path
+    // parameter is refused before it is read, and never echoed back whole.
+    let long = "a".repeat(10_000);
+    for (method, uri) in [
+        ("GET", "/v1/policy/bundles/sha256:ABC".to_owned()),
+        ("POST", "/v1/bundles/..%2F..%2Fetc%2Fpasswd/activate".to_owned()),
+        ("POST", "/v1/bundles/sha256:zz/activate".to_owned()),
+        ("GET", format!("/v1/lineage/{long}")),
+        ("GET", format!("/v1/approvals/{long}")),
+    ] {
+        let (s, e) = f.json_as(method, &uri, None, Some(&op));
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("request.malformed")),
+            "{method} {uri}: {e}"
+        );
+        assert!(e["message"].as_str().unwrap().len() < 300, "{e}");
     }
     for (method, uri) in [("DELETE", "/v1/policy/shadow"), ("POST", "/v1/policy/shadow/promote")] {
         let (s, e) = f.json_as(method, uri, Some(json!({"reason": "r"})), Some(&op));

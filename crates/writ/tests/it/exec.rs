@@ -81,7 +81,7 @@ impl Plane {
 
     /// `writ exec --url URL -- COMMAND` with the agent's credential, no parent writ.
     fn exec(&self, command: &[&str]) -> Command {
-        exec_with(&self.url(), &self.credential, command)
+        exec_with(self.dir(), &self.url(), &self.credential, command)
     }
 
     fn operator(&self) -> String {
@@ -127,17 +127,20 @@ impl Plane {
     }
 }
 
-fn exec_with(url: &str, credential: &str, command: &[&str]) -> Command {
-    exec_flags(url, credential, &[], command)
+/// `writ exec` at `url` trusting the writ keys of the control plane whose data directory is
+/// `keys` (its `trust/jwks.json`, in `WRIT_JWKS`, which the commands it runs inherit).
+fn exec_with(keys: &Path, url: &str, credential: &str, command: &[&str]) -> Command {
+    exec_flags(keys, url, credential, &[], command)
 }
 
-fn exec_flags(url: &str, credential: &str, flags: &[&str], command: &[&str]) -> Command {
+fn exec_flags(keys: &Path, url: &str, credential: &str, flags: &[&str], command: &[&str]) -> Command {
     let mut c = Command::new(WRIT);
     c.args(["exec", "--url", url])
         .args(flags)
         .arg("--")
         .args(command)
         .env("WRIT_AGENT_CREDENTIAL", credential)
+        .env("WRIT_JWKS", keys.join("trust/jwks.json"))
         .env_remove("WRIT_PARENT_WRIT")
         .env_remove("WRIT_URL")
         .stdin(Stdio::null());
@@ -431,14 +434,20 @@ fn no_decision_means_nothing_runs() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let o = run(&mut exec_with(&dead, &p.credential, &["/bin/sh", "-c", &touch]));
+    let o = run(&mut exec_with(p.dir(), &dead, &p.credential, &["/bin/sh", "-c", &touch]));
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("writ: denied: log.unavailable: "), "{}", stderr(&o));
     // A control plane that accepts and never answers: denied at the deadline.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", silent.local_addr().unwrap());
     let started = Instant::now();
-    let o = run(&mut exec_flags(&url, &p.credential, &["--decision-timeout", "300ms"], &["/bin/sh", "-c", &touch]));
+    let o = run(&mut exec_flags(
+        p.dir(),
+        &url,
+        &p.credential,
+        &["--decision-timeout", "300ms"],
+        &["/bin/sh", "-c", &touch],
+    ));
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
     assert!(stderr(&o).contains("log.unavailable"), "{}", stderr(&o));
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
@@ -453,7 +462,7 @@ fn bad_credentials_deny() {
     let touch = format!(": > '{}'", marker.display());
     let cmd = ["/bin/sh", "-c", touch.as_str()];
     // Garbled.
-    let o = run(&mut exec_with(&p.url(), "not-a-jwt", &cmd));
+    let o = run(&mut exec_with(p.dir(), &p.url(), "not-a-jwt", &cmd));
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("writ: denied: identity."), "{}", stderr(&o));
     // Forged: the agent's credential with another subject, the signature kept.
@@ -462,11 +471,11 @@ fn bad_credentials_deny() {
     c["sub"] = Value::from("spiffe://demo.example/agent/admin");
     let forged =
         format!("{}.{}.{}", parts[0], base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c.to_string()), parts[2]);
-    let o = run(&mut exec_with(&p.url(), &forged, &cmd));
+    let o = run(&mut exec_with(p.dir(), &p.url(), &forged, &cmd));
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("writ: denied: identity.bad_signature: "), "{}", stderr(&o));
     // None at all.
-    let o = run(exec_with(&p.url(), "", &cmd).env_remove("WRIT_AGENT_CREDENTIAL"));
+    let o = run(exec_with(p.dir(), &p.url(), "", &cmd).env_remove("WRIT_AGENT_CREDENTIAL"));
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("writ: denied: identity.missing: "), "{}", stderr(&o));
     assert!(!marker.exists(), "a command ran with a bad credential");
@@ -481,7 +490,7 @@ fn a_command_awaiting_approval_is_not_run() {
     let first = decision_of(&stderr(&o));
     // Approved while it waits: it runs.
     let url = p.url();
-    let child = exec_flags(&url, &p.credential, &["--approval-wait", "20s"], &["/bin/sleep", "0"])
+    let child = exec_flags(p.dir(), &url, &p.credential, &["--approval-wait", "20s"], &["/bin/sleep", "0"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -581,17 +590,33 @@ fn a_writ_that_does_not_verify_is_a_deny() {
     let (status, answer) = http_as(&p.server.addr, "POST", "/v1/authorize", Some(&body.to_string()), None);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     let other = serde_json::from_slice::<Value>(&answer).unwrap()["writ"].as_str().unwrap().to_owned();
-    let o = run(&mut exec_with(&impostor(other.clone(), jwks.clone()), &p.credential, &["/bin/sh", "-c", &touch]));
+    let o =
+        run(&mut exec_with(p.dir(), &impostor(other.clone(), jwks.clone()), &p.credential, &["/bin/sh", "-c", &touch]));
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("writ: denied: writ.binding_mismatch: "), "{}", stderr(&o));
-    // Garbage, a writ signed by a key the JWKS does not hold, and no keys at all.
-    let o = run(&mut exec_with(&impostor("e30.e30.AAAA".into(), jwks), &p.credential, &["/bin/sh", "-c", &touch]));
+    // Garbage.
+    let o =
+        run(&mut exec_with(p.dir(), &impostor("e30.e30.AAAA".into(), jwks), &p.credential, &["/bin/sh", "-c", &touch]));
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("writ: denied: writ.bad_signature: "), "{}", stderr(&o));
-    let o = run(&mut exec_with(&impostor(other, r#"{"keys": []}"#.into()), &p.credential, &["/bin/sh", "-c", &touch]));
+    // A whole other control plane answering at the address, with keys of its own that it
+    // serves and genuine writs for this very command (found in review: the keys were taken
+    // from the address, so it allowed anything). Only the keys given are trusted.
+    let other_plane = Plane::start();
+    let command = ["/bin/sh", "-c", touch.as_str()];
+    let o = run(&mut exec_with(p.dir(), &other_plane.url(), &other_plane.credential, &command));
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("writ: denied: writ.bad_signature: "), "{}", stderr(&o));
+    // No key file: nothing is trusted.
+    let o = run(exec_with(p.dir(), &p.url(), &p.credential, &command).env("WRIT_JWKS", p.dir().join("absent.json")));
+    assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("writ: denied: internal: "), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--jwks"), "{}", stderr(&o));
     assert!(!marker.exists(), "a command ran with a writ that does not verify");
+    // The same command with the keys of the control plane answering runs (the test can fail).
+    let o = run(&mut exec_with(other_plane.dir(), &other_plane.url(), &other_plane.credential, &command));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(marker.exists());
 }
 
 #[test]
@@ -602,6 +627,7 @@ fn a_signal_before_the_command_starts_stops_everything() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", silent.local_addr().unwrap());
     let mut child = exec_flags(
+        p.dir(),
         &url,
         &p.credential,
         &["--decision-timeout", "20s"],
@@ -693,7 +719,7 @@ fn a_command_is_stopped_once_a_stricter_bundle_refuses_its_renewal() {
     let begun = Instant::now();
     let command = sh(&script);
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
-    let child = exec_flags(&p.url(), &p.credential, &["--stop-grace", "1s"], &command)
+    let child = exec_flags(p.dir(), &p.url(), &p.credential, &["--stop-grace", "1s"], &command)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -780,7 +806,7 @@ fn a_program_whose_path_is_not_utf8_is_refused() {
     // Found through PATH (an argument that is not UTF-8 is already a usage error).
     let mut path = odd.clone().into_os_string();
     path.push(":/usr/bin:/bin");
-    let mut c = exec_with(&p.url(), &p.credential, &["tool"]);
+    let mut c = exec_with(p.dir(), &p.url(), &p.credential, &["tool"]);
     c.env("PATH", path);
     let o = run(&mut c);
     assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));

@@ -24,12 +24,21 @@ fn fixture(name: &str) -> Value {
 }
 
 /// One hook run: `writ hook ARGS` with `input` on standard input.
-fn hook(url: &str, credential: &str, state: &Path, args: &[&str], input: &[u8]) -> Output {
-    hook_under(None, url, credential, state, args, input)
+fn hook(keys: &Path, url: &str, credential: &str, state: &Path, args: &[&str], input: &[u8]) -> Output {
+    hook_under(None, keys, url, credential, state, args, input)
 }
 
-/// [`hook`] with `WRIT_PARENT_WRIT` set to `parent`, if any.
-fn hook_under(parent: Option<&str>, url: &str, credential: &str, state: &Path, args: &[&str], input: &[u8]) -> Output {
+/// [`hook`] with `WRIT_PARENT_WRIT` set to `parent`, if any; `keys` is the writ key file
+/// trusted (`WRIT_JWKS`).
+fn hook_under(
+    parent: Option<&str>,
+    keys: &Path,
+    url: &str,
+    credential: &str,
+    state: &Path,
+    args: &[&str],
+    input: &[u8],
+) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_writ"));
     command.env_remove("WRIT_PARENT_WRIT");
     if let Some(p) = parent {
@@ -39,6 +48,7 @@ fn hook_under(parent: Option<&str>, url: &str, credential: &str, state: &Path, a
         .arg("hook")
         .args(args)
         .env("WRIT_URL", url)
+        .env("WRIT_JWKS", keys)
         .env("WRIT_AGENT_CREDENTIAL", credential)
         .env("WRIT_HOOK_STATE_DIR", state)
         .stdin(Stdio::piped())
@@ -68,12 +78,31 @@ fn agent() -> Agent {
 }
 
 impl Agent {
+    /// The server's writ keys, as the hooks are given them.
+    fn keys(&self) -> std::path::PathBuf {
+        self._dir.path().join("trust/jwks.json")
+    }
+
     fn claude(&self, event: &Value) -> Output {
-        hook(&self.url, &self.credential, self.state.path(), &["claude-code"], event.to_string().as_bytes())
+        hook(
+            &self.keys(),
+            &self.url,
+            &self.credential,
+            self.state.path(),
+            &["claude-code"],
+            event.to_string().as_bytes(),
+        )
     }
 
     fn exec_request(&self, request: &Value) -> Output {
-        hook(&self.url, &self.credential, self.state.path(), &["exec-request"], request.to_string().as_bytes())
+        hook(
+            &self.keys(),
+            &self.url,
+            &self.credential,
+            self.state.path(),
+            &["exec-request"],
+            request.to_string().as_bytes(),
+        )
     }
 
     /// The decision a PreToolUse answer printed: (permissionDecision, reason).
@@ -206,7 +235,8 @@ fn post_tool_use_records_the_outcome_once() {
     assert_eq!(decision, "allow", "{reason}");
     let (jti, _) = decision_of(&reason);
     let post = fixture("bash-post.json");
-    let o = hook(&a.url, &a.credential, a.state.path(), &["claude-code", "--post"], post.to_string().as_bytes());
+    let o =
+        hook(&a.keys(), &a.url, &a.credential, a.state.path(), &["claude-code", "--post"], post.to_string().as_bytes());
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let outcomes: Vec<Value> =
         a.entries().into_iter().filter(|e| e["kind"] == "outcome" && e["jti"] == json!(jti)).collect();
@@ -237,13 +267,13 @@ fn the_hook_fails_closed_with_exit_status_2() {
     let event = fixture("edit-allow.json");
     // A malformed event, and one without a required field.
     for input in [b"{\"session_id\": ".to_vec(), json!({"hook_event_name": "PreToolUse"}).to_string().into_bytes()] {
-        let o = hook(&a.url, &a.credential, a.state.path(), &["claude-code"], &input);
+        let o = hook(&a.keys(), &a.url, &a.credential, a.state.path(), &["claude-code"], &input);
         assert_eq!(o.status.code(), Some(2));
         assert!(o.stdout.is_empty());
         assert!(String::from_utf8_lossy(&o.stderr).contains("request.malformed"));
     }
     // A credential that is not one.
-    let o = hook(&a.url, "not a jwt", a.state.path(), &["claude-code"], event.to_string().as_bytes());
+    let o = hook(&a.keys(), &a.url, "not a jwt", a.state.path(), &["claude-code"], event.to_string().as_bytes());
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     // No credential at all.
     let o = Command::new(env!("CARGO_BIN_EXE_writ"))
@@ -258,6 +288,7 @@ fn the_hook_fails_closed_with_exit_status_2() {
     // An unreachable control plane: a port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let o = hook(
+        &a.keys(),
         &format!("http://127.0.0.1:{port}"),
         &a.credential,
         a.state.path(),
@@ -280,6 +311,7 @@ fn the_hook_fails_closed_with_exit_status_2() {
     });
     let started = Instant::now();
     let o = hook(
+        &a.keys(),
         &url,
         &a.credential,
         a.state.path(),
@@ -294,6 +326,7 @@ fn the_hook_fails_closed_with_exit_status_2() {
     // The whole run's deadline bounds it whatever the per-request timeout.
     let started = Instant::now();
     let o = hook(
+        &a.keys(),
         &url,
         &a.credential,
         a.state.path(),
@@ -309,6 +342,7 @@ fn the_hook_fails_closed_with_exit_status_2() {
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     // exec-request fails closed the same way.
     let o = hook(
+        &a.keys(),
         &url,
         &a.credential,
         a.state.path(),
@@ -347,7 +381,8 @@ fn exec_request_allows_with_the_writ_and_denies_with_the_reason() {
     // Claude Code started under that execution (WRIT_PARENT_WRIT, as `writ exec` sets it): the
     // main thread's tool calls are its children.
     let event = fixture("edit-allow.json").to_string();
-    let o = hook_under(Some(writ), &a.url, &a.credential, a.state.path(), &["claude-code"], event.as_bytes());
+    let o =
+        hook_under(Some(writ), &a.keys(), &a.url, &a.credential, a.state.path(), &["claude-code"], event.as_bytes());
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let reason = v["hookSpecificOutput"]["permissionDecisionReason"].as_str().unwrap();
@@ -432,6 +467,7 @@ fn an_allow_whose_writ_does_not_verify_is_refused_by_the_hooks() {
     let forged = json!({"outcome": "allow", "id": "w-forged", "writ": "eyJhbGciOiJFZERTQSJ9.e30.AAAA", "log_index": 1});
     let url = forging_control_plane(forged);
     let o = hook(
+        &a.keys(),
         &url,
         &a.credential,
         a.state.path(),
@@ -442,10 +478,47 @@ fn an_allow_whose_writ_does_not_verify_is_refused_by_the_hooks() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("deny"), Some("writ.bad_signature")), "{v}");
     // Claude Code is told deny, with the reason.
-    let o =
-        hook(&url, &a.credential, a.state.path(), &["claude-code"], fixture("edit-allow.json").to_string().as_bytes());
+    let o = hook(
+        &a.keys(),
+        &url,
+        &a.credential,
+        a.state.path(),
+        &["claude-code"],
+        fixture("edit-allow.json").to_string().as_bytes(),
+    );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let out = &v["hookSpecificOutput"];
     assert_eq!(out["permissionDecision"], "deny", "{v}");
     assert!(out["permissionDecisionReason"].as_str().unwrap().contains("writ.bad_signature"), "{v}");
+    // A whole other control plane answering, with keys of its own that it serves and genuine
+    // writs for the very call (found in review: the keys were taken from the address). Only
+    // the keys the hook is given are trusted.
+    let other = agent();
+    let request =
+        json!({"action": "read", "resource": "fs:/zones/billing", "arguments": {"path": "/zones/billing/a.csv"}});
+    let o = hook(
+        &other.keys(),
+        &other.url,
+        &other.credential,
+        a.state.path(),
+        &["exec-request"],
+        request.to_string().as_bytes(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the call is allowed where it is trusted: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = hook(
+        &a.keys(),
+        &other.url,
+        &other.credential,
+        a.state.path(),
+        &["exec-request"],
+        request.to_string().as_bytes(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stdout));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("deny"), Some("writ.bad_signature")), "{v}");
 }

@@ -189,3 +189,42 @@ fn developer_tools_are_not_in_writ() {
 }
 
 use std::os::unix::fs::PermissionsExt as _;
+
+/// A checkpoint the log signed for an older size that contradicts the stored tree (a store
+/// altered, then re-signed with the log key): `prove` and `consistency` at that size refuse
+/// (found in review: they compared only the latest checkpoint and printed a proof).
+#[test]
+fn an_older_signed_checkpoint_that_contradicts_the_tree_is_refused() {
+    use writ_log::{Checkpoint, NoteSigner, SqliteOptions, SqliteStore, Store as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ok_json(dir, &["log", "demo", "--entries", "10"]);
+    let key = std::fs::read_to_string(dir.join("keys/log.key")).unwrap();
+    let signer = NoteSigner::from_private_key(key.trim()).unwrap();
+    let store = SqliteStore::open(&dir.join("log/log.db"), SqliteOptions::default()).unwrap();
+    let held: Vec<u64> = store.checkpoints().unwrap().into_iter().map(|(size, _)| size).collect();
+    let size = (1..10).find(|s| !held.contains(s)).unwrap();
+    // Before: a proof at that size, unsigned (no checkpoint for it).
+    let proof = ok_json(dir, &["log", "prove", "--index", "0", "--size", &size.to_string()]);
+    assert_eq!(proof["root_signed"], false);
+    let forged = Checkpoint {
+        origin: signer.name().to_owned(),
+        size,
+        root: Hash::leaf(b"another tree"),
+        extensions: Vec::new(),
+    };
+    let note = SignedCheckpoint::sign(forged, &signer).unwrap();
+    store.put_checkpoint(size, note.note()).unwrap();
+    drop(store);
+    for args in [
+        vec!["log", "prove", "--index", "0", "--size", &size.to_string()],
+        vec!["log", "consistency", "--from", &size.to_string()],
+    ] {
+        let out = writ(dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("names another tree"), "{args:?}");
+    }
+    // Another size is still proved.
+    let other = (1..10).find(|s| *s != size && !held.contains(s)).unwrap();
+    ok_json(dir, &["log", "prove", "--index", "0", "--size", &other.to_string()]);
+}
