@@ -360,6 +360,14 @@ impl ControlPlane {
                     ),
                 )
             })?;
+        // The same audience keeps its verifier, and with it the writs it has accepted: each is
+        // accepted once (`writ.replayed` after), across key re-reads.
+        if let Some(c) = checker.as_mut().filter(|c| c.audience == audience)
+            && c.verifier.set_keys(keys.clone()).is_ok()
+        {
+            c.fetched = std::time::Instant::now();
+            return Ok(());
+        }
         let verifier = writ_verify::WritVerifier::with_keys(&self.issuer, keys, audience, CHECK_SKEW_SECS);
         *checker = Some(WritChecker { audience: audience.to_owned(), verifier, fetched: std::time::Instant::now() });
         Ok(())

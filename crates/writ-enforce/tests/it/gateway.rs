@@ -554,3 +554,41 @@ async fn a_control_plane_with_keys_of_its_own_cannot_allow_a_call() {
     assert_eq!(calls_of(&log, "echo"), before, "a call was forwarded with no trusted keys");
     s.close().await;
 }
+
+/// A genuine writ of exactly this call, answered twice by whatever stands in for the control
+/// plane: the gateway acts on it once; the second time is `writ.replayed` (each writ is
+/// accepted once, across re-reads of the key file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_genuine_writ_answered_again_is_a_replay() {
+    use axum::routing::post;
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.jsonl");
+    let mut s = Session::start(cp.config(&log));
+    s.initialize().await;
+    let arguments = json!({"message": "once", "n": 1});
+    let first = tool_text(&s.call(1, "echo", arguments.clone()).await);
+    let genuine = first["meta"]["dev.writ/writ"].as_str().unwrap().to_owned();
+    let id = claims(&genuine)["jti"].as_str().unwrap().to_owned();
+    s.close().await;
+    let answer = json!({"outcome": "allow", "id": id, "writ": genuine, "log_index": 1});
+    let app = axum::Router::new()
+        .route("/v1/authorize", post(move || async move { axum::Json(answer) }))
+        .route("/v1/outcomes", post(|| async { axum::Json(json!({"log_index": 1})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let before = calls_of(&log, "echo");
+    let mut config = cp.config(&log);
+    config.url = fake;
+    let mut s = Session::start(config);
+    s.initialize().await;
+    // The first answer carries a writ this gateway has not seen: it is the call's own.
+    let got = s.call(2, "echo", arguments.clone()).await;
+    assert_eq!(tool_text(&got)["meta"]["dev.writ/decision"]["id"], json!(id), "{got}");
+    let got = s.call(3, "echo", arguments).await;
+    let w = &got["result"]["structuredContent"]["writ"];
+    assert_eq!((&w["outcome"], &w["reason"]), (&json!("deny"), &json!("writ.replayed")), "{got}");
+    assert_eq!(calls_of(&log, "echo"), before + 1, "the replayed allow was forwarded");
+    s.close().await;
+}
