@@ -296,13 +296,7 @@ pub(crate) async fn events(
             .and_then(|n| n.checked_add(1))
             .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event's sequence number"))?,
     };
-    let Ok(permit) = s.demos.streams.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ReasonCode::Internal,
-            format!("{MAX_STREAMS} demo event streams are open, the most this server keeps; close one or retry later"),
-        ));
-    };
+    let permit = crate::feed::stream_slot(&s.demos.streams, "demo event")?;
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let mut closing = s.closing.subscribe();
     tokio::spawn(async move {

@@ -221,22 +221,9 @@ pub(crate) async fn stream(
     };
     signer(&s)?;
     let Some(mine) = s.feed_peers.take(peer.map(|p| p.0)) else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ReasonCode::Internal,
-            format!(
-                "this client address holds {} feed streams, the most one address may; close one or retry later",
-                s.feed_settings.max_streams_per_peer
-            ),
-        ));
+        return Err(peer_full(s.feed_settings.max_streams_per_peer, "feed"));
     };
-    let Ok(permit) = s.feed_streams.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ReasonCode::Internal,
-            "too many feed streams are open; retry later",
-        ));
-    };
+    let permit = stream_slot(&s.feed_streams, "feed")?;
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let state = s.clone();
     tokio::spawn(async move {
@@ -305,6 +292,29 @@ async fn run_stream(s: &AppState, from: Option<u64>, tx: &mpsc::Sender<Bytes>) -
 /// The answer of an event stream (`text/event-stream`, never cached nor buffered by a
 /// proxy) whose events are what the task holding `rx`'s sender sends; it ends when that
 /// task drops the sender. Marked [`Streaming`], so the edge's timeout does not cut it.
+/// A slot among `streams` for one more stream of `what` (`log`, `feed`, …), or 503.
+pub(crate) fn stream_slot(
+    streams: &std::sync::Arc<tokio::sync::Semaphore>,
+    what: &str,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReasonCode::Internal,
+            format!("too many {what} streams are open; retry later"),
+        )
+    })
+}
+
+/// 503 for a client address that already holds `most` streams of `what`.
+pub(crate) fn peer_full(most: usize, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ReasonCode::Internal,
+        format!("this client address holds {most} {what} streams, the most one address may; close one or retry later"),
+    )
+}
+
 pub(crate) fn event_stream(rx: mpsc::Receiver<Bytes>) -> Response {
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|bytes| (Ok::<_, Infallible>(bytes), rx))

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -93,21 +93,9 @@ pub(crate) async fn stream(
         return Err(ApiError::bad_request(format!("the log holds {size} entries: no index {start} to start from")));
     }
     let Some(mine) = s.log_peers.take(peer.map(|p| p.0)) else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ReasonCode::Internal,
-            format!(
-                "this client address holds {MAX_STREAMS_PER_PEER} log streams, the most one address may; close one or retry later"
-            ),
-        ));
+        return Err(crate::feed::peer_full(MAX_STREAMS_PER_PEER, "log"));
     };
-    let Ok(permit) = s.log_streams.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ReasonCode::Internal,
-            "too many log streams are open; retry later",
-        ));
-    };
+    let permit = crate::feed::stream_slot(&s.log_streams, "log")?;
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let state = s.clone();
     tokio::spawn(async move {

@@ -489,24 +489,15 @@ fn a_demo_run_is_started_by_an_operator_and_narrated_as_events() {
         assert_eq!(resp.status(), StatusCode::ACCEPTED);
         let run: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
         let id = run["id"].as_str().unwrap().to_owned();
+        let open =
+            || f.router.clone().oneshot(request(&format!("/v1/demo/runs/{id}/events"), &[("authorization", &bearer)]));
         let mut held = Vec::new();
         for _ in 0..16 {
-            let resp = f
-                .router
-                .clone()
-                .oneshot(request(&format!("/v1/demo/runs/{id}/events"), &[("authorization", &bearer)]))
-                .await
-                .unwrap();
+            let resp = open().await.unwrap();
             assert_eq!(resp.status(), StatusCode::OK);
             held.push(resp.into_body());
         }
-        let resp = f
-            .router
-            .clone()
-            .oneshot(request(&format!("/v1/demo/runs/{id}/events"), &[("authorization", &bearer)]))
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(open().await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
         drop(held);
         tx.send(()).unwrap();
     });
