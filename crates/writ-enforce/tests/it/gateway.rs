@@ -592,3 +592,15 @@ async fn a_genuine_writ_answered_again_is_a_replay() {
     assert_eq!(calls_of(&log, "echo"), before + 1, "the replayed allow was forwarded");
     s.close().await;
 }
+
+/// A credential file that never ends (found in review: it was read whole before its size
+/// was checked, so `/dev/zero` read forever): refused at its bound, at once.
+#[tokio::test]
+async fn an_endless_credential_file_is_refused_at_its_bound() {
+    use writ_enforce::control::{Credential, CredentialSource};
+    let credential = Credential::new(CredentialSource::File("/dev/zero".into()));
+    let started = Instant::now();
+    let e = credential.get(false).await.unwrap_err();
+    assert!(e.to_string().contains("over 65536 bytes"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
